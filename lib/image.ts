@@ -1,0 +1,66 @@
+/** Images in and out: decoding and encoding files is sharp's job, not ours. */
+import { stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+import sharp from 'sharp';
+
+import { FileAccessError, ImageError } from './errors.js';
+import { checkPath } from './validate.js';
+
+/** Interleaved 8-bit pixels, rows top to bottom. */
+export interface Image {
+  width: number;
+  height: number;
+  channels: 3 | 4;
+  data: Uint8Array;
+}
+
+/** Reads a PNG, JPEG, WebP, … file as 8-bit sRGB, alpha dropped: `channels` is 3. */
+export async function readImage(path: string): Promise<Image & { channels: 3 }> {
+  checkPath('path', path);
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(path);
+  } catch (cause) {
+    throw new FileAccessError(`cannot read image '${path}': ${(cause as Error).message}`, { cause });
+  }
+  if (!info.isFile()) throw new FileAccessError(`cannot read image '${path}': not a regular file`);
+  try {
+    const { data, info: meta } = await sharp(path).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    return { width: meta.width, height: meta.height, channels: 3, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (cause) {
+    throw new ImageError(`cannot decode image '${path}': ${(cause as Error).message}`, { cause });
+  }
+}
+
+const FORMATS = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' } as const;
+
+/** Writes an image; the format follows the extension: .png, .jpg/.jpeg or .webp. */
+export async function writeImage(path: string, image: Image): Promise<void> {
+  checkPath('path', path);
+  checkImage('image', image);
+  const format = FORMATS[extname(path).toLowerCase() as keyof typeof FORMATS];
+  if (!format) throw new RangeError(`cannot tell the image format of '${path}': use .png, .jpg, .jpeg or .webp`);
+  try {
+    await sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } })
+      .toFormat(format)
+      .toFile(path);
+  } catch (cause) {
+    throw new ImageError(`cannot write image '${path}': ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Throws TypeError/RangeError unless `image` is a well-formed Image. */
+export function checkImage(what: string, image: unknown): asserts image is Image {
+  if (image === null || typeof image !== 'object') throw new TypeError(`${what} must be an object { width, height, channels, data }`);
+  const { width, height, channels, data } = image as Record<string, unknown>;
+  for (const [k, v] of [['width', width], ['height', height]] as const) {
+    if (typeof v !== 'number') throw new TypeError(`${what}.${k} must be a number`);
+    if (!Number.isInteger(v) || v < 1 || v > 65536) throw new RangeError(`${what}.${k} must be an integer in [1, 65536], got ${v}`);
+  }
+  if (channels !== 3 && channels !== 4) throw new RangeError(`${what}.channels must be 3 or 4, got ${String(channels)}`);
+  if (!(data instanceof Uint8Array)) throw new TypeError(`${what}.data must be a Uint8Array`);
+  const expected = (width as number) * (height as number) * channels;
+  if (data.length !== expected) {
+    throw new RangeError(`${what}.data has ${data.length} bytes, width × height × channels is ${expected}`);
+  }
+}

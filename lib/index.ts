@@ -1,0 +1,21 @@
+/**
+ * sdnode: Stable Diffusion on your own machine, from Node.js.
+ */
+export { loadAutoencoder, Autoencoder } from './autoencoder.js';
+export type { AutoencoderFiles, LoadAutoencoderOptions, Latent } from './autoencoder.js';
+export { readImage, writeImage } from './image.js';
+export type { Image } from './image.js';
+export { listDevices, systemInfo } from './system.js';
+export type { Device, SystemInfo } from './system.js';
+export type { JobOptions, Progress } from './job.js';
+export {
+  SdnodeError,
+  FileAccessError,
+  ModelFormatError,
+  ModelCompatibilityError,
+  AbortError,
+  DisposedError,
+  ResourceError,
+  BackendError,
+  ImageError,
+} from './errors.js';

@@ -1,0 +1,111 @@
+/**
+ * The addon's contract, typed once, and its loading: a prebuilt binary from prebuilds/ when
+ * one matches this platform, else the one built at install in build/Release.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeProgress {
+  step: number;
+  steps: number;
+  elapsedMs: number;
+}
+
+export interface NativeJob<T> {
+  promise: Promise<T>;
+  cancel(): void;
+}
+
+export interface NativeImage {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+export interface NativeLatent {
+  channels: number;
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+export interface NativeAutoencoderInfo {
+  hasEncoder: boolean;
+  hasDecoder: boolean;
+  latentChannels: number;
+  scale: number;
+  device: string;
+  weightBytes: number;
+}
+
+export interface NativeAutoencoder {
+  info(): NativeAutoencoderInfo;
+  encode(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
+  decode(latent: NativeLatent, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
+  dispose(): void;
+}
+
+export interface NativeDevice {
+  id: string;
+  backend: string;
+  name: string;
+  description: string;
+  type: 'cpu' | 'gpu' | 'igpu' | 'accel';
+  memoryFree: number;
+  memoryTotal: number;
+}
+
+export interface NativeSystemInfo {
+  ggmlVersion: string;
+  ggmlCommit: string;
+  backends: string[];
+  cpuFeatures: Record<string, string>;
+}
+
+export interface NativeBinding {
+  loadBackends(moduleDir: string): void;
+  listDevices(): NativeDevice[];
+  systemInfo(): NativeSystemInfo;
+  NativeAutoencoder: {
+    load(
+      options: { encoder?: string; decoder?: string; device: string; threads: number; f16Weights: boolean },
+      onProgress?: (p: NativeProgress) => void,
+    ): NativeJob<NativeAutoencoder>;
+  };
+}
+
+/** The package root: the folder above dist/ (or above lib/ when run from source). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('sdnode: cannot find the package root');
+    dir = up;
+  }
+  return dir;
+}
+
+let binding: NativeBinding | undefined;
+let bindingPath: string | undefined;
+
+/** Loads the addon once, and ggml's backend modules from the addon's own folder. */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const require = createRequire(import.meta.url);
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  const file = nodeGypBuild.resolve(packageRoot());
+  const loaded = require(file) as NativeBinding;
+  loaded.loadBackends(dirname(file));
+  bindingPath = file;
+  binding = loaded;
+  return loaded;
+}
+
+/** Where the loaded addon came from (a prebuild or a local build). */
+export function nativePath(): string {
+  native();
+  return bindingPath!;
+}

@@ -1,0 +1,65 @@
+/** What this machine offers: ggml's version, backends, CPU features and devices. */
+import { native, nativePath, type NativeDevice } from './native.js';
+
+export type Device = NativeDevice;
+
+export interface SystemInfo {
+  /** ggml version compiled in, e.g. "0.23.0". */
+  ggmlVersion: string;
+  ggmlCommit: string;
+  /** Backends whose modules were loaded, e.g. ["CPU"] or ["Vulkan", "CPU"]. */
+  backends: string[];
+  /** Features of the CPU module chosen for this processor (e.g. AVX2: "1"). */
+  cpuFeatures: Record<string, string>;
+  /** The addon file in use: a prebuild or a local build. */
+  addonPath: string;
+  /** True when SDNODE_FORCE_CPU is set: every job runs on the CPU. */
+  forceCpu: boolean;
+}
+
+export function forceCpu(): boolean {
+  const v = process.env.SDNODE_FORCE_CPU;
+  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+/** ggml version, loaded backends and the CPU features in use. */
+export function systemInfo(): SystemInfo {
+  const info = native().systemInfo();
+  return { ...info, addonPath: nativePath(), forceCpu: forceCpu() };
+}
+
+/**
+ * Compute devices, CPU included. `id` is what `device` options take ("cpu", "vulkan:0",
+ * "cuda:0", "metal:0"). With SDNODE_FORCE_CPU set, only the CPU is listed.
+ */
+export function listDevices(): Device[] {
+  const devices = native().listDevices();
+  return forceCpu() ? devices.filter((d) => d.id === 'cpu') : devices;
+}
+
+const DEVICE_PATTERN = /^(auto|cpu|[a-z]+(:\d+)?)$/;
+
+/**
+ * Maps a `device` option to a device id. `auto` (the default) picks the first GPU, else the
+ * CPU; `cuda` means `cuda:0`. Throws TypeError/RangeError for a bad or unknown device.
+ */
+export function resolveDevice(requested: unknown): { id: string; auto: boolean } {
+  if (requested === undefined) requested = 'auto';
+  if (typeof requested !== 'string') throw new TypeError(`device must be a string, got ${typeof requested}`);
+  const wanted = requested.toLowerCase();
+  if (!DEVICE_PATTERN.test(wanted)) {
+    throw new RangeError(`device '${requested}' is not of the form 'auto', 'cpu', 'cuda:0', 'vulkan:0' or 'metal'`);
+  }
+  const devices = listDevices();
+  if (wanted === 'auto') {
+    const gpu = devices.find((d) => d.type === 'gpu') ?? devices.find((d) => d.type === 'igpu');
+    return { id: gpu ? gpu.id : 'cpu', auto: true };
+  }
+  if (forceCpu()) return { id: 'cpu', auto: false };
+  const id = wanted.includes(':') || wanted === 'cpu' ? wanted : `${wanted}:0`;
+  if (!devices.some((d) => d.id === id)) {
+    const known = devices.map((d) => d.id).join(', ');
+    throw new RangeError(`device '${requested}' is not available here (available: ${known})`);
+  }
+  return { id, auto: false };
+}

@@ -1,0 +1,143 @@
+// A job runs engine work on its own thread and settles a promise. Progress and completion
+// travel through one thread-safe function, so JS sees every progress event, in order, before
+// the promise settles. Each job owns its cancel flag; the JS handle's cancel() sets it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include <napi.h>
+
+#include "core/job_control.h"
+#include "errors.h"
+
+namespace sdnode {
+
+class JobBase;
+
+// Per-environment state: live jobs, so environment teardown (process exit, worker.terminate)
+// can cancel and join them before the objects they use are finalized.
+struct AddonData {
+  std::unordered_set<JobBase*> live_jobs;
+  Napi::FunctionReference job_handle_ctor;
+  Napi::FunctionReference autoencoder_ctor;
+};
+
+AddonData& addon_data(Napi::Env env);
+void cancel_and_join_all(AddonData& data);
+
+class JobBase {
+ public:
+  virtual ~JobBase() = default;
+  void cancel() { control_->cancel(); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ protected:
+  std::shared_ptr<sdn::JobControl> control_ = std::make_shared<sdn::JobControl>();
+  std::thread thread_;
+};
+
+// JS: { promise: Promise<T>, cancel(): void }
+class JobHandle : public Napi::ObjectWrap<JobHandle> {
+ public:
+  static void Init(Napi::Env env, AddonData& data);
+  explicit JobHandle(const Napi::CallbackInfo& info);
+  static Napi::Object New(Napi::Env env, std::shared_ptr<sdn::JobControl> control, Napi::Promise promise);
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  std::shared_ptr<sdn::JobControl> control_;
+};
+
+template <typename Result>
+class Job : public JobBase {
+ public:
+  using Work = std::function<Result(sdn::JobControl&)>;
+  using Convert = std::function<Napi::Value(Napi::Env, Result&)>;
+
+  // `owner` stays referenced (alive) until the job settles; `on_progress` may be undefined.
+  static Napi::Object Start(Napi::Env env, Napi::Object owner, Napi::Value on_progress, Work work, Convert convert) {
+    auto* job = new Job(env);
+    job->work_ = std::move(work);
+    job->convert_ = std::move(convert);
+    if (!owner.IsEmpty()) job->owner_ = Napi::Persistent(owner);
+    if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
+    job->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function(), "sdnode-job", 0, 1, job,
+                                               [](Napi::Env, Job* self) { delete self; });
+    addon_data(env).live_jobs.insert(job);
+    Napi::Promise promise = job->deferred_.Promise();
+    Napi::Object handle = JobHandle::New(env, job->control_, promise);
+
+    if (!job->on_progress_.IsEmpty()) {
+      job->control_->set_progress_sink([job](const sdn::Progress& p) {
+        job->tsfn_.NonBlockingCall([job, p](Napi::Env env, Napi::Function) { job->DeliverProgress(env, p); });
+      });
+    }
+    job->thread_ = std::thread([job] { job->Run(); });
+    return handle;
+  }
+
+ private:
+  explicit Job(Napi::Env env) : deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  void Run() {
+    try {
+      result_.emplace(work_(*control_));
+    } catch (...) {
+      error_ = describe_current_exception();
+    }
+    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { Settle(env); });
+    tsfn_.Release();
+  }
+
+  void DeliverProgress(Napi::Env env, const sdn::Progress& p) {
+    if (settled_ || on_progress_.IsEmpty()) return;
+    Napi::Object event = Napi::Object::New(env);
+    event.Set("step", p.step);
+    event.Set("steps", p.steps);
+    event.Set("elapsedMs", p.elapsed_ms);
+    try {
+      on_progress_.Call({event});
+    } catch (const Napi::Error&) {
+      // lib/ wraps callbacks so they never throw here; a throwing one is ignored.
+    }
+  }
+
+  void Settle(Napi::Env env) {
+    join();
+    settled_ = true;
+    addon_data(env).live_jobs.erase(this);
+    Napi::HandleScope scope(env);
+    if (error_) {
+      deferred_.Reject(make_error(env, *error_).Value());
+    } else {
+      try {
+        deferred_.Resolve(convert_(env, *result_));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      } catch (...) {
+        deferred_.Reject(make_error(env, describe_current_exception()).Value());
+      }
+    }
+    result_.reset();
+    owner_.Reset();
+    on_progress_.Reset();
+  }
+
+  Work work_;
+  Convert convert_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference owner_;
+  Napi::FunctionReference on_progress_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::optional<Result> result_;
+  std::optional<ErrorInfo> error_;
+  bool settled_ = false;
+};
+
+}  // namespace sdnode

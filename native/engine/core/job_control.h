@@ -1,0 +1,48 @@
+// What a running job shares with its caller: a cancel flag and a progress sink. Each job has
+// its own; nothing here is process-wide.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+
+#include "core/error.h"
+
+namespace sdn {
+
+struct Progress {
+  int step = 0;      // 1-based, increasing
+  int steps = 0;     // total for this job
+  double elapsed_ms = 0;
+};
+
+class JobControl {
+ public:
+  using ProgressSink = std::function<void(const Progress&)>;
+
+  JobControl() : start_(std::chrono::steady_clock::now()) {}
+
+  void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  // Called between units of work: turns a cancel request into an Aborted error.
+  void throw_if_cancelled() const {
+    if (cancelled()) fail(ErrorCode::Aborted, "the operation was aborted");
+  }
+
+  void set_progress_sink(ProgressSink sink) { sink_ = std::move(sink); }
+  void report(int step, int steps) const {
+    if (!sink_) return;
+    Progress p;
+    p.step = step;
+    p.steps = steps;
+    p.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+    sink_(p);
+  }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  ProgressSink sink_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace sdn

@@ -1,0 +1,67 @@
+// One in-memory view of a model file's tensors, whatever the file format. Readers (torch zip,
+// later safetensors and GGUF) validate everything and fill a TensorStore; networks take their
+// weights from it by name and shape.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace sdn {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, Bool };
+
+const char* dtype_name(DType t);
+size_t dtype_size(DType t);
+
+// Bytes a store reads tensors from: a read-only memory map of a file, or an owned buffer.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual const uint8_t* data() const = 0;
+  virtual size_t size() const = 0;
+};
+
+// Opens `path` read-only (memory-mapped where the OS allows). Throws FileAccess for a missing
+// path, a directory, a non-regular file (FIFO, device) or an unreadable file.
+std::shared_ptr<ByteSource> map_file(const std::string& path);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;  // outermost first, as PyTorch reports it; {} for a scalar
+  const uint8_t* data = nullptr;  // contiguous, row-major, little-endian
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+};
+
+class TensorStore {
+ public:
+  // Keeps `source` alive for as long as the store: tensors point into it.
+  void keep_alive(std::shared_ptr<ByteSource> source);
+  // Owns a buffer for a tensor that had to be made contiguous; returns its bytes.
+  uint8_t* own_buffer(size_t nbytes);
+  // Throws ModelFormat on a duplicate name.
+  void add(TensorInfo info);
+
+  const TensorInfo* find(const std::string& name) const;
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  size_t size() const { return tensors_.size(); }
+
+  // Converts a floating-point tensor (F64/F32/F16/BF16) to f32 or f16 into dst, which holds
+  // numel() elements. Throws ModelFormat for other dtypes.
+  static void to_f32(const TensorInfo& t, float* dst);
+  static void to_f16(const TensorInfo& t, uint16_t* dst);
+
+ private:
+  std::vector<std::shared_ptr<ByteSource>> sources_;
+  std::vector<std::unique_ptr<uint8_t[]>> owned_;
+  std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> index_;
+};
+
+}  // namespace sdn

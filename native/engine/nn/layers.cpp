@@ -1,0 +1,51 @@
+#include "nn/layers.h"
+
+#include "core/error.h"
+
+namespace sdn {
+
+Conv2d Conv2d::load(Weights& w, const std::string& prefix, int stride) {
+  Conv2d c;
+  c.weight = w.require(prefix + ".weight", 4);
+  c.stride = stride;
+  if (c.weight->ne[0] != c.weight->ne[1] || c.weight->ne[0] % 2 == 0) {
+    fail(ErrorCode::ModelCompatibility, "'" + prefix + ".weight' is not an odd square kernel");
+  }
+  if (w.has(prefix + ".bias")) {
+    c.bias = w.require(prefix + ".bias", 1, GGML_TYPE_F32);
+    expect_dim("'" + prefix + ".bias' length", c.bias->ne[0], c.out_channels());
+  }
+  return c;
+}
+
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x) {
+  int pad = static_cast<int>(conv.kernel() / 2);
+  ggml_tensor* y = ggml_conv_2d(ctx, conv.weight, x, conv.stride, conv.stride, pad, pad, 1, 1);
+  if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
+  return y;
+}
+
+GroupNorm GroupNorm::load(Weights& w, const std::string& prefix, int groups, float eps) {
+  GroupNorm n;
+  n.weight = w.require(prefix + ".weight", 1, GGML_TYPE_F32);
+  n.bias = w.require(prefix + ".bias", 1, GGML_TYPE_F32);
+  n.groups = groups;
+  n.eps = eps;
+  expect_dim("'" + prefix + ".bias' length", n.bias->ne[0], n.channels());
+  if (n.channels() % groups != 0) {
+    fail(ErrorCode::ModelCompatibility, "'" + prefix + "' has " + std::to_string(n.channels()) +
+                                            " channels, not divisible into " + std::to_string(groups) + " groups");
+  }
+  return n;
+}
+
+ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x) {
+  int64_t c = norm.channels();
+  ggml_tensor* y = ggml_group_norm(ctx, x, norm.groups, norm.eps);
+  y = ggml_mul(ctx, y, ggml_reshape_4d(ctx, norm.weight, 1, 1, c, 1));
+  return ggml_add(ctx, y, ggml_reshape_4d(ctx, norm.bias, 1, 1, c, 1));
+}
+
+ggml_tensor* upsample_nearest2x(ggml_context* ctx, ggml_tensor* x) { return ggml_upscale(ctx, x, 2, GGML_SCALE_MODE_NEAREST); }
+
+}  // namespace sdn

@@ -1,0 +1,44 @@
+// Small graph builders shared by the networks. Each layer is loaded from checkpoint keys
+// (shapes from the file) and applied to activations laid out [W, H, C, N] (ggml ne order).
+#pragma once
+
+#include <string>
+
+#include "ggml.h"
+#include "nn/weights.h"
+
+namespace sdn {
+
+struct Conv2d {
+  ggml_tensor* weight = nullptr;  // [KW, KH, IC, OC]  <- "<prefix>.weight" [OC, IC, KH, KW]
+  ggml_tensor* bias = nullptr;    // [OC]              <- "<prefix>.bias" (optional)
+  int stride = 1;
+
+  int64_t in_channels() const { return weight->ne[2]; }
+  int64_t out_channels() const { return weight->ne[3]; }
+  int64_t kernel() const { return weight->ne[0]; }
+
+  static Conv2d load(Weights& w, const std::string& prefix, int stride = 1);
+};
+
+// Same-size padding for odd square kernels, as PyTorch's padding=k//2.
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x);
+
+struct GroupNorm {
+  ggml_tensor* weight = nullptr;  // [C]
+  ggml_tensor* bias = nullptr;    // [C]
+  int groups = 32;
+  float eps = 1e-5f;
+
+  int64_t channels() const { return weight->ne[0]; }
+
+  // `groups` is not in the weights: the architecture fixes it.
+  static GroupNorm load(Weights& w, const std::string& prefix, int groups, float eps);
+};
+
+ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x);
+
+// Nearest-neighbour ×2, as nn.Upsample(scale_factor=2).
+ggml_tensor* upsample_nearest2x(ggml_context* ctx, ggml_tensor* x);
+
+}  // namespace sdn

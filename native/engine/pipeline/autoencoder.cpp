@@ -1,0 +1,177 @@
+#include "pipeline/autoencoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+#include "io/torch_checkpoint.h"
+#include "nn/tae.h"
+
+namespace sdn {
+
+namespace {
+
+constexpr int kProgressSteps = 16;
+constexpr size_t kGraphNodes = 4096;
+// Activations are at most this many floats (per side 16k px at 64 channels would exceed it):
+// refuse before ggml is asked for a buffer it cannot give.
+constexpr double kMaxActivationElements = 4.0e9;
+
+// A graph context sized for one forward pass; tensors live in backend buffers.
+struct GraphContext {
+  ggml_context* ctx = nullptr;
+  ggml_cgraph* graph = nullptr;
+  GraphContext() {
+    ggml_init_params params{};
+    params.mem_size = ggml_tensor_overhead() * kGraphNodes + ggml_graph_overhead_custom(kGraphNodes, false);
+    params.no_alloc = true;
+    ctx = ggml_init(params);
+    if (!ctx) fail(ErrorCode::Resource, "could not allocate a graph context");
+    graph = ggml_new_graph_custom(ctx, kGraphNodes, false);
+  }
+  ~GraphContext() { ggml_free(ctx); }
+};
+
+}  // namespace
+
+struct TinyAutoencoder::Part {
+  TensorStore store;
+  std::unique_ptr<Weights> weights;
+  TaeNetwork net;
+};
+
+TinyAutoencoder::TinyAutoencoder(const AutoencoderOptions& options) {
+  if (options.encoder_path.empty() && options.decoder_path.empty()) {
+    fail(ErrorCode::InvalidArgument, "an encoder or a decoder file is required");
+  }
+  auto load = [&](const std::string& path, TaeNetwork::Role role) {
+    auto part = std::make_unique<Part>();
+    part->store = read_torch_checkpoint(path);
+    ggml_type type = options.f16_weights ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    part->weights = std::make_unique<Weights>(part->store, type, part->store.size());
+    try {
+      part->net = TaeNetwork::load(*part->weights, part->store, role);
+    } catch (const Error& e) {
+      fail(e.code(), path + ": " + e.what());
+    }
+    return part;
+  };
+  if (!options.encoder_path.empty()) encoder_ = load(options.encoder_path, TaeNetwork::Encoder);
+  if (!options.decoder_path.empty()) decoder_ = load(options.decoder_path, TaeNetwork::Decoder);
+  if (encoder_ && decoder_) {
+    expect_dim("latent channels of the decoder (the encoder makes " + std::to_string(encoder_->net.out_channels()) + ")",
+               decoder_->net.in_channels(), encoder_->net.out_channels());
+    expect_dim("scale of the decoder", decoder_->net.scale(), encoder_->net.scale());
+  }
+
+  runtime_ = std::make_unique<Runtime>(options.device, options.threads);
+  info_.device = options.device;
+  for (Part* p : {encoder_.get(), decoder_.get()}) {
+    if (!p) continue;
+    p->weights->upload(runtime_->weight_buffer_type());
+    info_.weight_bytes += p->weights->bytes();
+  }
+  info_.has_encoder = encoder_ != nullptr;
+  info_.has_decoder = decoder_ != nullptr;
+  info_.latent_channels = static_cast<int>(encoder_ ? encoder_->net.out_channels() : decoder_->net.in_channels());
+  info_.scale = encoder_ ? encoder_->net.scale() : decoder_->net.scale();
+}
+
+TinyAutoencoder::~TinyAutoencoder() {
+  // Weights live in buffers of the runtime's backend: free them first.
+  encoder_.reset();
+  decoder_.reset();
+  runtime_.reset();
+}
+
+namespace {
+
+void check_size(double elements, const char* what) {
+  if (elements > kMaxActivationElements) fail(ErrorCode::Resource, std::string(what) + " is too large to process at once");
+}
+
+}  // namespace
+
+Latent TinyAutoencoder::encode(const Image& image, const JobControl& job) {
+  if (!encoder_) fail(ErrorCode::InvalidArgument, "this autoencoder was loaded without an encoder");
+  const int s = info_.scale;
+  if (image.width <= 0 || image.height <= 0 || image.width % s || image.height % s) {
+    fail(ErrorCode::InvalidArgument, "image sides must be positive multiples of " + std::to_string(s));
+  }
+  if (image.channels != 3 && image.channels != 4) fail(ErrorCode::InvalidArgument, "image must have 3 or 4 channels");
+  const size_t plane = size_t(image.width) * image.height;
+  if (image.data.size() != plane * image.channels) fail(ErrorCode::InvalidArgument, "image data has the wrong length");
+  check_size(double(plane) * 64 * 9, "the image");
+
+  GraphContext g;
+  ggml_tensor* input = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, image.width, image.height, 3, 1);
+  ggml_set_name(input, "tae.enc.input");
+  ggml_set_input(input);
+  ggml_tensor* out = encoder_->net.build(g.ctx, input);
+  ggml_set_output(out);
+  ggml_build_forward_expand(g.graph, out);
+
+  runtime_->allocate(g.graph);
+  std::vector<float> planar(plane * 3);
+  for (size_t i = 0; i < plane; ++i) {
+    for (int c = 0; c < 3; ++c) planar[c * plane + i] = image.data[i * image.channels + c] / 255.0f;
+  }
+  ggml_backend_tensor_set(input, planar.data(), 0, planar.size() * sizeof(float));
+  runtime_->compute(g.graph, job, kProgressSteps);
+
+  Latent latent;
+  latent.channels = static_cast<int>(out->ne[2]);
+  latent.width = static_cast<int>(out->ne[0]);
+  latent.height = static_cast<int>(out->ne[1]);
+  latent.data.resize(ggml_nelements(out));
+  ggml_backend_tensor_get(out, latent.data.data(), 0, latent.data.size() * sizeof(float));
+  runtime_->reset();
+  return latent;
+}
+
+Image TinyAutoencoder::decode(const Latent& latent, const JobControl& job) {
+  if (!decoder_) fail(ErrorCode::InvalidArgument, "this autoencoder was loaded without a decoder");
+  if (latent.channels != decoder_->net.in_channels()) {
+    fail(ErrorCode::InvalidArgument, "latent has " + std::to_string(latent.channels) + " channels, the decoder takes " +
+                                         std::to_string(decoder_->net.in_channels()));
+  }
+  if (latent.width <= 0 || latent.height <= 0) fail(ErrorCode::InvalidArgument, "latent sides must be positive");
+  const size_t cells = size_t(latent.width) * latent.height;
+  if (latent.data.size() != cells * latent.channels) fail(ErrorCode::InvalidArgument, "latent data has the wrong length");
+  const int s = info_.scale;
+  check_size(double(cells) * s * s * 64 * 9, "the latent");
+
+  GraphContext g;
+  ggml_tensor* input = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, latent.width, latent.height, latent.channels, 1);
+  ggml_set_name(input, "tae.dec.input");
+  ggml_set_input(input);
+  ggml_tensor* out = decoder_->net.build(g.ctx, input);
+  ggml_set_output(out);
+  ggml_build_forward_expand(g.graph, out);
+
+  runtime_->allocate(g.graph);
+  ggml_backend_tensor_set(input, latent.data.data(), 0, latent.data.size() * sizeof(float));
+  runtime_->compute(g.graph, job, kProgressSteps);
+
+  std::vector<float> planar(ggml_nelements(out));
+  ggml_backend_tensor_get(out, planar.data(), 0, planar.size() * sizeof(float));
+  runtime_->reset();
+
+  Image image;
+  image.width = static_cast<int>(out->ne[0]);
+  image.height = static_cast<int>(out->ne[1]);
+  image.channels = 3;
+  const size_t plane = size_t(image.width) * image.height;
+  image.data.resize(plane * 3);
+  for (size_t i = 0; i < plane; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      float v = planar[c * plane + i];
+      v = std::isnan(v) ? 0.0f : std::min(1.0f, std::max(0.0f, v));
+      image.data[i * 3 + c] = static_cast<uint8_t>(std::lround(v * 255.0f));
+    }
+  }
+  return image;
+}
+
+}  // namespace sdn

@@ -1,0 +1,50 @@
+// The tiny autoencoder as a job: load encoder and/or decoder, then encode images to latents
+// and decode latents to images on one device.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/job_control.h"
+#include "pipeline/backend.h"
+#include "pipeline/image.h"
+
+namespace sdn {
+
+struct AutoencoderOptions {
+  std::string encoder_path;  // either may be empty, not both
+  std::string decoder_path;
+  std::string device = "cpu";
+  int threads = 1;
+  bool f16_weights = false;  // store conv weights as f16 (faster, slightly less exact)
+};
+
+struct AutoencoderInfo {
+  bool has_encoder = false;
+  bool has_decoder = false;
+  int latent_channels = 0;
+  int scale = 8;
+  std::string device;
+  size_t weight_bytes = 0;
+};
+
+class TinyAutoencoder {
+ public:
+  explicit TinyAutoencoder(const AutoencoderOptions& options);
+  ~TinyAutoencoder();
+
+  const AutoencoderInfo& info() const { return info_; }
+  // RGB (or RGBA, alpha ignored) image whose sides are multiples of scale() -> latent.
+  Latent encode(const Image& image, const JobControl& job);
+  // Latent -> RGB image, clamped to [0,1] and rounded to 8 bits.
+  Image decode(const Latent& latent, const JobControl& job);
+
+ private:
+  struct Part;
+  std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<Part> encoder_;
+  std::unique_ptr<Part> decoder_;
+  AutoencoderInfo info_;
+};
+
+}  // namespace sdn

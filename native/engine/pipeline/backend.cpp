@@ -1,0 +1,193 @@
+#include "pipeline/backend.h"
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "ggml.h"
+
+namespace sdn {
+
+namespace {
+
+std::once_flag g_load_once;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+const char* type_name(enum ggml_backend_dev_type t) {
+  switch (t) {
+    case GGML_BACKEND_DEVICE_TYPE_CPU: return "cpu";
+    case GGML_BACKEND_DEVICE_TYPE_GPU: return "gpu";
+    case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
+    default: return "accel";
+  }
+}
+
+// Device ids are "<registry>:<index within registry>", lower-case; the CPU is just "cpu".
+std::vector<std::pair<std::string, ggml_backend_dev_t>> enumerate() {
+  std::vector<std::pair<std::string, ggml_backend_dev_t>> out;
+  for (size_t r = 0; r < ggml_backend_reg_count(); ++r) {
+    ggml_backend_reg_t reg = ggml_backend_reg_get(r);
+    std::string reg_name = lower(ggml_backend_reg_name(reg));
+    if (reg_name == "mtl") reg_name = "metal";  // ggml's Metal registry is called "MTL"
+    for (size_t d = 0; d < ggml_backend_reg_dev_count(reg); ++d) {
+      ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, d);
+      std::string id = ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU && reg_name == "cpu"
+                           ? std::string("cpu")
+                           : reg_name + ":" + std::to_string(d);
+      out.emplace_back(id, dev);
+    }
+  }
+  return out;
+}
+
+template <typename Fn>
+Fn proc(ggml_backend_t backend, const char* name) {
+  ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+  if (!dev) return nullptr;
+  ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+  return reg ? reinterpret_cast<Fn>(ggml_backend_reg_get_proc_address(reg, name)) : nullptr;
+}
+
+}  // namespace
+
+void load_backends(const std::string& module_dir) {
+  std::call_once(g_load_once, [&] { ggml_backend_load_all_from_path(module_dir.empty() ? nullptr : module_dir.c_str()); });
+}
+
+std::vector<DeviceInfo> list_devices() {
+  std::vector<DeviceInfo> out;
+  for (auto& [id, dev] : enumerate()) {
+    DeviceInfo info;
+    info.id = id;
+    info.backend = ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev));
+    info.name = ggml_backend_dev_name(dev);
+    info.description = ggml_backend_dev_description(dev);
+    info.type = type_name(ggml_backend_dev_type(dev));
+    ggml_backend_dev_memory(dev, &info.memory_free, &info.memory_total);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+SystemInfo system_info() {
+  SystemInfo info;
+  info.ggml_version = ggml_version();
+  info.ggml_commit = ggml_commit();
+  for (size_t r = 0; r < ggml_backend_reg_count(); ++r) {
+    ggml_backend_reg_t reg = ggml_backend_reg_get(r);
+    info.backends.emplace_back(ggml_backend_reg_name(reg));
+    if (lower(ggml_backend_reg_name(reg)) != "cpu") continue;
+    auto get_features = reinterpret_cast<ggml_backend_get_features_t>(
+        ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features"));
+    if (!get_features) continue;
+    for (ggml_backend_feature* f = get_features(reg); f && f->name; ++f) info.cpu_features.emplace_back(f->name, f->value);
+  }
+  return info;
+}
+
+Runtime::Runtime(const std::string& device, int n_threads) : device_(device) {
+  ggml_backend_dev_t chosen = nullptr;
+  ggml_backend_dev_t cpu_dev = nullptr;
+  for (auto& [id, dev] : enumerate()) {
+    if (id == device) chosen = dev;
+    if (id == "cpu") cpu_dev = dev;
+  }
+  if (!chosen) fail(ErrorCode::InvalidArgument, "unknown device '" + device + "' (see listDevices())");
+  if (!cpu_dev) fail(ErrorCode::Backend, "no CPU backend was loaded: the package's CPU modules are missing");
+
+  primary_ = ggml_backend_dev_init(chosen, nullptr);
+  if (!primary_) fail(ErrorCode::Backend, "device '" + device + "' failed to start");
+  cpu_ = chosen == cpu_dev ? primary_ : ggml_backend_dev_init(cpu_dev, nullptr);
+  if (!cpu_) {
+    ggml_backend_free(primary_);
+    fail(ErrorCode::Backend, "the CPU backend failed to start");
+  }
+  if (auto set_threads = proc<ggml_backend_set_n_threads_t>(cpu_, "ggml_backend_set_n_threads")) {
+    set_threads(cpu_, std::max(1, n_threads));
+  }
+
+  ggml_backend_t backends[2] = {primary_, cpu_};
+  int n = cpu_ == primary_ ? 1 : 2;
+  sched_ = ggml_backend_sched_new(backends, nullptr, n, GGML_DEFAULT_GRAPH_SIZE * 4, false, false);
+  if (!sched_) {
+    if (cpu_ != primary_) ggml_backend_free(cpu_);
+    ggml_backend_free(primary_);
+    fail(ErrorCode::Backend, "could not create the scheduler for '" + device + "'");
+  }
+}
+
+Runtime::~Runtime() {
+  if (sched_) ggml_backend_sched_free(sched_);
+  if (cpu_ && cpu_ != primary_) ggml_backend_free(cpu_);
+  if (primary_) ggml_backend_free(primary_);
+}
+
+ggml_backend_buffer_type* Runtime::weight_buffer_type() const { return ggml_backend_get_default_buffer_type(primary_); }
+
+void Runtime::allocate(ggml_cgraph* graph) {
+  ggml_backend_sched_reset(sched_);
+  if (!ggml_backend_sched_alloc_graph(sched_, graph)) {
+    fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
+  }
+}
+
+namespace {
+
+struct ComputeState {
+  const JobControl* job;
+  int nodes_per_step;
+  int steps;
+  int nodes_seen = 0;
+  int reported = 0;
+};
+
+bool on_abort_check(void* data) { return static_cast<const ComputeState*>(data)->job->cancelled(); }
+
+// The scheduler asks at every node whether to stop there; stopping every `nodes_per_step`
+// nodes gives a point to report progress and to honour a cancel request, whatever the device.
+bool on_eval(ggml_tensor* t, bool ask, void* data) {
+  auto* s = static_cast<ComputeState*>(data);
+  if (ask) return ++s->nodes_seen % s->nodes_per_step == 0;
+  if (s->job->cancelled()) return false;
+  int step = std::min(s->steps, s->nodes_seen / s->nodes_per_step);
+  if (step > s->reported) {
+    s->reported = step;
+    s->job->report(step, s->steps);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_steps) {
+  job.throw_if_cancelled();
+  ComputeState state;
+  state.job = &job;
+  int n_nodes = ggml_graph_n_nodes(graph);
+  state.steps = std::max(1, std::min(progress_steps, n_nodes));
+  state.nodes_per_step = std::max(1, n_nodes / state.steps);
+  state.steps = n_nodes / state.nodes_per_step;
+
+  auto set_abort = proc<ggml_backend_set_abort_callback_t>(cpu_, "ggml_backend_set_abort_callback");
+  if (set_abort) set_abort(cpu_, on_abort_check, &state);
+  ggml_backend_sched_set_eval_callback(sched_, on_eval, &state);
+  ggml_status status = ggml_backend_sched_graph_compute(sched_, graph);
+  ggml_backend_sched_synchronize(sched_);
+  ggml_backend_sched_set_eval_callback(sched_, nullptr, nullptr);
+  if (set_abort) set_abort(cpu_, nullptr, nullptr);
+
+  job.throw_if_cancelled();
+  if (status == GGML_STATUS_ALLOC_FAILED) fail(ErrorCode::Resource, "out of memory while computing on '" + device_ + "'");
+  if (status != GGML_STATUS_SUCCESS) fail(ErrorCode::Backend, "compute failed on '" + device_ + "'");
+  if (state.reported < state.steps) job.report(state.steps, state.steps);
+}
+
+void Runtime::reset() { ggml_backend_sched_reset(sched_); }
+
+}  // namespace sdn

@@ -1,0 +1,72 @@
+// Devices and the compute runtime: which ggml backends are loaded, which device a job runs
+// on, and running a graph there with cancellation and progress.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/job_control.h"
+
+struct ggml_backend;
+struct ggml_backend_sched;
+struct ggml_cgraph;
+struct ggml_backend_buffer_type;
+
+namespace sdn {
+
+// Loads ggml's backend modules (CPU variants, GPU backends) found in `module_dir`. Call once,
+// before anything else; later calls are no-ops.
+void load_backends(const std::string& module_dir);
+
+struct DeviceInfo {
+  std::string id;           // what a caller passes as `device`: "cpu", "vulkan:0", "cuda:1", "metal:0"
+  std::string backend;      // ggml registry name: "CPU", "Vulkan", "CUDA", "Metal"
+  std::string name;         // ggml device name
+  std::string description;  // e.g. the GPU model
+  std::string type;         // "cpu" | "gpu" | "igpu" | "accel"
+  size_t memory_free = 0;
+  size_t memory_total = 0;
+};
+
+std::vector<DeviceInfo> list_devices();
+
+struct SystemInfo {
+  std::string ggml_version;
+  std::string ggml_commit;
+  std::vector<std::string> backends;                              // loaded registries
+  std::vector<std::pair<std::string, std::string>> cpu_features;  // of the CPU variant in use
+};
+
+SystemInfo system_info();
+
+// A device ready to compute: its backend, the CPU backend for ops it lacks, a scheduler.
+class Runtime {
+ public:
+  // `device` is a DeviceInfo::id. Throws InvalidArgument for an unknown device and Backend
+  // when it cannot start.
+  Runtime(const std::string& device, int n_threads);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const std::string& device() const { return device_; }
+  ggml_backend* backend() const { return primary_; }
+  ggml_backend_buffer_type* weight_buffer_type() const;
+
+  // Allocates `graph` (its inputs must be set after this returns) — call before setting inputs.
+  void allocate(ggml_cgraph* graph);
+  // Computes the allocated graph, reporting progress in about `progress_steps` steps and
+  // stopping between chunks (or inside the CPU kernels) when `job` is cancelled.
+  void compute(ggml_cgraph* graph, const JobControl& job, int progress_steps);
+  // Frees the compute buffers of the last graph.
+  void reset();
+
+ private:
+  std::string device_;
+  ggml_backend* primary_ = nullptr;
+  ggml_backend* cpu_ = nullptr;  // same as primary_ for the CPU device
+  ggml_backend_sched* sched_ = nullptr;
+};
+
+}  // namespace sdn
