@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "ggml-backend.h"
@@ -56,8 +58,20 @@ Fn proc(ggml_backend_t backend, const char* name) {
 
 }  // namespace
 
+// ggml logs to stderr by default; a library must stay quiet unless asked (SDNODE_DEBUG=1).
+static void log_to_stderr_if_debugging(ggml_log_level level, const char* text, void*) {
+  static const bool debug = [] {
+    const char* v = std::getenv("SDNODE_DEBUG");
+    return v && *v && std::string(v) != "0";
+  }();
+  if (debug || level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
+}
+
 void load_backends(const std::string& module_dir) {
-  std::call_once(g_load_once, [&] { ggml_backend_load_all_from_path(module_dir.empty() ? nullptr : module_dir.c_str()); });
+  std::call_once(g_load_once, [&] {
+    ggml_log_set(log_to_stderr_if_debugging, nullptr);
+    ggml_backend_load_all_from_path(module_dir.empty() ? nullptr : module_dir.c_str());
+  });
 }
 
 std::vector<DeviceInfo> list_devices() {
