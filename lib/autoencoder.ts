@@ -126,9 +126,10 @@ function checkLatent(what: string, latent: unknown, channels: number): asserts l
 
 /**
  * Loads a TAESD-format encoder and/or decoder (PyTorch .pth files). Shapes, latent channels
- * and the optional mid-block GroupNorm come from the weights. Loading runs off the JS thread.
+ * and the optional mid-block GroupNorm come from the weights. Loading runs off the JS thread;
+ * bad options throw TypeError/RangeError synchronously, file problems reject with a coded error.
  */
-export async function loadAutoencoder(files: AutoencoderFiles, options?: LoadAutoencoderOptions): Promise<Autoencoder> {
+export function loadAutoencoder(files: AutoencoderFiles, options?: LoadAutoencoderOptions): Promise<Autoencoder> {
   const f = checkObject('files', files);
   checkKeys('files', f, ['encoder', 'decoder']);
   const encoder = f.encoder === undefined ? undefined : checkPath('files.encoder', f.encoder);
@@ -141,17 +142,17 @@ export async function loadAutoencoder(files: AutoencoderFiles, options?: LoadAut
   const signal = checkSignal('options.signal', o.signal);
   const device = resolveDevice(o.device);
 
-  const load = (id: string) =>
-    new JobQueue('loadAutoencoder').run(
-      () => native().NativeAutoencoder.load({ encoder, decoder, device: id, threads, f16Weights: weightType === 'f16' }),
-      { signal },
+  const load = async (id: string) =>
+    new Autoencoder(
+      await new JobQueue('loadAutoencoder').run(
+        () => native().NativeAutoencoder.load({ encoder, decoder, device: id, threads, f16Weights: weightType === 'f16' }),
+        { signal },
+      ),
     );
-  try {
-    return new Autoencoder(await load(device.id));
-  } catch (err) {
+  return load(device.id).catch((err: unknown) => {
     const e = fromNative(err);
     if (!(device.auto && device.id !== 'cpu' && e instanceof BackendError)) throw e;
     process.emitWarning(`sdnode: device '${device.id}' failed (${e.message}); using the CPU`, { code: 'SDNODE_DEVICE_FALLBACK' });
-    return new Autoencoder(await load('cpu'));
-  }
+    return load('cpu');
+  });
 }

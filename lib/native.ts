@@ -91,12 +91,15 @@ export function packageRoot(): string {
 let binding: NativeBinding | undefined;
 let bindingPath: string | undefined;
 
-/** Loads the addon once, and ggml's backend modules from the addon's own folder. */
+/**
+ * Loads the addon once, and ggml's backend modules from the addon's own folder.
+ * SDNODE_ADDON_PATH names another build of the addon (e.g. one with a GPU backend).
+ */
 export function native(): NativeBinding {
   if (binding) return binding;
   const require = createRequire(import.meta.url);
   const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
-  const file = nodeGypBuild.resolve(packageRoot());
+  const file = process.env.SDNODE_ADDON_PATH || nodeGypBuild.resolve(packageRoot());
   const loaded = require(file) as NativeBinding;
   loaded.loadBackends(dirname(file));
   bindingPath = file;

@@ -288,7 +288,9 @@ void TensorStore::to_f32(const TensorInfo& t, float* dst) {
   const size_t n = static_cast<size_t>(t.numel());
   const uint8_t* s = t.data;
   switch (t.dtype) {
-    case DType::F32: std::memcpy(dst, s, n * 4); break;
+    case DType::F32:
+      if (n) std::memcpy(dst, s, n * 4);
+      break;
     case DType::F64:
       for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load<double>(s + i * 8));
       break;
@@ -307,7 +309,9 @@ void TensorStore::to_f16(const TensorInfo& t, uint16_t* dst) {
   const size_t n = static_cast<size_t>(t.numel());
   const uint8_t* s = t.data;
   switch (t.dtype) {
-    case DType::F16: std::memcpy(dst, s, n * 2); break;
+    case DType::F16:
+      if (n) std::memcpy(dst, s, n * 2);
+      break;
     case DType::F32:
       for (size_t i = 0; i < n; ++i) dst[i] = float_to_half(load<float>(s + i * 4));
       break;
