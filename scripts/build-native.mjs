@@ -47,10 +47,12 @@ const args = [cmakeJs, 'compile', '--directory', root, '--out', buildDir, '--par
 for (const [k, v] of Object.entries(defines)) args.push(`--CD${k}=${v}`);
 execFileSync(process.execPath, args, { stdio: 'inherit', cwd: root });
 
-// Everything the addon loads at run time sits in one folder.
+// Everything the addon loads at run time sits in one folder. Only our files are replaced:
+// node-gyp keeps its own bookkeeping in the same folder.
 const binDir = join(buildDir, 'bin');
-rmSync(outDir, { recursive: true, force: true });
+const isShipped = (f) => /\.(node|so|dylib|dll)$/.test(f);
 mkdirSync(outDir, { recursive: true });
-const shipped = readdirSync(binDir).filter((f) => /\.(node|so|dylib|dll)$/.test(f));
+for (const f of readdirSync(outDir).filter(isShipped)) rmSync(join(outDir, f));
+const shipped = readdirSync(binDir).filter(isShipped);
 for (const f of shipped) copyFileSync(join(binDir, f), join(outDir, f));
 process.stderr.write(`[build-native] ${shipped.length} files in ${outDir}\n`);

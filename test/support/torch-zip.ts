@@ -1,5 +1,6 @@
 // Writes PyTorch-style zip checkpoints for tests: valid ones (shaped like torch.save output)
 // and hostile ones that a safe reader must refuse. Only node: builtins.
+import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 

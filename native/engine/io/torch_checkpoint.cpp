@@ -130,13 +130,18 @@ class ZipIndex {
   void parse() {
     if (n_ < 22) bad("not a zip archive (file too short); only PyTorch's zip checkpoint format is supported");
     // The end record sits at the very end unless a comment (at most 65535 bytes) follows it.
+    // Prefer the record whose comment ends exactly at the end of the file: the comment itself
+    // may contain the signature.
     uint64_t eocd = UINT64_MAX;
     const uint64_t lowest = n_ > 65557 ? n_ - 65557 : 0;
     for (uint64_t pos = n_ - 22 + 1; pos-- > lowest;) {
-      if (rd32(d_ + pos) == kEocdSig && pos + 22 + rd16(d_ + pos + 20) <= n_) {
+      if (rd32(d_ + pos) != kEocdSig) continue;
+      const uint64_t end = pos + 22 + rd16(d_ + pos + 20);
+      if (end == n_) {
         eocd = pos;
         break;
       }
+      if (end < n_ && eocd == UINT64_MAX) eocd = pos;  // trailing bytes after the record
     }
     if (eocd == UINT64_MAX) {
       bad(n_ > 0 && d_[0] == 0x80 ? "legacy (pre-zip) PyTorch checkpoint format is not supported; re-save it with torch.save"
