@@ -38,6 +38,9 @@ const defines = {
 if (process.env.SDNODE_CPU_VARIANTS === 'native') defines.GGML_NATIVE = 'ON';
 try {
   execFileSync('ccache', ['--version'], { stdio: 'ignore' });
+  // Hits across clones in other folders: paths under the project are hashed relative to it.
+  process.env.CCACHE_BASEDIR ??= root;
+  process.env.CCACHE_NOHASHDIR ??= 'true';
   defines.CMAKE_C_COMPILER_LAUNCHER = 'ccache';
   defines.CMAKE_CXX_COMPILER_LAUNCHER = 'ccache';
 } catch { /* no ccache: plain compiles */ }

@@ -15,8 +15,9 @@ describe('package', () => {
   let project: string;
   beforeAll(() => {
     npm(['run', 'prebuild'], root);
+    npm(['run', 'build:ts'], root);
     const out = mkdtempSync(join(tmpdir(), 'sdnode-pack-'));
-    const packed = JSON.parse(npm(['pack', '--json', '--pack-destination', out], root)) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', out], root)) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = packed[0]!.files.map((f) => f.path);
     expect(files.some((f) => f.startsWith(`prebuilds/${process.platform}-${process.arch}/`) && f.endsWith('.node'))).toBe(true);
     expect(files).toContain('dist/index.cjs');
