@@ -118,6 +118,11 @@ describe('images and latents', () => {
     expect(() => tae.decode({ ...good, data: new Float64Array(32 * 16) as never })).toThrow(TypeError);
   });
 
+  it('a valid but huge request is a ResourceError, not an abort', async () => {
+    const latent = { channels: 32, width: 1024, height: 1024, data: new Float32Array(32 * 1024 * 1024) };
+    await expect(tae.decode(latent)).rejects.toMatchObject({ name: 'ResourceError', code: 'ERR_RESOURCE' });
+  });
+
   it('non-finite latents decode to an image, not a crash', async () => {
     const data = new Float32Array(32 * 16).fill(NaN);
     data.fill(Infinity, 0, 100);
