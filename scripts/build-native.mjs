@@ -7,6 +7,7 @@
 //   SDNODE_GPU=vulkan,cuda,metal   GPU backends to build (default: none; Metal on macOS)
 //   SDNODE_CPU_VARIANTS=native     build one CPU module for this machine only (faster builds,
 //                                  not portable); default: every variant, picked at run time
+//   SDNODE_CUDA_ARCHITECTURES=89   CUDA architectures to compile for (default: ggml's list)
 //   SDNODE_BUILD_DIR               CMake build folder (default: build-cmake)
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -36,6 +37,7 @@ const defines = {
   SDNODE_CPU_ALL_VARIANTS: on(process.env.SDNODE_CPU_VARIANTS !== 'native'),
 };
 if (process.env.SDNODE_CPU_VARIANTS === 'native') defines.GGML_NATIVE = 'ON';
+if (process.env.SDNODE_CUDA_ARCHITECTURES) defines.CMAKE_CUDA_ARCHITECTURES = process.env.SDNODE_CUDA_ARCHITECTURES;
 try {
   execFileSync('ccache', ['--version'], { stdio: 'ignore' });
   // Hits across clones in other folders: paths under the project are hashed relative to it.
