@@ -93,7 +93,32 @@ void check_size(double elements, const char* what) {
 
 }  // namespace
 
+// One forward pass of `net` on a planar f32 input [c][h][w]; the output comes back the same way.
+Latent TinyAutoencoder::run(const TaeNetwork& net, const Latent& input, const JobControl& job) {
+  GraphContext g;
+  ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
+  ggml_set_name(in, "tae.input");
+  ggml_set_input(in);
+  ggml_tensor* out = net.build(g.ctx, in);
+  ggml_set_output(out);
+  ggml_build_forward_expand(g.graph, out);
+
+  runtime_->allocate(g.graph);
+  ggml_backend_tensor_set(in, input.data.data(), 0, input.data.size() * sizeof(float));
+  runtime_->compute(g.graph, job, kProgressSteps);
+
+  Latent result;
+  result.width = static_cast<int>(out->ne[0]);
+  result.height = static_cast<int>(out->ne[1]);
+  result.channels = static_cast<int>(out->ne[2]);
+  result.data.resize(ggml_nelements(out));
+  ggml_backend_tensor_get(out, result.data.data(), 0, result.data.size() * sizeof(float));
+  runtime_->reset();
+  return result;
+}
+
 Latent TinyAutoencoder::encode(const Image& image, const JobControl& job) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!encoder_) fail(ErrorCode::InvalidArgument, "this autoencoder was loaded without an encoder");
   const int s = info_.scale;
   if (image.width <= 0 || image.height <= 0 || image.width % s || image.height % s) {
@@ -104,33 +129,20 @@ Latent TinyAutoencoder::encode(const Image& image, const JobControl& job) {
   if (image.data.size() != plane * image.channels) fail(ErrorCode::InvalidArgument, "image data has the wrong length");
   check_size(double(plane) * 64 * 9, "the image");
 
-  GraphContext g;
-  ggml_tensor* input = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, image.width, image.height, 3, 1);
-  ggml_set_name(input, "tae.enc.input");
-  ggml_set_input(input);
-  ggml_tensor* out = encoder_->net.build(g.ctx, input);
-  ggml_set_output(out);
-  ggml_build_forward_expand(g.graph, out);
-
-  runtime_->allocate(g.graph);
-  std::vector<float> planar(plane * 3);
+  // Interleaved 8-bit RGB(A) -> planar RGB in [0, 1], what the encoder was trained on.
+  Latent rgb;
+  rgb.width = image.width;
+  rgb.height = image.height;
+  rgb.channels = 3;
+  rgb.data.resize(plane * 3);
   for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) planar[c * plane + i] = image.data[i * image.channels + c] / 255.0f;
+    for (int c = 0; c < 3; ++c) rgb.data[c * plane + i] = image.data[i * image.channels + c] / 255.0f;
   }
-  ggml_backend_tensor_set(input, planar.data(), 0, planar.size() * sizeof(float));
-  runtime_->compute(g.graph, job, kProgressSteps);
-
-  Latent latent;
-  latent.channels = static_cast<int>(out->ne[2]);
-  latent.width = static_cast<int>(out->ne[0]);
-  latent.height = static_cast<int>(out->ne[1]);
-  latent.data.resize(ggml_nelements(out));
-  ggml_backend_tensor_get(out, latent.data.data(), 0, latent.data.size() * sizeof(float));
-  runtime_->reset();
-  return latent;
+  return run(encoder_->net, rgb, job);
 }
 
 Image TinyAutoencoder::decode(const Latent& latent, const JobControl& job) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!decoder_) fail(ErrorCode::InvalidArgument, "this autoencoder was loaded without a decoder");
   if (latent.channels != decoder_->net.in_channels()) {
     fail(ErrorCode::InvalidArgument, "latent has " + std::to_string(latent.channels) + " channels, the decoder takes " +
@@ -142,31 +154,18 @@ Image TinyAutoencoder::decode(const Latent& latent, const JobControl& job) {
   const int s = info_.scale;
   check_size(double(cells) * s * s * 64 * 9, "the latent");
 
-  GraphContext g;
-  ggml_tensor* input = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, latent.width, latent.height, latent.channels, 1);
-  ggml_set_name(input, "tae.dec.input");
-  ggml_set_input(input);
-  ggml_tensor* out = decoder_->net.build(g.ctx, input);
-  ggml_set_output(out);
-  ggml_build_forward_expand(g.graph, out);
+  Latent rgb = run(decoder_->net, latent, job);
 
-  runtime_->allocate(g.graph);
-  ggml_backend_tensor_set(input, latent.data.data(), 0, latent.data.size() * sizeof(float));
-  runtime_->compute(g.graph, job, kProgressSteps);
-
-  std::vector<float> planar(ggml_nelements(out));
-  ggml_backend_tensor_get(out, planar.data(), 0, planar.size() * sizeof(float));
-  runtime_->reset();
-
+  // Planar RGB about [0, 1] -> interleaved 8-bit, clamped (NaN -> 0).
   Image image;
-  image.width = static_cast<int>(out->ne[0]);
-  image.height = static_cast<int>(out->ne[1]);
+  image.width = rgb.width;
+  image.height = rgb.height;
   image.channels = 3;
   const size_t plane = size_t(image.width) * image.height;
   image.data.resize(plane * 3);
   for (size_t i = 0; i < plane; ++i) {
     for (int c = 0; c < 3; ++c) {
-      float v = planar[c * plane + i];
+      float v = rgb.data[c * plane + i];
       v = std::isnan(v) ? 0.0f : std::min(1.0f, std::max(0.0f, v));
       image.data[i * 3 + c] = static_cast<uint8_t>(std::lround(v * 255.0f));
     }

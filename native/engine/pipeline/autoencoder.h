@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/job_control.h"
@@ -10,6 +11,8 @@
 #include "pipeline/image.h"
 
 namespace sdn {
+
+class TaeNetwork;
 
 struct AutoencoderOptions {
   std::string encoder_path;  // either may be empty, not both
@@ -41,6 +44,9 @@ class TinyAutoencoder {
 
  private:
   struct Part;
+  Latent run(const TaeNetwork& net, const Latent& input, const JobControl& job);
+
+  std::mutex mutex_;  // one computation at a time: the runtime's buffers are shared
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<Part> encoder_;
   std::unique_ptr<Part> decoder_;
