@@ -53,4 +53,5 @@ SDNODE_GPU=vulkan SDNODE_CPU_VARIANTS=native SDNODE_BUILD_DIR="$build_dir" \
 export GGML_VK_VISIBLE_DEVICES="${GGML_VK_VISIBLE_DEVICES:-0}"
 export SDNODE_ADDON_PATH="$PWD/$build_dir/out/sdnode.node"
 export SDNODE_TEST_DEVICE=vulkan:0
-npx vitest run test/tae-roundtrip.test.ts
+# lavapipe runs compute shaders on the CPU: minutes per image, not seconds.
+npx vitest run --testTimeout=900000 test/tae-roundtrip.test.ts
