@@ -65,7 +65,15 @@ export interface NativeSystemInfo {
   cpuFeatures: Record<string, string>;
 }
 
+export interface NativeModelFile {
+  format: 'safetensors' | 'gguf' | 'torch';
+  fileSize: number;
+  metadata: Record<string, string>;
+  tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number }>;
+}
+
 export interface NativeBinding {
+  inspectFile(path: string, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
   loadBackends(moduleDir: string): void;
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;

@@ -3,6 +3,7 @@
 
 #include "autoencoder.h"
 #include "job.h"
+#include "model_file.h"
 #include "pipeline/backend.h"
 
 namespace sdnode {
@@ -56,6 +57,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.AddCleanupHook([data] { cancel_and_join_all(*data); });
   JobHandle::Init(env, *data);
   NativeAutoencoder::Init(env, exports, *data);
+  InitModelFile(env, exports);
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));

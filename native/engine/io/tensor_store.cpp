@@ -5,6 +5,7 @@
 #include <new>
 
 #include "core/error.h"
+#include "ggml.h"
 
 #ifdef _WIN32
 #include <filesystem>
@@ -24,12 +25,15 @@ const char* dtype_name(DType t) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::F8_E4M3: return "F8_E4M3";
+    case DType::F8_E5M2: return "F8_E5M2";
     case DType::I64: return "I64";
     case DType::I32: return "I32";
     case DType::I16: return "I16";
     case DType::I8: return "I8";
     case DType::U8: return "U8";
     case DType::Bool: return "BOOL";
+    case DType::Ggml: return "GGML";
   }
   return "?";
 }
@@ -43,9 +47,12 @@ size_t dtype_size(DType t) {
     case DType::F16:
     case DType::BF16:
     case DType::I16: return 2;
+    case DType::F8_E4M3:
+    case DType::F8_E5M2:
     case DType::I8:
     case DType::U8:
     case DType::Bool: return 1;
+    case DType::Ggml: return 0;
   }
   return 1;
 }
@@ -267,12 +274,28 @@ uint64_t f64_bits(double d) {
   return b;
 }
 
+// FP8 as safetensors / torch store it (arXiv 2209.05433). E5M2 is the top byte of an IEEE half
+// (inf and NaN included). E4M3 ("fn") has bias 7, subnormals, no infinities, and a NaN only at
+// S.1111.111; every value, up to 448, is exact in f16 and f32.
+float e4m3_to_float(uint8_t b) {
+  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
+  const uint32_t exp = (b >> 3) & 0xfu;
+  const uint32_t mant = b & 0x7u;
+  if (exp == 0xf && mant == 0x7) return bits_f32(sign | 0x7fc00000u);
+  if (exp == 0) return bits_f32(sign | f32_bits(static_cast<float>(mant) * 0x1p-9f));  // mant * 2^-9
+  return bits_f32(sign | ((exp + 120u) << 23) | (mant << 20));
+}
+
+float e5m2_to_float(uint8_t b) { return half_to_float(static_cast<uint16_t>(b << 8)); }
+
 void check_float(const TensorInfo& t, const char* target) {
   switch (t.dtype) {
     case DType::F64:
     case DType::F32:
     case DType::F16:
-    case DType::BF16: break;
+    case DType::BF16:
+    case DType::F8_E4M3:
+    case DType::F8_E5M2: break;
     default:
       fail(ErrorCode::ModelFormat,
            "tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", which cannot be converted to " + target);
@@ -281,9 +304,58 @@ void check_float(const TensorInfo& t, const char* target) {
     fail(ErrorCode::Internal, "tensor '" + t.name + "' byte size does not match its shape");
 }
 
+// ggml block formats (quantized GGUF tensors) are decoded by ggml's own routines. The GGUF
+// reader has validated type and size, but TensorInfo is a plain struct, so both are checked
+// again here before ggml (whose lookups assert) is asked anything.
+const ggml_type_traits* checked_ggml_traits(const TensorInfo& t, const char* target) {
+  const std::string what = "tensor '" + t.name + "'";
+  if (t.ggml_type < 0 || t.ggml_type >= GGML_TYPE_COUNT)
+    fail(ErrorCode::Internal, what + " has ggml type id " + std::to_string(t.ggml_type) + ", which ggml does not know");
+  const ggml_type type = static_cast<ggml_type>(t.ggml_type);
+  const ggml_type_traits* traits = ggml_get_type_traits(type);
+  if (traits->blck_size <= 0 || traits->type_size == 0)
+    fail(ErrorCode::Internal, what + " has ggml type id " + std::to_string(t.ggml_type) + ", which ggml has removed");
+  if (!traits->to_float)
+    fail(ErrorCode::ModelFormat,
+         what + " has ggml type " + traits->type_name + ", which cannot be converted to " + target);
+  const int64_t row = t.shape.empty() ? 1 : t.shape.back();
+  if (row <= 0 || row % traits->blck_size != 0)
+    fail(ErrorCode::Internal, what + " has rows that are not whole " + traits->type_name + " blocks");
+  if (ggml_row_size(type, row) * static_cast<uint64_t>(t.numel() / row) != t.nbytes)
+    fail(ErrorCode::Internal, what + " byte size does not match its shape");
+  return traits;
+}
+
+// Decodes whole blocks a chunk at a time into f32 (f32_dst) or, through a small f32 buffer,
+// into f16 (f16_dst). ggml reads blocks through typed pointers, so data that is not 16-byte
+// aligned (a GGUF alignment may be as small as 1) is copied to an aligned buffer first.
+void ggml_decode(const TensorInfo& t, const char* target, float* f32_dst, uint16_t* f16_dst) {
+  const ggml_type_traits* traits = checked_ggml_traits(t, target);
+  const uint64_t block = static_cast<uint64_t>(traits->blck_size);
+  const uint64_t n_blocks = static_cast<uint64_t>(t.numel()) / block;
+  const uint64_t chunk = block >= 16384 ? 1 : 16384 / block;  // blocks per chunk
+  const bool aligned = reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+  std::vector<float> f32_buf(f16_dst ? chunk * block : 0);
+  const size_t copy_units = (chunk * traits->type_size + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+  std::vector<std::max_align_t> copy(aligned ? 0 : copy_units);
+  for (uint64_t b = 0; b < n_blocks; b += chunk) {
+    const uint64_t nb = n_blocks - b < chunk ? n_blocks - b : chunk;
+    const void* src = t.data + b * traits->type_size;
+    if (!aligned) {
+      std::memcpy(copy.data(), src, nb * traits->type_size);
+      src = copy.data();
+    }
+    float* out = f16_dst ? f32_buf.data() : f32_dst + b * block;
+    traits->to_float(src, out, static_cast<int64_t>(nb * block));
+    if (f16_dst)
+      for (uint64_t k = 0; k < nb * block; ++k) f16_dst[b * block + k] = float_to_half(f32_buf[k]);
+  }
+}
+
 }  // namespace
 
 void TensorStore::to_f32(const TensorInfo& t, float* dst) {
+  if (t.dtype == DType::Ggml) return ggml_decode(t, "f32", dst, nullptr);
   check_float(t, "f32");
   const size_t n = static_cast<size_t>(t.numel());
   const uint8_t* s = t.data;
@@ -300,11 +372,18 @@ void TensorStore::to_f32(const TensorInfo& t, float* dst) {
     case DType::BF16:
       for (size_t i = 0; i < n; ++i) dst[i] = bits_f32(static_cast<uint32_t>(load<uint16_t>(s + i * 2)) << 16);
       break;
+    case DType::F8_E4M3:
+      for (size_t i = 0; i < n; ++i) dst[i] = e4m3_to_float(s[i]);
+      break;
+    case DType::F8_E5M2:
+      for (size_t i = 0; i < n; ++i) dst[i] = e5m2_to_float(s[i]);
+      break;
     default: break;
   }
 }
 
 void TensorStore::to_f16(const TensorInfo& t, uint16_t* dst) {
+  if (t.dtype == DType::Ggml) return ggml_decode(t, "f16", nullptr, dst);
   check_float(t, "f16");
   const size_t n = static_cast<size_t>(t.numel());
   const uint8_t* s = t.data;
@@ -321,6 +400,12 @@ void TensorStore::to_f16(const TensorInfo& t, uint16_t* dst) {
     case DType::BF16:
       // Every bf16 is exactly an f32, so one rounding.
       for (size_t i = 0; i < n; ++i) dst[i] = float_to_half(bits_f32(static_cast<uint32_t>(load<uint16_t>(s + i * 2)) << 16));
+      break;
+    case DType::F8_E4M3:
+      for (size_t i = 0; i < n; ++i) dst[i] = float_to_half(e4m3_to_float(s[i]));  // exact
+      break;
+    case DType::F8_E5M2:
+      for (size_t i = 0; i < n; ++i) dst[i] = static_cast<uint16_t>(s[i] << 8);
       break;
     default: break;
   }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -12,9 +13,12 @@
 
 namespace sdn {
 
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, Bool };
+// Element types as files store them. `Ggml` marks data in one of ggml's block formats
+// (quantized GGUF tensors): TensorInfo::ggml_type says which.
+enum class DType { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U8, Bool, Ggml };
 
 const char* dtype_name(DType t);
+// Bytes per element; 0 for Ggml (sizes come from the block format).
 size_t dtype_size(DType t);
 
 // Bytes a store reads tensors from: a read-only memory map of a file, or an owned buffer.
@@ -32,6 +36,7 @@ std::shared_ptr<ByteSource> map_file(const std::string& path);
 struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;
+  int ggml_type = -1;  // for DType::Ggml: the ggml_type of its blocks
   std::vector<int64_t> shape;  // outermost first, as PyTorch reports it; {} for a scalar
   const uint8_t* data = nullptr;  // contiguous, row-major, little-endian
   size_t nbytes = 0;
@@ -49,11 +54,17 @@ class TensorStore {
   void add(TensorInfo info);
 
   const TensorInfo* find(const std::string& name) const;
+
+  // File-level metadata as text: safetensors' __metadata__, GGUF key-values (arrays are
+  // summarised as "[N x type]"). Keys are unique; a later set() replaces.
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   size_t size() const { return tensors_.size(); }
 
-  // Converts a floating-point tensor (F64/F32/F16/BF16) to f32 or f16 into dst, which holds
-  // numel() elements. Throws ModelFormat for other dtypes.
+  // Converts a floating-point tensor (F64/F32/F16/BF16/F8_E4M3/F8_E5M2, or a ggml block type
+  // that ggml can decode) to f32 or f16 into dst, which holds numel() elements. Throws
+  // ModelFormat for other dtypes.
   static void to_f32(const TensorInfo& t, float* dst);
   static void to_f16(const TensorInfo& t, uint16_t* dst);
 
@@ -62,6 +73,7 @@ class TensorStore {
   std::vector<std::unique_ptr<uint8_t[]>> owned_;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
 };
 
 }  // namespace sdn

@@ -1,0 +1,50 @@
+/**
+ * Looking into model files without loading them: format, tensors, types, sizes, metadata.
+ */
+import { JobQueue } from './job.js';
+import { native } from './native.js';
+import { checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
+
+export interface TensorSummary {
+  name: string;
+  /** As stored: F32, F16, BF16, F8_E4M3, …, or a ggml block type such as Q8_0, Q4_K. */
+  dtype: string;
+  /** Outermost first, as PyTorch reports it. */
+  shape: number[];
+  bytes: number;
+}
+
+export interface ModelInspection {
+  path: string;
+  format: 'safetensors' | 'gguf' | 'torch';
+  fileSize: number;
+  tensorCount: number;
+  parameterCount: number;
+  /** Tensor count per stored type. */
+  dtypes: Record<string, number>;
+  /** safetensors `__metadata__` or GGUF key-values, as text. */
+  metadata: Record<string, string>;
+  tensors: TensorSummary[];
+}
+
+/**
+ * Reads a model file's index (safetensors, GGUF, or a PyTorch zip checkpoint) off the JS
+ * thread, validating it as a load would, without reading tensor data.
+ */
+export function inspectModel(path: string, options?: { signal?: AbortSignal }): Promise<ModelInspection> {
+  checkPath('path', path);
+  const o = checkObject('options', options);
+  checkKeys('options', o, ['signal']);
+  const signal = checkSignal('options.signal', o.signal);
+  return new JobQueue('inspectModel')
+    .run(() => native().inspectFile(path), { signal })
+    .then((raw) => {
+      const dtypes: Record<string, number> = {};
+      let parameterCount = 0;
+      for (const t of raw.tensors) {
+        dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+        parameterCount += t.shape.reduce((a, b) => a * b, 1);
+      }
+      return { path, ...raw, tensorCount: raw.tensors.length, parameterCount, dtypes };
+    });
+}

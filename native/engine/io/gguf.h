@@ -1,0 +1,21 @@
+// Reader for GGUF files (ggml's format, versions 2 and 3). Everything in the file is validated
+// here, before any ggml call that could assert: header counts, every key-value entry, every
+// tensor's shape, type and byte range. Tensors are views into the memory-mapped file.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "io/tensor_store.h"
+
+namespace sdn {
+
+// Maps `path` and parses it. Throws FileAccess for a path that cannot be read and ModelFormat,
+// naming the field, key or tensor, for anything malformed.
+TensorStore read_gguf(const std::string& path);
+
+// Parses GGUF bytes (the reader's core, and the fuzzing entry point). The store keeps `bytes`
+// alive; `name_for_errors` is what error messages call the file.
+TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& name_for_errors);
+
+}  // namespace sdn

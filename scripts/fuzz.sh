@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds a libFuzzer target per model-file parser (ASan + UBSan, clang) and runs each for
+# FUZZ_SECONDS (default 60). Seeds: the real TAEF2 checkpoints for the torch reader, and
+# whatever earlier runs left in the corpus folders. Needs the ggml libraries of a normal
+# build (`npm install` or `npm run build:native`) for the type traits the GGUF reader uses.
+#   bash scripts/fuzz.sh                 # all parsers, 60 s each
+#   FUZZ_SECONDS=600 bash scripts/fuzz.sh gguf
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${FUZZ_SECONDS:-60}"
+out="${FUZZ_DIR:-build-fuzz}"
+data="${SDNODE_SHARED_DATA:-../shared/data}"
+targets=("${@:-safetensors gguf torch_checkpoint}")
+read -r -a targets <<< "${targets[*]}"
+
+if ! command -v clang++ >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
+fi
+libs=build-cmake/bin
+[ -f "$libs/libggml-base.so" ] || { echo "fuzz: run npm install (or npm run build:native) first" >&2; exit 1; }
+
+io=(native/engine/core/error.cpp native/engine/io/tensor_store.cpp)
+declare -A sources=(
+  [safetensors]="native/engine/io/safetensors.cpp"
+  [gguf]="native/engine/io/gguf.cpp"
+  [torch_checkpoint]="native/engine/io/torch_checkpoint.cpp native/engine/io/pickle.cpp native/engine/io/zip_index.cpp"
+)
+mkdir -p "$out"
+for t in "${targets[@]}"; do
+  bin="$out/fuzz_$t"
+  # shellcheck disable=SC2086
+  clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Inative/engine -Ivendor/ggml/include "native/fuzz/fuzz_$t.cpp" ${sources[$t]} "${io[@]}" \
+    -L"$libs" -lggml-base -Wl,-rpath,"$PWD/$libs" -o "$bin"
+  corpus="$out/corpus_$t"
+  mkdir -p "$corpus"
+  [ "$t" = torch_checkpoint ] && cp -n "$data"/tae/*.pth "$corpus"/ 2>/dev/null || true
+  echo "[fuzz] $t: ${seconds}s"
+  "$bin" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 |
+    grep -E "^stat::number_of_executed_units|^stat::peak_rss|ERROR|SUMMARY|Done" || true
+  if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then echo "[fuzz] $t: findings above" >&2; exit 1; fi
+done
