@@ -1,7 +1,9 @@
 /**
- * Looking into model files without loading them: format, tensors, types, sizes, metadata.
+ * Looking into model files without loading them: format, tensors, types, sizes, metadata, and
+ * what the file is (family, components, key naming, prediction type) told from names and shapes.
  */
 import { JobQueue } from './job.js';
+import { detectModel, type ModelDetection } from './model-detect.js';
 import { native } from './native.js';
 import { checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
@@ -25,11 +27,18 @@ export interface ModelInspection {
   /** safetensors `__metadata__` or GGUF key-values, as text. */
   metadata: Record<string, string>;
   tensors: TensorSummary[];
+  /** What the file holds, from tensor names, shapes and metadata only; `notes` says why. */
+  detection: ModelDetection;
 }
 
 /**
  * Reads a model file's index (safetensors, GGUF, or a PyTorch zip checkpoint) off the JS
- * thread, validating it as a load would, without reading tensor data.
+ * thread, validating it as a load would, without reading tensor data. The result also says what
+ * the file is: Stable Diffusion family (SD1.x / SD2.x / SDXL, inpainting variant), which
+ * components it holds (UNet, VAE, text encoders), LDM or diffusers key naming, and the
+ * prediction type where metadata or a marker tensor states it — with `detection.notes` saying
+ * which keys and shapes decided each answer. A file that is not Stable Diffusion (an LLM GGUF, a
+ * tiny autoencoder) is inspected all the same, with `detection.family` 'unknown'.
  */
 export function inspectModel(path: string, options?: { signal?: AbortSignal }): Promise<ModelInspection> {
   checkPath('path', path);
@@ -45,6 +54,7 @@ export function inspectModel(path: string, options?: { signal?: AbortSignal }): 
         dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
         parameterCount += t.shape.reduce((a, b) => a * b, 1);
       }
-      return { path, ...raw, tensorCount: raw.tensors.length, parameterCount, dtypes };
+      const detection = detectModel(raw.tensors, raw.metadata);
+      return { path, ...raw, tensorCount: raw.tensors.length, parameterCount, dtypes, detection };
     });
 }
