@@ -4,7 +4,7 @@
 export { loadAutoencoder, Autoencoder } from './autoencoder.js';
 export type { AutoencoderFiles, LoadAutoencoderOptions, Latent } from './autoencoder.js';
 export { inspectModel } from './model-file.js';
-export type { ModelInspection, TensorSummary } from './model-file.js';
+export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';
 export { readImage, writeImage } from './image.js';
 export type { Image } from './image.js';

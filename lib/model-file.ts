@@ -2,10 +2,10 @@
  * Looking into model files without loading them: format, tensors, types, sizes, metadata, and
  * what the file is (family, components, key naming, prediction type) told from names and shapes.
  */
-import { JobQueue } from './job.js';
+import { JobQueue, type JobOptions } from './job.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
 import { native } from './native.js';
-import { checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
+import { checkBoolean, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
 export interface TensorSummary {
   name: string;
@@ -14,6 +14,11 @@ export interface TensorSummary {
   /** Outermost first, as PyTorch reports it. */
   shape: number[];
   bytes: number;
+  /**
+   * With `checksums: true`: FNV-1a 64 (hex) of the values as f32, quantized types dequantized.
+   * Equal checksums in two files mean bit-identical weights, whatever the file format.
+   */
+  checksum?: string;
 }
 
 export interface ModelInspection {
@@ -40,13 +45,22 @@ export interface ModelInspection {
  * which keys and shapes decided each answer. A file that is not Stable Diffusion (an LLM GGUF, a
  * tiny autoencoder) is inspected all the same, with `detection.family` 'unknown'.
  */
-export function inspectModel(path: string, options?: { signal?: AbortSignal }): Promise<ModelInspection> {
+export interface InspectOptions {
+  signal?: AbortSignal;
+  /** Read every tensor to give it a checksum (reads the whole file). Default false. */
+  checksums?: boolean;
+  onProgress?: JobOptions['onProgress'];
+}
+
+export function inspectModel(path: string, options?: InspectOptions): Promise<ModelInspection> {
   checkPath('path', path);
   const o = checkObject('options', options);
-  checkKeys('options', o, ['signal']);
+  checkKeys('options', o, ['signal', 'checksums', 'onProgress']);
   const signal = checkSignal('options.signal', o.signal);
+  const checksums = o.checksums === undefined ? false : checkBoolean('options.checksums', o.checksums);
+  const onProgress = checkFunction<NonNullable<InspectOptions['onProgress']>>('options.onProgress', o.onProgress);
   return new JobQueue('inspectModel')
-    .run(() => native().inspectFile(path), { signal })
+    .run((progress) => native().inspectFile(path, checksums, progress), { signal, onProgress })
     .then((raw) => {
       const dtypes: Record<string, number> = {};
       let parameterCount = 0;

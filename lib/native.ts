@@ -69,11 +69,11 @@ export interface NativeModelFile {
   format: 'safetensors' | 'gguf' | 'torch';
   fileSize: number;
   metadata: Record<string, string>;
-  tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number }>;
+  tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number; checksum?: string }>;
 }
 
 export interface NativeBinding {
-  inspectFile(path: string, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
+  inspectFile(path: string, checksums: boolean, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
   loadBackends(moduleDir: string): void;
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;

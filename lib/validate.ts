@@ -66,3 +66,8 @@ export function checkEnum<T extends string>(what: string, value: unknown, allowe
   if (!allowed.includes(value as T)) throw new RangeError(`${what} must be one of ${allowed.join(', ')}, got '${value}'`);
   return value as T;
 }
+
+export function checkBoolean(what: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${what} must be a boolean, got ${typeof value}`);
+  return value;
+}

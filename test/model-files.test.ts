@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { FileAccessError, ModelFormatError, inspectModel } from '../lib/index.js';
+import { FileAccessError, ModelFormatError, inspectModel, type ModelInspection } from '../lib/index.js';
 import { taeEncoder } from './support/data.js';
 import { GGML_TYPE, hostileGguf, leBytes, writeGguf } from './support/gguf.js';
 import { HOSTILE_SAFETENSORS_EXPECT, hostileSafetensors, writeSafetensors } from './support/safetensors.js';
@@ -54,7 +54,11 @@ describe('inspectModel', () => {
       { name: 'conv.weight', shape: [2, 3, 2, 2], data: a },
       { name: 'norm.bias', shape: [6], data: b },
     ]);
-    const [s, g, t] = await Promise.all([inspectModel(st), inspectModel(gg), inspectModel(pt)]);
+    const [s, g, t] = (await Promise.all([st, gg, pt].map((p) => inspectModel(p, { checksums: true })))) as [
+      ModelInspection,
+      ModelInspection,
+      ModelInspection,
+    ];
     expect([s.format, g.format, t.format]).toEqual(['safetensors', 'gguf', 'torch']);
     for (const r of [s, g, t]) {
       expect(r.tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape }))).toEqual([
@@ -63,6 +67,10 @@ describe('inspectModel', () => {
       ]);
       expect(r.parameterCount).toBe(30);
     }
+    // Same values in every format, bit for bit.
+    expect(g.tensors.map((x) => x.checksum)).toEqual(s.tensors.map((x) => x.checksum));
+    expect(t.tensors.map((x) => x.checksum)).toEqual(s.tensors.map((x) => x.checksum));
+    expect(s.tensors[0]!.checksum).toMatch(/^[0-9a-f]{16}$/);
     expect(s.metadata).toEqual({ format: 'pt', note: 'made by a test' });
     expect(g.metadata['general.architecture']).toBe('sdnode-test');
   });
@@ -74,8 +82,14 @@ describe('inspectModel', () => {
     for (let i = 0; i < 32; i++) block[2 + i] = (i * 5) & 0xff;
     const path = join(dir, 'q8.gguf');
     writeGguf(path, { tensors: [{ name: 'w', type: GGML_TYPE.Q8_0, ne: [32, 1], data: block }] });
-    const r = await inspectModel(path);
-    expect(r.tensors).toEqual([{ name: 'w', dtype: 'Q8_0', shape: [1, 32], bytes: 34 }]);
+    const r = await inspectModel(path, { checksums: true });
+    expect(r.tensors).toMatchObject([{ name: 'w', dtype: 'Q8_0', shape: [1, 32], bytes: 34 }]);
+    // The dequantized values are 0.5 × the int8 values: the same as an f32 file holding them.
+    const f32 = join(dir, 'q8-as-f32.safetensors');
+    const values = Float32Array.from({ length: 32 }, (_, i) => 0.5 * (((i * 5) << 24) >> 24));
+    writeSafetensors(f32, [{ name: 'w', dtype: 'F32', shape: [1, 32], data: leBytes(values) }]);
+    const ref = await inspectModel(f32, { checksums: true });
+    expect(r.tensors[0]!.checksum).toBe(ref.tensors[0]!.checksum);
   });
 
   it('a file of no known format is a ModelFormatError; paths are checked', async () => {

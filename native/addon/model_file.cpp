@@ -1,6 +1,9 @@
-// inspectFile(path, onProgress) -> JobHandle<{ format, fileSize, metadata, tensors }>: reads a
-// model file's index off the JS thread (headers only; tensor data stays mapped, untouched).
+// inspectFile(path, checksums, onProgress) -> JobHandle<{ format, fileSize, metadata, tensors }>:
+// reads a model file's index off the JS thread. Tensor data is only read for checksums.
 #include "model_file.h"
+
+#include <cstdio>
+#include <vector>
 
 #include "io/model_file.h"
 #include "job.h"
@@ -13,13 +16,28 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  return Job<sdn::ModelFile>::Start(
-      env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [path](sdn::JobControl& job) {
+  bool checksums = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  struct Result {
+    sdn::ModelFile file;
+    std::vector<uint64_t> checksums;
+  };
+  return Job<Result>::Start(
+      env, Napi::Object(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [path, checksums](sdn::JobControl& job) {
         job.throw_if_cancelled();
-        return sdn::open_model_file(path);
+        Result r{sdn::open_model_file(path), {}};
+        if (checksums) {
+          const auto& tensors = r.file.store.tensors();
+          for (size_t i = 0; i < tensors.size(); ++i) {
+            job.throw_if_cancelled();
+            r.checksums.push_back(sdn::tensor_checksum(tensors[i]));
+            job.report(static_cast<int>(i + 1), static_cast<int>(tensors.size()));
+          }
+        }
+        return r;
       },
-      [](Napi::Env env, sdn::ModelFile& file) -> Napi::Value {
+      [](Napi::Env env, Result& r) -> Napi::Value {
+        sdn::ModelFile& file = r.file;
         Napi::Object out = Napi::Object::New(env);
         out.Set("format", sdn::file_format_name(file.format));
         out.Set("fileSize", static_cast<double>(file.file_size));
@@ -37,6 +55,11 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
           for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
           o.Set("shape", shape);
           o.Set("bytes", static_cast<double>(t.nbytes));
+          if (i < r.checksums.size()) {
+            char hex[17];
+            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(r.checksums[i]));
+            o.Set("checksum", hex);
+          }
           list.Set(i, o);
         }
         out.Set("tensors", list);

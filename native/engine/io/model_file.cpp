@@ -1,7 +1,9 @@
 #include "io/model_file.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "ggml.h"
@@ -41,6 +43,49 @@ bool looks_like_safetensors(const uint8_t* p, size_t n) {
 }
 
 }  // namespace
+
+uint64_t tensor_checksum(const TensorInfo& t) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  };
+  const bool floating = t.dtype == DType::F64 || t.dtype == DType::F32 || t.dtype == DType::F16 ||
+                        t.dtype == DType::BF16 || t.dtype == DType::F8_E4M3 || t.dtype == DType::F8_E5M2 ||
+                        t.dtype == DType::Ggml;
+  if (!floating) {
+    mix(t.data, t.nbytes);
+    return h;
+  }
+  // In slices, so a multi-GB tensor never needs a second full-size copy.
+  constexpr int64_t kSlice = 1 << 20;
+  std::vector<float> values;
+  const int64_t n = t.numel();
+  const int64_t row = t.shape.empty() ? 1 : t.shape.back();
+  for (int64_t start = 0; start < n;) {
+    // Block formats decode whole rows; plain types any run of elements.
+    int64_t count = std::min(n - start, std::max<int64_t>(row, kSlice / std::max<int64_t>(row, 1) * row));
+    TensorInfo part = t;
+    part.shape = {count};
+    if (t.dtype == DType::Ggml) {
+      part.shape = {count / row, row};
+      const size_t row_bytes = t.nbytes / static_cast<size_t>(n / row);
+      part.data = t.data + static_cast<size_t>(start / row) * row_bytes;
+      part.nbytes = static_cast<size_t>(count / row) * row_bytes;
+    } else {
+      part.data = t.data + static_cast<size_t>(start) * dtype_size(t.dtype);
+      part.nbytes = static_cast<size_t>(count) * dtype_size(t.dtype);
+    }
+    values.resize(static_cast<size_t>(count));
+    TensorStore::to_f32(part, values.data());
+    for (float v : values) {
+      uint8_t b[4];
+      std::memcpy(b, &v, 4);  // little-endian hosts only, as the readers are
+      mix(b, 4);
+    }
+    start += count;
+  }
+  return h;
+}
 
 ModelFile open_model_file(const std::string& path) {
   std::shared_ptr<ByteSource> bytes = map_file(path);

@@ -20,6 +20,11 @@ struct ModelFile {
   TensorStore store;
 };
 
+// A fingerprint of a tensor's values, independent of how the file stores them: FNV-1a 64 over
+// the values as little-endian f32 (quantized types dequantized, integer types as stored
+// bytes). Two files hold bit-identical f32/f16 weights exactly when these agree.
+uint64_t tensor_checksum(const TensorInfo& t);
+
 // Throws FileAccess for paths that cannot be read and ModelFormat for unknown or malformed
 // contents.
 ModelFile open_model_file(const std::string& path);
