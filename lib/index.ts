@@ -3,6 +3,8 @@
  */
 export { loadAutoencoder, Autoencoder } from './autoencoder.js';
 export type { AutoencoderFiles, LoadAutoencoderOptions, Latent } from './autoencoder.js';
+export { convertModel, CONVERT_WEIGHT_TYPES } from './convert.js';
+export type { ConvertOptions, ConvertResult, ConvertWeightType, ConvertedTensor } from './convert.js';
 export { inspectModel } from './model-file.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';

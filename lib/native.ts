@@ -72,7 +72,18 @@ export interface NativeModelFile {
   tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number; checksum?: string }>;
 }
 
+export interface NativeConvertResult {
+  tensors: Array<{ name: string; from: string; to: string }>;
+}
+
 export interface NativeBinding {
+  convertModel(
+    src: string,
+    dst: string,
+    weightType: string,
+    version: string,
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<NativeConvertResult>;
   inspectFile(path: string, checksums: boolean, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
   loadBackends(moduleDir: string): void;
   listDevices(): NativeDevice[];

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "autoencoder.h"
+#include "convert_model.h"
 #include "job.h"
 #include "model_file.h"
 #include "pipeline/backend.h"
@@ -58,6 +59,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   JobHandle::Init(env, *data);
   NativeAutoencoder::Init(env, exports, *data);
   InitModelFile(env, exports);
+  InitConvertModel(env, exports);
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));

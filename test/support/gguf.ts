@@ -379,7 +379,7 @@ export function hostileGguf(dir: string): Record<string, string> {
   cases.removed_type_q4_2 = withTensors([{ ...T_B, ne: [32], type: 4 }]);
   cases.removed_type_q4_0_4_4 = withTensors([{ ...T_B, ne: [32], type: 31 }]);
   cases.ne0_not_block_multiple = withTensors([{ name: 'q.weight', type: GGML_TYPE.Q8_0, ne: [48], data: new Uint8Array(68) }]);
-  cases.name_64_bytes = withTensors([{ ...T_B, name: 'n'.repeat(64) }]);
+  cases.name_128_bytes = withTensors([{ ...T_B, name: 'n'.repeat(128) }]);
   cases.name_empty = withTensors([{ ...T_B, name: '' }]);
   cases.name_invalid_utf8 = withTensors([{ ...T_B, name: Uint8Array.from([0x61, 0xff, 0x62]) }]);
   cases.name_with_nul = withTensors([{ ...T_B, name: 'a\0b' }]);

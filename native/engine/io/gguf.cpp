@@ -330,9 +330,9 @@ TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& nam
     PendingTensor t;
     t.name = c.str("name of tensor " + std::to_string(i));
     if (t.name.empty()) c.error("tensor " + std::to_string(i) + " has an empty name");
-    if (t.name.size() >= GGML_MAX_NAME)
+    if (t.name.size() > kGgufMaxTensorName)
       c.error("tensor " + std::to_string(i) + " has a name of " + std::to_string(t.name.size()) + " bytes ('" +
-              ascii_shown(t.name) + "'): ggml allows at most " + std::to_string(GGML_MAX_NAME - 1));
+              ascii_shown(t.name) + "'): at most " + std::to_string(kGgufMaxTensorName) + " are allowed");
     if (!printable_utf8(t.name))
       c.error("tensor " + std::to_string(i) + " has a name that is not printable UTF-8 ('" + ascii_shown(t.name) + "')");
     if (!names.insert(t.name).second) c.error("duplicate tensor name '" + std::string(t.name) + "'");

@@ -10,6 +10,13 @@
 
 namespace sdn {
 
+// Longest tensor name GGUF files may hold, in bytes. Stable Diffusion names run past ggml's
+// default GGML_MAX_NAME of 64 ("model.diffusion_model.output_blocks.1.1.transformer_blocks.0.
+// attn2.to_out.0.weight" has 83 bytes); stable-diffusion.cpp builds ggml with GGML_MAX_NAME 128
+// and writes such names, so we read and write up to 127. Names are our TensorStore keys only:
+// nothing hands them to ggml's own GGUF reader.
+constexpr size_t kGgufMaxTensorName = 127;
+
 // Maps `path` and parses it. Throws FileAccess for a path that cannot be read and ModelFormat,
 // naming the field, key or tensor, for anything malformed.
 TensorStore read_gguf(const std::string& path);

@@ -1,0 +1,81 @@
+/**
+ * Converting a model file to GGUF in one weight type, quantizing the tensors that can take it.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { JobQueue, type JobOptions } from './job.js';
+import { native, packageRoot } from './native.js';
+import { checkEnum, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
+
+/** Weight types a conversion can write (the ones ggml quantizes without an importance matrix). */
+export const CONVERT_WEIGHT_TYPES = [
+  'f32',
+  'f16',
+  'q8_0',
+  'q5_0',
+  'q5_1',
+  'q4_0',
+  'q4_1',
+  'q2_k',
+  'q3_k',
+  'q4_k',
+  'q5_k',
+  'q6_k',
+] as const;
+export type ConvertWeightType = (typeof CONVERT_WEIGHT_TYPES)[number];
+
+export interface ConvertOptions {
+  /**
+   * Default 'f16'. f32/f16 turn every floating-point tensor into that type. A quantized type
+   * applies to the 2-D weights of linear layers with at least 4096 elements and a row length
+   * the block size divides (K-quants fall back to q4_0/q5_0/q5_1/q8_0 for other rows); conv
+   * kernels, embeddings and the timestep MLP stay f16, biases and norms f32. `tensors` in the
+   * result says what each tensor became.
+   */
+  weightType?: ConvertWeightType;
+  signal?: AbortSignal;
+  /** One step per tensor written. */
+  onProgress?: JobOptions['onProgress'];
+}
+
+export interface ConvertedTensor {
+  name: string;
+  /** Type in the source, as inspectModel reports it: F32, F16, BF16, Q8_0, I64, … */
+  from: string;
+  /** Type written: F32, F16, Q8_0, Q4_K, … */
+  to: string;
+}
+
+export interface ConvertResult {
+  path: string;
+  tensors: ConvertedTensor[];
+}
+
+let packageVersion: string | undefined;
+function version(): string {
+  packageVersion ??= String((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown }).version ?? '');
+  return packageVersion;
+}
+
+/**
+ * Writes `dst` as a GGUF file holding `src`'s tensors (any format inspectModel reads; names and
+ * shapes unchanged) in `weightType`, with metadata: general.architecture 'sdnode',
+ * sdnode.family, sdnode.source, sdnode.version and the source's own metadata under
+ * sdnode.meta.*. The file appears only when complete: a failed or aborted conversion leaves
+ * neither `dst` nor a partial file. Tensors are converted one at a time (memory stays small).
+ */
+export function convertModel(src: string, dst: string, options?: ConvertOptions): Promise<ConvertResult> {
+  checkPath('src', src);
+  checkPath('dst', dst);
+  if (resolve(src) === resolve(dst)) throw new RangeError('dst must not be the source file');
+  const o = checkObject('options', options);
+  checkKeys('options', o, ['weightType', 'signal', 'onProgress']);
+  const weightType = o.weightType === undefined ? 'f16' : checkEnum('options.weightType', o.weightType, CONVERT_WEIGHT_TYPES);
+  const signal = checkSignal('options.signal', o.signal);
+  const onProgress = checkFunction<NonNullable<ConvertOptions['onProgress']>>('options.onProgress', o.onProgress);
+  const v = version();
+  return new JobQueue('convertModel')
+    .run((progress) => native().convertModel(src, dst, weightType, v, progress), { signal, onProgress })
+    .then((raw) => ({ path: dst, tensors: raw.tensors }));
+}

@@ -1,0 +1,33 @@
+// Model conversion: any model file the readers take (safetensors, GGUF, PyTorch zip) to a GGUF
+// file in one weight type, quantizing the tensors that can take it (rules in convert.cpp).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/job_control.h"
+
+namespace sdn {
+
+struct ConvertedTensor {
+  std::string name;
+  std::string from;  // stored type in the source, e.g. "F32", "Q8_0"
+  std::string to;    // type written, e.g. "Q4_0"
+};
+
+// Weight types a conversion can target: "f32", "f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
+// "q2_k", "q3_k", "q4_k", "q5_k", "q6_k" (the ones ggml quantizes without an importance matrix).
+const std::vector<std::string>& convert_weight_types();
+
+// Writes `dst` as GGUF: the source's tensors (names and shapes unchanged) in `weight_type` per
+// tensor rule, its metadata under sdnode.meta.*, and general.architecture "sdnode",
+// sdnode.family, sdnode.source, sdnode.version. The data goes to "<dst>.partial-<pid>", renamed
+// into place on success and removed on error or cancel, so dst is either complete or untouched.
+// One progress step per tensor; cancellation between tensors. Peak memory: a few MB of
+// conversion buffers beyond the source's memory map. Throws FileAccess, ModelFormat,
+// ModelCompatibility (a tensor GGUF cannot hold), InvalidArgument (unknown weight type), Aborted.
+std::vector<ConvertedTensor> convert_model(const std::string& src_path, const std::string& dst_path,
+                                           const std::string& weight_type, const std::string& version,
+                                           JobControl& job);
+
+}  // namespace sdn

@@ -1,0 +1,256 @@
+// convertModel: a tiny generated SD model to GGUF in f16, q8_0 and q4_0, read back through
+// inspectModel; the per-tensor rules, bit-exactness, idempotent re-quantization, cancellation
+// leaving no file, and refused inputs.
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import {
+  AbortError,
+  CONVERT_WEIGHT_TYPES,
+  FileAccessError,
+  ModelFormatError,
+  convertModel,
+  inspectModel,
+  type ConvertResult,
+  type ConvertWeightType,
+  type ModelInspection,
+} from '../lib/index.js';
+// @ts-expect-error: a JavaScript module without types
+import { PRESETS, generateModel } from '../scripts/generate-model.mjs';
+
+const dir = mkdtempSync(join(tmpdir(), 'sdnode-convert-'));
+const srcF32 = join(dir, 'tiny-f32.safetensors');
+const srcF16 = join(dir, 'tiny-f16.safetensors');
+const seed = 7;
+
+let source: ModelInspection;
+let sourceF16: ModelInspection;
+
+beforeAll(async () => {
+  await generateModel({ out: srcF32, preset: 'tiny', dtype: 'f32', seed });
+  await generateModel({ out: srcF16, preset: 'tiny', dtype: 'f16', seed });
+  [source, sourceF16] = await Promise.all([
+    inspectModel(srcF32, { checksums: true }),
+    inspectModel(srcF16, { checksums: true }),
+  ]);
+}, 60_000);
+
+const byName = (r: ModelInspection) => new Map(r.tensors.map((t) => [t.name, t]));
+const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** What the rules say a tensor of the tiny model becomes under a 32-wide quantized type. */
+function expectedQuantized(name: string, shape: number[], dtype: string, q: string): string {
+  if (dtype === 'I64') return 'I64';
+  const quantize =
+    shape.length === 2 &&
+    name.endsWith('.weight') &&
+    !name.includes('embedding') &&
+    !name.includes('time_embed.') &&
+    numel(shape) >= 4096 &&
+    shape[1]! % 32 === 0;
+  if (quantize) return q;
+  return shape.length <= 1 ? 'F32' : 'F16';
+}
+
+describe('convertModel', () => {
+  let f16: ConvertResult;
+  let f16Inspect: ModelInspection;
+
+  it('f16: every float tensor F16, bit-exact with the same model generated in f16', async () => {
+    const dst = join(dir, 'tiny-f16.gguf');
+    const steps: number[] = [];
+    f16 = await convertModel(srcF32, dst, { onProgress: (p) => steps.push(p.step) });
+    expect(f16.path).toBe(dst);
+    expect(steps).toEqual(Array.from({ length: source.tensorCount }, (_, i) => i + 1));
+    f16Inspect = await inspectModel(dst, { checksums: true });
+    expect(f16Inspect.format).toBe('gguf');
+    // Same names and shapes, in the source's order.
+    expect(f16Inspect.tensors.map(({ name, shape }) => ({ name, shape }))).toEqual(
+      source.tensors.map(({ name, shape }) => ({ name, shape })),
+    );
+    expect(f16Inspect.dtypes).toEqual({ F16: source.tensorCount - 1, I64: 1 });
+    expect(f16.tensors.find((t) => t.name.endsWith('position_ids'))).toMatchObject({ from: 'I64', to: 'I64' });
+    // The generator rounds f32 to f16 to nearest even, as ggml does: identical values.
+    expect(f16Inspect.tensors.map((t) => t.checksum)).toEqual(sourceF16.tensors.map((t) => t.checksum));
+    // Metadata: ours, and the source's under sdnode.meta.
+    const m = f16Inspect.metadata;
+    expect(m['general.architecture']).toBe('sdnode');
+    expect(m['sdnode.family']).toBe('sd1');
+    expect(m['sdnode.source']).toBe('tiny-f32.safetensors');
+    expect(m['sdnode.version']).toMatch(/^\d+\.\d+\.\d+/);
+    expect(m['general.file_type']).toBe('1');
+    expect(m['sdnode.meta.sdnode.seed']).toBe(String(seed));
+    expect(m['sdnode.meta.sdnode.preset']).toBe('tiny');
+    expect(f16Inspect.detection.family).toBe(source.detection.family);
+  });
+
+  for (const [weightType, q] of [
+    ['q8_0', 'Q8_0'],
+    ['q4_0', 'Q4_0'],
+  ] as const) {
+    it(`${weightType}: big 2-D linear weights ${q}, the rest by rule`, async () => {
+      const dst = join(dir, `tiny-${weightType}.gguf`);
+      const r = await convertModel(srcF32, dst, { weightType });
+      const out = await inspectModel(dst, { checksums: true });
+      const src = byName(source);
+      expect(out.tensors.map((t) => t.name)).toEqual(source.tensors.map((t) => t.name));
+      for (const t of out.tensors) {
+        const s = src.get(t.name)!;
+        expect(t.shape).toEqual(s.shape);
+        expect({ name: t.name, dtype: t.dtype }).toEqual({ name: t.name, dtype: expectedQuantized(t.name, s.shape, s.dtype, q) });
+      }
+      expect(r.tensors.map((t) => t.to)).toEqual(out.tensors.map((t) => t.dtype));
+      expect(r.tensors.every((t) => t.from === 'F32' || t.from === 'I64')).toBe(true);
+      // Spot checks of the rules on well-known tensors.
+      const to = new Map(r.tensors.map((t) => [t.name, t.to]));
+      expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.weight')).toBe(q);
+      expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight')).toBe(q);
+      expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight')).toBe(q);
+      expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight')).toBe('F32');
+      expect(to.get('model.diffusion_model.input_blocks.0.0.weight')).toBe('F16'); // conv kernel
+      expect(to.get('model.diffusion_model.time_embed.2.weight')).toBe('F16');
+      expect(to.get('cond_stage_model.transformer.text_model.embeddings.token_embedding.weight')).toBe('F16');
+      expect(to.get('cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight')).toBe('F16'); // 32×32: small
+      expect(out.dtypes[q]).toBeGreaterThan(20);
+      expect(out.fileSize).toBeLessThan(f16Inspect.fileSize);
+      expect(out.metadata['general.file_type']).toBe(weightType === 'q8_0' ? '7' : '2');
+      expect(out.metadata['general.quantization_version']).toBe('2');
+    });
+  }
+
+  it('every weight type writes a file that reads back with the same names and shapes', async () => {
+    const ff2 = 'model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight'; // [64, 256]
+    const attn = 'model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight'; // [64, 64]
+    const expected: Record<ConvertWeightType, [string, string]> = {
+      f32: ['F32', 'F32'],
+      f16: ['F16', 'F16'],
+      q8_0: ['Q8_0', 'Q8_0'],
+      q5_0: ['Q5_0', 'Q5_0'],
+      q5_1: ['Q5_1', 'Q5_1'],
+      q4_0: ['Q4_0', 'Q4_0'],
+      q4_1: ['Q4_1', 'Q4_1'],
+      // K-quants need rows of 256; narrower rows fall back to a 32-wide type.
+      q2_k: ['Q2_K', 'Q4_0'],
+      q3_k: ['Q3_K', 'Q4_0'],
+      q4_k: ['Q4_K', 'Q5_0'],
+      q5_k: ['Q5_K', 'Q5_1'],
+      q6_k: ['Q6_K', 'Q8_0'],
+    };
+    expect([...CONVERT_WEIGHT_TYPES].sort()).toEqual(Object.keys(expected).sort());
+    for (const weightType of CONVERT_WEIGHT_TYPES) {
+      const dst = join(dir, `all-${weightType}.gguf`);
+      const r = await convertModel(srcF32, dst, { weightType });
+      const to = new Map(r.tensors.map((t) => [t.name, t.to]));
+      expect([weightType, to.get(ff2), to.get(attn)]).toEqual([weightType, ...expected[weightType]]);
+      const out = await inspectModel(dst);
+      expect(out.tensors.map(({ name, shape, dtype }) => ({ name, shape, dtype }))).toEqual(
+        source.tensors.map(({ name, shape }) => ({ name, shape, dtype: to.get(name) })),
+      );
+      if (weightType === 'f32') {
+        const full = await inspectModel(dst, { checksums: true });
+        expect(full.tensors.map((t) => t.checksum)).toEqual(source.tensors.map((t) => t.checksum));
+      }
+    }
+  }, 60_000);
+
+  it('converting the q8_0 GGUF to q8_0 again gives identical tensors', async () => {
+    const first = join(dir, 'tiny-q8_0.gguf');
+    const again = join(dir, 'tiny-q8_0-again.gguf');
+    if (!existsSync(first)) await convertModel(srcF32, first, { weightType: 'q8_0' });
+    const r = await convertModel(first, again, { weightType: 'q8_0' });
+    expect(r.tensors.every((t) => t.from === t.to)).toBe(true);
+    const [a, b] = await Promise.all([inspectModel(first, { checksums: true }), inspectModel(again, { checksums: true })]);
+    expect(b.tensors).toEqual(a.tensors);
+    // Our keys are written fresh, the source's own metadata carried once, not nested.
+    expect(b.metadata['sdnode.source']).toBe('tiny-q8_0.gguf');
+    expect(b.metadata['sdnode.family']).toBe('sd1');
+    expect(b.metadata['sdnode.meta.sdnode.seed']).toBe(String(seed));
+    expect(Object.keys(b.metadata).some((k) => k.startsWith('sdnode.meta.sdnode.meta.'))).toBe(false);
+  });
+
+  it('a q4_0 GGUF converts back to f16 with the same names and shapes', async () => {
+    const q4 = join(dir, 'tiny-q4_0.gguf');
+    if (!existsSync(q4)) await convertModel(srcF32, q4, { weightType: 'q4_0' });
+    const dst = join(dir, 'tiny-q4_0-to-f16.gguf');
+    const r = await convertModel(q4, dst);
+    expect(r.tensors.filter((t) => t.from === 'Q4_0').every((t) => t.to === 'F16')).toBe(true);
+    const out = await inspectModel(dst);
+    expect(out.tensors.map(({ name, shape }) => ({ name, shape }))).toEqual(source.tensors.map(({ name, shape }) => ({ name, shape })));
+  });
+
+  it('aborted after the first progress event: AbortError, and no file left behind', async () => {
+    // A larger model (~120 MB in f32, ~800 tensors) than the tiny one, so the conversion is
+    // still far from done when the abort from the first progress event reaches the worker,
+    // even on a loaded machine.
+    const sub = mkdtempSync(join(dir, 'abort-'));
+    const src = join(dir, 'mid-f32.safetensors');
+    const tiny = PRESETS.tiny;
+    const config = {
+      ...tiny,
+      unet: { ...tiny.unet, modelChannels: 64, channelMult: [1, 2, 4], numResBlocks: 2, attentionLevels: [1, 2] },
+      vae: { ...tiny.vae, ch: 64 },
+    };
+    await generateModel({ out: src, config, dtype: 'f32', seed });
+    try {
+      const tensorCount = (await inspectModel(src)).tensorCount;
+      const dst = join(sub, 'out.gguf');
+      const controller = new AbortController();
+      let events = 0;
+      const err = await convertModel(src, dst, {
+        weightType: 'q4_0',
+        signal: controller.signal,
+        onProgress: () => {
+          events++;
+          controller.abort();
+        },
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AbortError);
+      // Events already on their way when abort() ran still arrive (never after the promise
+      // settles); the worker stops at the next tensor boundary.
+      expect(events).toBeGreaterThanOrEqual(1);
+      expect(events).toBeLessThan(tensorCount);
+      expect(readdirSync(sub)).toEqual([]);
+    } finally {
+      rmSync(src, { force: true });
+    }
+  }, 60_000);
+
+  it('an already aborted signal rejects without writing', async () => {
+    const sub = mkdtempSync(join(dir, 'abort0-'));
+    const err = await convertModel(srcF32, join(sub, 'out.gguf'), { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect(readdirSync(sub)).toEqual([]);
+  });
+
+  it('bad options throw synchronously', () => {
+    const dst = join(dir, 'never.gguf');
+    expect(() => convertModel(42 as never, dst)).toThrow(TypeError);
+    expect(() => convertModel(srcF32, '')).toThrow(RangeError);
+    expect(() => convertModel(srcF32, srcF32)).toThrow(RangeError);
+    expect(() => convertModel(srcF32, dst, { weightType: 'q9_0' as never })).toThrow(RangeError);
+    expect(() => convertModel(srcF32, dst, { weightType: 8 as never })).toThrow(TypeError);
+    expect(() => convertModel(srcF32, dst, { weighttype: 'q8_0' } as never)).toThrow(/did you mean 'weightType'/);
+    expect(() => convertModel(srcF32, dst, { signal: 'x' as never })).toThrow(TypeError);
+    expect(() => convertModel(srcF32, dst, { onProgress: 1 as never })).toThrow(TypeError);
+    expect(() => convertModel(srcF32, dst, null as never)).toThrow(TypeError);
+    expect(existsSync(dst)).toBe(false);
+  });
+
+  it('a malformed source is a ModelFormatError, a missing one a FileAccessError; no output either way', async () => {
+    const sub = mkdtempSync(join(dir, 'bad-'));
+    const bad = join(sub, 'bad.safetensors');
+    const header = Buffer.from('{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,99]}}');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(bad, Buffer.concat([len, header, Buffer.alloc(16)]));
+    await expect(convertModel(bad, join(sub, 'a.gguf'))).rejects.toBeInstanceOf(ModelFormatError);
+    await expect(convertModel(join(sub, 'missing.safetensors'), join(sub, 'b.gguf'))).rejects.toBeInstanceOf(FileAccessError);
+    expect(readdirSync(sub)).toEqual(['bad.safetensors']);
+  });
+
+  it('an unwritable destination is a FileAccessError', async () => {
+    await expect(convertModel(srcF32, join(dir, 'no-such-dir', 'out.gguf'))).rejects.toBeInstanceOf(FileAccessError);
+  });
+});
