@@ -88,6 +88,7 @@ export interface NativeBinding {
   loadBackends(moduleDir: string): void;
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;
+  stopJobs(): void;
   NativeAutoencoder: {
     load(
       options: { encoder?: string; decoder?: string; device: string; threads: number; f16Weights: boolean },
@@ -121,6 +122,8 @@ export function native(): NativeBinding {
   const file = process.env.SDNODE_ADDON_PATH || nodeGypBuild.resolve(packageRoot());
   const loaded = require(file) as NativeBinding;
   loaded.loadBackends(dirname(file));
+  // exit() runs static destructors under any job still computing: stop them first.
+  process.once('exit', () => loaded.stopJobs());
   bindingPath = file;
   binding = loaded;
   return loaded;

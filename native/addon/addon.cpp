@@ -51,11 +51,19 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Cancels and joins this environment's running jobs. lib/ calls it from process 'exit', which
+// comes before exit() tears down static state that a computing job still uses.
+Napi::Value StopJobs(const Napi::CallbackInfo& info) {
+  cancel_and_join_live_jobs(info.Env());
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   // Runs before this environment's objects are finalized: running jobs must stop first.
-  env.AddCleanupHook([data] { cancel_and_join_all(*data); });
+  napi_env raw = env;
+  env.AddCleanupHook([raw] { cancel_and_join_live_jobs(raw); });
   JobHandle::Init(env, *data);
   NativeAutoencoder::Init(env, exports, *data);
   InitModelFile(env, exports);
@@ -63,6 +71,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
+  exports.Set("stopJobs", Napi::Function::New(env, StopJobs, "stopJobs"));
   return exports;
 }
 

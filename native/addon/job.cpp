@@ -1,13 +1,59 @@
 #include "job.h"
 
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+
 namespace sdnode {
 
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
-void cancel_and_join_all(AddonData& data) {
-  for (JobBase* job : data.live_jobs) job->cancel();
-  for (JobBase* job : data.live_jobs) job->join();
-  data.live_jobs.clear();
+namespace {
+
+struct LiveJobs {
+  std::mutex mutex;
+  std::unordered_map<JobBase*, napi_env> jobs;
+};
+
+// Never destroyed: the atexit handler may run after other statics are gone.
+LiveJobs& live_jobs() {
+  static LiveJobs* jobs = new LiveJobs();
+  return *jobs;
+}
+
+void stop_all_at_exit() { cancel_and_join_live_jobs(nullptr); }
+
+}  // namespace
+
+void register_live_job(JobBase* job, napi_env env) {
+  static std::once_flag once;
+  std::call_once(once, [] { std::atexit(stop_all_at_exit); });
+  LiveJobs& live = live_jobs();
+  std::lock_guard<std::mutex> lock(live.mutex);
+  live.jobs.emplace(job, env);
+}
+
+void unregister_live_job(JobBase* job) {
+  LiveJobs& live = live_jobs();
+  std::lock_guard<std::mutex> lock(live.mutex);
+  live.jobs.erase(job);
+}
+
+void cancel_and_join_live_jobs(napi_env env) {
+  LiveJobs& live = live_jobs();
+  std::lock_guard<std::mutex> lock(live.mutex);
+  // Job threads never take this lock, so joining under it cannot deadlock.
+  for (auto& [job, job_env] : live.jobs) {
+    if (!env || job_env == env) job->cancel();
+  }
+  for (auto it = live.jobs.begin(); it != live.jobs.end();) {
+    if (env && it->second != env) {
+      ++it;
+      continue;
+    }
+    it->first->join();
+    it = live.jobs.erase(it);
+  }
 }
 
 void JobHandle::Init(Napi::Env env, AddonData& data) {

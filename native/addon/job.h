@@ -7,7 +7,6 @@
 #include <memory>
 #include <optional>
 #include <thread>
-#include <unordered_set>
 
 #include <napi.h>
 
@@ -18,16 +17,23 @@ namespace sdnode {
 
 class JobBase;
 
-// Per-environment state: live jobs, so environment teardown (process exit, worker.terminate)
-// can cancel and join them before the objects they use are finalized.
+// Per-environment state of the addon.
 struct AddonData {
-  std::unordered_set<JobBase*> live_jobs;
   Napi::FunctionReference job_handle_ctor;
   Napi::FunctionReference autoencoder_ctor;
 };
 
 AddonData& addon_data(Napi::Env env);
-void cancel_and_join_all(AddonData& data);
+
+// Running jobs, so teardown can stop them before what they use is destroyed: an environment's
+// cleanup hook (worker.terminate(), a worker's process.exit()) stops that environment's jobs.
+// process.exit() on the main thread calls exit() without running cleanup hooks, so lib/ stops
+// them from process 'exit' (stopJobs), and an atexit handler catches any other exit().
+// Used for teardown only: each job's cancel flag and progress stay its own.
+void register_live_job(JobBase* job, napi_env env);
+void unregister_live_job(JobBase* job);
+// Cancels and joins the jobs of `env` (all jobs when env is null), forgetting them.
+void cancel_and_join_live_jobs(napi_env env);
 
 class JobBase {
  public:
@@ -69,7 +75,7 @@ class Job : public JobBase {
     if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
     job->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function(), "sdnode-job", 0, 1, job,
                                                [](Napi::Env, Job* self) { delete self; });
-    addon_data(env).live_jobs.insert(job);
+    register_live_job(job, env);
     Napi::Promise promise = job->deferred_.Promise();
     Napi::Object handle = JobHandle::New(env, job->control_, promise);
 
@@ -111,7 +117,7 @@ class Job : public JobBase {
   void Settle(Napi::Env env) {
     join();
     settled_ = true;
-    addon_data(env).live_jobs.erase(this);
+    unregister_live_job(this);
     Napi::HandleScope scope(env);
     if (error_) {
       deferred_.Reject(make_error(env, *error_).Value());
