@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compile check of the CUDA backend on a machine without a GPU: builds the addon with
 # libggml-cuda for one architecture (default 89; override with SDNODE_CUDA_ARCHITECTURES).
+# ggml's CUDA backend links cuBLAS: the toolkit must include it (cublas_v2.h, libcublas).
 # On a machine with a GPU, run the round trip on it afterwards:
 #   SDNODE_ADDON_PATH=$PWD/build-cuda/out/sdnode.node SDNODE_TEST_DEVICE=cuda:0 \
 #     npx vitest run test/tae-roundtrip.test.ts
