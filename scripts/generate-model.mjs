@@ -89,7 +89,7 @@ export const GENERATOR_VERSION = 1;
  */
 
 /** @type {Readonly<Record<string, ModelConfig>>} */
-export const PRESETS = deepFreeze({
+const BASE_PRESETS = {
   // 7.3 MB in f16 (14.5 MB in f32), 3.6 M parameters, 44% of them the token embedding. CLIP
   // keeps the real vocabulary (49408 rows, so every BPE token id is valid) and the 77
   // positions, at width 32; the UNet has two levels (32, 64 channels) with attention on the
@@ -105,22 +105,6 @@ export const PRESETS = deepFreeze({
       transformerDepth: 1,
       contextDim: 32,
       inChannels: 4,
-      outChannels: 4,
-    },
-    vae: { ch: 32, chMult: [1, 1, 2, 2], numResBlocks: 1, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
-    clip: { width: 32, layers: 2, heads: 2, vocab: 49408, positions: 77, intermediate: 64, positionIds: true },
-  },
-  // The same with the 9-channel UNet input of inpainting models.
-  'tiny-inpaint': {
-    unet: {
-      modelChannels: 32,
-      channelMult: [1, 2],
-      numResBlocks: 1,
-      attentionLevels: [1],
-      headDim: 32,
-      transformerDepth: 1,
-      contextDim: 32,
-      inChannels: 9,
       outChannels: 4,
     },
     vae: { ch: 32, chMult: [1, 1, 2, 2], numResBlocks: 1, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
@@ -143,22 +127,19 @@ export const PRESETS = deepFreeze({
     vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
     clip: { width: 768, layers: 12, heads: 12, vocab: 49408, positions: 77, intermediate: 3072, positionIds: true },
   },
-  // SD1.5 inpainting (v1-inpainting-inference.yaml): as sd15 with in_channels 9.
-  'sd15-inpaint': {
-    unet: {
-      modelChannels: 320,
-      channelMult: [1, 2, 4, 4],
-      numResBlocks: 2,
-      attentionLevels: [0, 1, 2],
-      numHeads: 8,
-      transformerDepth: 1,
-      contextDim: 768,
-      inChannels: 9,
-      outChannels: 4,
-    },
-    vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
-    clip: { width: 768, layers: 12, heads: 12, vocab: 49408, positions: 77, intermediate: 3072, positionIds: true },
-  },
+};
+
+/** The same model with the 9-channel UNet input of inpainting models (latent, mask and
+ *  masked-image latent; v1-inpainting-inference.yaml in_channels 9). */
+function inpaintVariant(config) {
+  return { ...config, unet: { ...config.unet, inChannels: 9 } };
+}
+
+export const PRESETS = deepFreeze({
+  tiny: BASE_PRESETS.tiny,
+  'tiny-inpaint': inpaintVariant(BASE_PRESETS.tiny),
+  sd15: BASE_PRESETS.sd15,
+  'sd15-inpaint': inpaintVariant(BASE_PRESETS.sd15),
 });
 
 /** Name prefix of each component in an LDM single-file checkpoint. */

@@ -8,6 +8,7 @@
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ByteWriter } from './bytes.js';
 
 /** GGUF value type ids. */
 export const GGUF_TYPE = {
@@ -108,52 +109,15 @@ export interface GgufRawOptions {
 
 const DEFAULT_ALIGNMENT = 32;
 
-class ByteWriter {
-  private chunks: Buffer[] = [];
-  length = 0;
-  bytes(b: Uint8Array): this {
-    this.chunks.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-    this.length += b.byteLength;
-    return this;
-  }
-  private fixed(size: number, write: (b: Buffer) => void): this {
-    const b = Buffer.alloc(size);
-    write(b);
-    return this.bytes(b);
-  }
-  u8(v: number): this {
-    return this.fixed(1, (b) => b.writeUInt8(v & 0xff));
-  }
-  u16(v: number): this {
-    return this.fixed(2, (b) => b.writeUInt16LE(v & 0xffff));
-  }
-  u32(v: number): this {
-    return this.fixed(4, (b) => b.writeUInt32LE(v >>> 0));
-  }
-  /** Any integer; negative values and values past 2^64 wrap to 64 bits. */
-  u64(v: number | bigint): this {
-    return this.fixed(8, (b) => b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v))));
-  }
-  f32(v: number): this {
-    return this.fixed(4, (b) => b.writeFloatLE(v));
-  }
-  f64(v: number): this {
-    return this.fixed(8, (b) => b.writeDoubleLE(v));
-  }
+/** GGUF strings: a u64 byte length, then the bytes. */
+class GgufWriter extends ByteWriter {
   str(s: string | Uint8Array): this {
     const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
     return this.u64(b.byteLength).bytes(b);
   }
-  pad(alignment: number): this {
-    const n = (alignment - (this.length % alignment)) % alignment;
-    return n ? this.bytes(new Uint8Array(n)) : this;
-  }
-  toBuffer(): Buffer {
-    return Buffer.concat(this.chunks, this.length);
-  }
 }
 
-function writeScalar(w: ByteWriter, type: GgufScalarType, v: Scalar | Uint8Array): void {
+function writeScalar(w: GgufWriter, type: GgufScalarType, v: Scalar | Uint8Array): void {
   if (type === 'str') {
     if (typeof v !== 'string' && !(v instanceof Uint8Array)) throw new TypeError('GGUF string value must be a string');
     w.str(v);
@@ -188,7 +152,7 @@ function writeScalar(w: ByteWriter, type: GgufScalarType, v: Scalar | Uint8Array
   }
 }
 
-function writeKv(w: ByteWriter, kv: GgufKv): void {
+function writeKv(w: GgufWriter, kv: GgufKv): void {
   w.str(kv.key).u32(GGUF_TYPE[kv.type]);
   if (kv.type === 'arr') {
     w.u32(GGUF_TYPE[kv.elemType]).u64(kv.values.length);
@@ -234,7 +198,7 @@ export function buildGguf(spec: GgufSpec, raw: GgufRawOptions = {}): Buffer {
     end += (alignment - (end % alignment)) % alignment;
   }
 
-  const w = new ByteWriter();
+  const w = new GgufWriter();
   w.bytes(raw.magic ?? Buffer.from('GGUF', 'latin1'));
   w.u32(raw.version ?? 3);
   w.u64(raw.tensorCount ?? BigInt(tensors.length));
@@ -283,7 +247,7 @@ function withTensors(tensors: GgufTensor[], raw: GgufRawOptions = {}): Buffer {
 
 /** A valid GGUF followed by one hand-made metadata entry (raw bytes), counted in the header. */
 function withRawEntry(entry: Uint8Array): Buffer {
-  const w = new ByteWriter();
+  const w = new GgufWriter();
   w.bytes(Buffer.from('GGUF', 'latin1')).u32(3).u64(0).u64(BASE_KV.length + 1);
   for (const e of BASE_KV) writeKv(w, e);
   w.bytes(entry);
@@ -316,34 +280,34 @@ export function hostileGguf(dir: string): Record<string, string> {
   cases.kv_count_one_more = withKv([], { kvCount: BigInt(BASE_KV.length + 1) });
 
   // 9. Strings, arrays, value types, keys.
-  cases.key_length_past_eof = withRawEntry(new ByteWriter().u64(1000).bytes(Buffer.from('general.x')).toBuffer());
-  cases.key_length_absurd = withRawEntry(new ByteWriter().u64(1n << 63n).bytes(Buffer.from('general.x')).toBuffer());
+  cases.key_length_past_eof = withRawEntry(new GgufWriter().u64(1000).bytes(Buffer.from('general.x')).toBuffer());
+  cases.key_length_absurd = withRawEntry(new GgufWriter().u64(1n << 63n).bytes(Buffer.from('general.x')).toBuffer());
   cases.string_value_past_eof = withRawEntry(
-    new ByteWriter().str('general.description').u32(GGUF_TYPE.str).u64(1 << 20).bytes(Buffer.from('short')).toBuffer(),
+    new GgufWriter().str('general.description').u32(GGUF_TYPE.str).u64(1 << 20).bytes(Buffer.from('short')).toBuffer(),
   );
   cases.string_value_length_max = withRawEntry(
-    new ByteWriter().str('general.description').u32(GGUF_TYPE.str).u64(U64_MAX).bytes(Buffer.from('short')).toBuffer(),
+    new GgufWriter().str('general.description').u32(GGUF_TYPE.str).u64(U64_MAX).bytes(Buffer.from('short')).toBuffer(),
   );
   cases.array_length_past_eof = withRawEntry(
-    new ByteWriter().str('test.values').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.u32).u64(1_000_000).u32(1).u32(2).toBuffer(),
+    new GgufWriter().str('test.values').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.u32).u64(1_000_000).u32(1).u32(2).toBuffer(),
   );
   cases.array_length_overflow = withRawEntry(
     // 2^62 u32 elements: 2^64 bytes, which wraps to 0 in unchecked 64-bit arithmetic.
-    new ByteWriter().str('test.values').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.u32).u64(1n << 62n).u32(1).toBuffer(),
+    new GgufWriter().str('test.values').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.u32).u64(1n << 62n).u32(1).toBuffer(),
   );
   cases.string_array_length_absurd = withRawEntry(
-    new ByteWriter().str('tokenizer.ggml.tokens').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.str).u64(U64_MAX).str('a').toBuffer(),
+    new GgufWriter().str('tokenizer.ggml.tokens').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.str).u64(U64_MAX).str('a').toBuffer(),
   );
   cases.string_in_array_past_eof = withRawEntry(
-    new ByteWriter().str('tokenizer.ggml.tokens').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.str).u64(2).str('a').u64(1 << 30).toBuffer(),
+    new GgufWriter().str('tokenizer.ggml.tokens').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.str).u64(2).str('a').u64(1 << 30).toBuffer(),
   );
   cases.array_of_arrays = withRawEntry(
-    new ByteWriter().str('test.nested').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.arr).u64(1).u32(GGUF_TYPE.u8).u64(1).u8(0).toBuffer(),
+    new GgufWriter().str('test.nested').u32(GGUF_TYPE.arr).u32(GGUF_TYPE.arr).u64(1).u32(GGUF_TYPE.u8).u64(1).u8(0).toBuffer(),
   );
-  cases.unknown_value_type = withRawEntry(new ByteWriter().str('test.x').u32(13).u32(0).toBuffer());
-  cases.unknown_value_type_huge = withRawEntry(new ByteWriter().str('test.x').u32(0xffffffff).u32(0).toBuffer());
+  cases.unknown_value_type = withRawEntry(new GgufWriter().str('test.x').u32(13).u32(0).toBuffer());
+  cases.unknown_value_type_huge = withRawEntry(new GgufWriter().str('test.x').u32(0xffffffff).u32(0).toBuffer());
   cases.unknown_array_element_type = withRawEntry(
-    new ByteWriter().str('test.values').u32(GGUF_TYPE.arr).u32(99).u64(1).u32(0).toBuffer(),
+    new GgufWriter().str('test.values').u32(GGUF_TYPE.arr).u32(99).u64(1).u32(0).toBuffer(),
   );
   cases.bool_value_2 = withKv([{ key: 'test.flag', type: 'bool', value: 2 }]);
   cases.empty_key = withKv([{ key: '', type: 'u32', value: 1 }]);

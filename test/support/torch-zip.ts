@@ -3,6 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ByteWriter } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // CRC-32 (IEEE). zlib.crc32 appeared in Node 20.15; the package supports every Node 20.
@@ -40,34 +41,6 @@ export interface ZipOptions {
   /** Pad each local header's extra field so entry data starts at a multiple of this, as
    *  torch does (64). 0 or 1: no padding. */
   align?: number;
-}
-
-class ByteWriter {
-  private chunks: Buffer[] = [];
-  length = 0;
-  bytes(b: Uint8Array): this {
-    this.chunks.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-    this.length += b.byteLength;
-    return this;
-  }
-  u16(v: number): this {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(v);
-    return this.bytes(b);
-  }
-  u32(v: number): this {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v >>> 0);
-    return this.bytes(b);
-  }
-  u64(v: number): this {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(v));
-    return this.bytes(b);
-  }
-  toBuffer(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
 }
 
 const MAX32 = 0xffffffff;
