@@ -1,6 +1,7 @@
 // Teardown while a job runs: process exit and worker.terminate() must be clean (the addon's
 // environment cleanup hook cancels and joins running jobs before objects are finalized).
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -72,6 +73,8 @@ describe('devices', () => {
   it('lists the CPU and reports the ggml build', () => {
     const info = systemInfo();
     expect(info.ggmlVersion).toBe('0.23.0');
+    // The commit of the ggml source we vendor (from its stamp), not of this repository.
+    expect(info.ggmlCommit).toBe(JSON.parse(readFileSync(resolve(root, 'vendor', 'ggml', 'sdnode-stamp.json'), 'utf8')).commit);
     expect(info.backends).toContain('CPU');
     expect(Object.keys(info.cpuFeatures).length).toBeGreaterThan(0);
     expect(listDevices().some((d) => d.id === 'cpu' && d.type === 'cpu')).toBe(true);

@@ -92,7 +92,7 @@ std::vector<DeviceInfo> list_devices() {
 SystemInfo system_info() {
   SystemInfo info;
   info.ggml_version = ggml_version();
-  info.ggml_commit = ggml_commit();
+  info.ggml_commit = SDNODE_GGML_COMMIT;  // from vendor/ggml's stamp: the source has no git metadata
   for (size_t r = 0; r < ggml_backend_reg_count(); ++r) {
     ggml_backend_reg_t reg = ggml_backend_reg_get(r);
     info.backends.emplace_back(ggml_backend_reg_name(reg));
