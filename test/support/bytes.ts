@@ -1,5 +1,18 @@
-/** A little-endian byte builder shared by the test file writers (zip, GGUF). */
+/** Byte-level helpers shared by the test file writers (zip, GGUF, safetensors). */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
+/** Writes each case to `<dir>/<name><ext>`; returns name → path. */
+export function writeCases(dir: string, ext: string, cases: Record<string, Uint8Array>): Record<string, string> {
+  const paths: Record<string, string> = {};
+  for (const [name, bytes] of Object.entries(cases)) {
+    paths[name] = join(dir, `${name}${ext}`);
+    writeFileSync(paths[name], bytes);
+  }
+  return paths;
+}
+
+/** A little-endian byte builder. */
 export class ByteWriter {
   private chunks: Buffer[] = [];
   length = 0;

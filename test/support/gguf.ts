@@ -7,8 +7,7 @@
 // the data section, each tensor at an aligned offset. A string is a u64 length and its bytes.
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ByteWriter } from './bytes.js';
+import { ByteWriter, writeCases } from './bytes.js';
 
 /** GGUF value type ids. */
 export const GGUF_TYPE = {
@@ -366,11 +365,5 @@ export function hostileGguf(dir: string): Record<string, string> {
   cases.truncated_header = valid.subarray(0, Math.floor(valid.length / 3));
   cases.truncated_tensor_info = valid.subarray(0, valid.indexOf(Buffer.from('b.weight')) + 4);
 
-  const paths: Record<string, string> = {};
-  for (const [name, bytes] of Object.entries(cases)) {
-    const path = join(dir, `${name}.gguf`);
-    writeFileSync(path, bytes);
-    paths[name] = path;
-  }
-  return paths;
+  return writeCases(dir, '.gguf', cases);
 }

@@ -4,6 +4,7 @@
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeCases } from './bytes.js';
 
 export type SafetensorsDtype =
   | 'F64'
@@ -243,11 +244,5 @@ export function hostileSafetensors(dir: string): Record<string, string> {
   cases.metadata_not_object = frame('{"__metadata__":["a"]}');
   cases.metadata_value_not_string = frame('{"__metadata__":{"k":1}}');
 
-  const paths: Record<string, string> = {};
-  for (const [name, bytes] of Object.entries(cases)) {
-    const path = join(dir, `${name}.safetensors`);
-    writeFileSync(path, bytes);
-    paths[name] = path;
-  }
-  return paths;
+  return writeCases(dir, '.safetensors', cases);
 }

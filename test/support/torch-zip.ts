@@ -2,8 +2,7 @@
 // and hostile ones that a safe reader must refuse. Only node: builtins.
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ByteWriter } from './bytes.js';
+import { ByteWriter, writeCases } from './bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // CRC-32 (IEEE). zlib.crc32 appeared in Node 20.15; the package supports every Node 20.
@@ -387,11 +386,5 @@ export function hostileCheckpoints(dir: string, sentinel: string): Record<string
   cases.not_a_dict = buildZip(withPickle(new Pickle().proto(2).emptyList().stop()));
   cases.empty_file = Buffer.alloc(0);
 
-  const paths: Record<string, string> = {};
-  for (const [name, bytes] of Object.entries(cases)) {
-    const path = join(dir, `${name}.pth`);
-    writeFileSync(path, bytes);
-    paths[name] = path;
-  }
-  return paths;
+  return writeCases(dir, '.pth', cases);
 }
