@@ -3,7 +3,6 @@
 // builtins.
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { writeCases } from './bytes.js';
 
 export type SafetensorsDtype =
