@@ -6,24 +6,8 @@ import { join, resolve } from 'node:path';
 
 import { JobQueue, type JobOptions } from './job.js';
 import { native, packageRoot } from './native.js';
+import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 import { checkEnum, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
-
-/** Weight types a conversion can write (the ones ggml quantizes without an importance matrix). */
-export const CONVERT_WEIGHT_TYPES = [
-  'f32',
-  'f16',
-  'q8_0',
-  'q5_0',
-  'q5_1',
-  'q4_0',
-  'q4_1',
-  'q2_k',
-  'q3_k',
-  'q4_k',
-  'q5_k',
-  'q6_k',
-] as const;
-export type ConvertWeightType = (typeof CONVERT_WEIGHT_TYPES)[number];
 
 export interface ConvertOptions {
   /**
@@ -33,7 +17,7 @@ export interface ConvertOptions {
    * kernels, embeddings and the timestep MLP stay f16, biases and norms f32. `tensors` in the
    * result says what each tensor became.
    */
-  weightType?: ConvertWeightType;
+  weightType?: WeightType;
   signal?: AbortSignal;
   /** One step per tensor written. */
   onProgress?: JobOptions['onProgress'];
@@ -71,7 +55,7 @@ export function convertModel(src: string, dst: string, options?: ConvertOptions)
   if (resolve(src) === resolve(dst)) throw new RangeError('dst must not be the source file');
   const o = checkObject('options', options);
   checkKeys('options', o, ['weightType', 'signal', 'onProgress']);
-  const weightType = o.weightType === undefined ? 'f16' : checkEnum('options.weightType', o.weightType, CONVERT_WEIGHT_TYPES);
+  const weightType = o.weightType === undefined ? 'f16' : checkEnum('options.weightType', o.weightType, WEIGHT_TYPES);
   const signal = checkSignal('options.signal', o.signal);
   const onProgress = checkFunction<NonNullable<ConvertOptions['onProgress']>>('options.onProgress', o.onProgress);
   const v = version();

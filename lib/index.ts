@@ -3,8 +3,12 @@
  */
 export { loadAutoencoder, Autoencoder } from './autoencoder.js';
 export type { AutoencoderFiles, LoadAutoencoderOptions, Latent } from './autoencoder.js';
-export { convertModel, CONVERT_WEIGHT_TYPES } from './convert.js';
-export type { ConvertOptions, ConvertResult, ConvertWeightType, ConvertedTensor } from './convert.js';
+export { convertModel } from './convert.js';
+export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
+export { WEIGHT_TYPES } from './weight-types.js';
+export type { WeightType } from './weight-types.js';
+export { loadModel, Model } from './model.js';
+export type { LoadModelOptions, ModelComponents, ModelInfo, ModelSource, WeightRecord } from './model.js';
 export { inspectModel } from './model-file.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';

@@ -48,6 +48,24 @@ export interface NativeAutoencoder {
   dispose(): void;
 }
 
+export interface NativeModelInfo {
+  device: string;
+  weightType: string;
+  sources: Array<{ component: string; path: string; format: string; convention: string; tensors: number; dropped: string[] }>;
+  tokenizerDir: string;
+  deviceBytes: number;
+  mappedBytes: number;
+  loadMs: number;
+  metadata: Record<string, string>;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
+  checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
+  dispose(): void;
+}
+
 export interface NativeDevice {
   id: string;
   backend: string;
@@ -85,15 +103,66 @@ export interface NativeBinding {
     onProgress?: (p: NativeProgress) => void,
   ): NativeJob<NativeConvertResult>;
   inspectFile(path: string, checksums: boolean, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
+  planNames(
+    component: 'checkpoint' | 'unet' | 'vae' | 'textEncoder' | 'textEncoder2',
+    tensors: ReadonlyArray<{ name: string; shape: readonly number[] }>,
+    options?: { ema?: boolean },
+  ): {
+    convention: string;
+    tensors: Array<{
+      name: string;
+      source: string;
+      op: 'view' | 'reshape' | 'rowSlice' | 'transpose2d';
+      shape: number[];
+      rowBegin?: number;
+    }>;
+    dropped: string[];
+  };
   loadBackends(moduleDir: string): void;
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;
   stopJobs(): void;
+  /** Test-facing, synchronous: the engine's RNGs, noise schedules and samplers on host arrays. */
+  sampling: {
+    /** count as an array: consecutive calls on one generator, concatenated. */
+    randn(rng: 'cuda' | 'cpu', seed: bigint | number, count: number | number[]): Float32Array;
+    sigmas(scheduler: string, steps: number): Float32Array;
+    /** A sampler run with the exact denoiser of x0 ~ N(mu, s²), from x = randn(count) · sigmas[0]. */
+    sampleGaussian(options: {
+      sampler: string;
+      scheduler: string;
+      steps: number;
+      seed: bigint | number;
+      rng: 'cuda' | 'cpu';
+      mu: number;
+      s: number;
+      count: number;
+      onProgress?: (step: number, steps: number) => void;
+      /** Cancels after this many progress reports (0: before the first step). */
+      cancelAfter?: number;
+    }): Float32Array;
+  };
   NativeAutoencoder: {
     load(
       options: { encoder?: string; decoder?: string; device: string; threads: number; f16Weights: boolean },
       onProgress?: (p: NativeProgress) => void,
     ): NativeJob<NativeAutoencoder>;
+  };
+  NativeModel: {
+    load(
+      options: {
+        model?: string;
+        unet?: string;
+        vae?: string;
+        textEncoder?: string;
+        textEncoder2?: string;
+        ema: boolean;
+        device: string;
+        threads: number;
+        weightType: string;
+      },
+      onProgress?: (p: NativeProgress) => void,
+    ): NativeJob<NativeModel>;
   };
 }
 

@@ -8,13 +8,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import {
   AbortError,
-  CONVERT_WEIGHT_TYPES,
+  WEIGHT_TYPES,
   FileAccessError,
   ModelFormatError,
   convertModel,
   inspectModel,
   type ConvertResult,
-  type ConvertWeightType,
+  type WeightType,
   type ModelInspection,
 } from '../lib/index.js';
 // @ts-expect-error: a JavaScript module without types
@@ -123,7 +123,7 @@ describe('convertModel', () => {
   it('every weight type writes a file that reads back with the same names and shapes', async () => {
     const ff2 = 'model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight'; // [64, 256]
     const attn = 'model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight'; // [64, 64]
-    const expected: Record<ConvertWeightType, [string, string]> = {
+    const expected: Record<WeightType, [string, string]> = {
       f32: ['F32', 'F32'],
       f16: ['F16', 'F16'],
       q8_0: ['Q8_0', 'Q8_0'],
@@ -138,8 +138,8 @@ describe('convertModel', () => {
       q5_k: ['Q5_K', 'Q5_1'],
       q6_k: ['Q6_K', 'Q8_0'],
     };
-    expect([...CONVERT_WEIGHT_TYPES].sort()).toEqual(Object.keys(expected).sort());
-    for (const weightType of CONVERT_WEIGHT_TYPES) {
+    expect([...WEIGHT_TYPES].sort()).toEqual(Object.keys(expected).sort());
+    for (const weightType of WEIGHT_TYPES) {
       const dst = join(dir, `all-${weightType}.gguf`);
       const r = await convertModel(srcF32, dst, { weightType });
       const to = new Map(r.tensors.map((t) => [t.name, t.to]));

@@ -4,6 +4,7 @@
 #include "autoencoder.h"
 #include "convert_model.h"
 #include "job.h"
+#include "model.h"
 #include "model_file.h"
 #include "pipeline/backend.h"
 
@@ -66,6 +67,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.AddCleanupHook([raw] { cancel_and_join_live_jobs(raw); });
   JobHandle::Init(env, *data);
   NativeAutoencoder::Init(env, exports, *data);
+  NativeModel::Init(env, exports, *data);
   InitModelFile(env, exports);
   InitConvertModel(env, exports);
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));

@@ -21,6 +21,7 @@ class JobBase;
 struct AddonData {
   Napi::FunctionReference job_handle_ctor;
   Napi::FunctionReference autoencoder_ctor;
+  Napi::FunctionReference model_ctor;
 };
 
 AddonData& addon_data(Napi::Env env);

@@ -87,8 +87,23 @@ class MappedSource : public ByteSource {
   ~MappedSource() override { munmap(addr_, size_); }
   const uint8_t* data() const override { return static_cast<const uint8_t*>(addr_); }
   size_t size() const override { return size_; }
+  bool mapped() const override { return true; }
+  void prefetch(const uint8_t* p, size_t n) const override { advise(p, n, MADV_WILLNEED, false); }
+  // Drops only the pages wholly inside the range: a neighbour's bytes may share the edge pages.
+  void release(const uint8_t* p, size_t n) const override { advise(p, n, MADV_DONTNEED, true); }
 
  private:
+  void advise(const uint8_t* p, size_t n, int advice, bool inner) const {
+    if (!contains(p, n) || n == 0) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+    begin = inner ? (begin + page - 1) / page * page : begin / page * page;
+    end = inner ? end / page * page : (end + page - 1) / page * page;
+    const uintptr_t map_end = reinterpret_cast<uintptr_t>(addr_) + size_;
+    if (end > map_end) end = map_end;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, advice);  // a hint: errors do not matter
+  }
+
   void* addr_;
   size_t size_;
 };
@@ -177,6 +192,25 @@ void TensorStore::add(TensorInfo info) {
   if (index_.count(info.name)) fail(ErrorCode::ModelFormat, "duplicate tensor name '" + info.name + "'");
   index_.emplace(info.name, tensors_.size());
   tensors_.push_back(std::move(info));
+}
+
+const ByteSource* TensorStore::source_of(const TensorInfo& t) const {
+  for (const auto& s : sources_) {
+    if (s->contains(t.data, t.nbytes)) return s.get();
+  }
+  return nullptr;
+}
+
+void TensorStore::absorb(TensorStore&& other) {
+  if (&other == this) return;
+  for (auto& s : other.sources_) sources_.push_back(std::move(s));
+  for (auto& b : other.owned_) owned_.push_back(std::move(b));
+  // Its tensors pointed into what this store now owns: the moved-from store keeps none.
+  other.sources_.clear();
+  other.owned_.clear();
+  other.tensors_.clear();
+  other.index_.clear();
+  other.metadata_.clear();
 }
 
 const TensorInfo* TensorStore::find(const std::string& name) const {

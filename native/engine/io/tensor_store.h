@@ -27,6 +27,13 @@ class ByteSource {
   virtual ~ByteSource() = default;
   virtual const uint8_t* data() const = 0;
   virtual size_t size() const = 0;
+  // A memory map of a file: its pages can be used in place and dropped again (they reload
+  // from the file), unlike an owned buffer.
+  virtual bool mapped() const { return false; }
+  // Hints for a map: the range will be read soon / is no longer needed in memory.
+  virtual void prefetch(const uint8_t* /*p*/, size_t /*n*/) const {}
+  virtual void release(const uint8_t* /*p*/, size_t /*n*/) const {}
+  bool contains(const uint8_t* p, size_t n) const { return p >= data() && n <= size() && p - data() <= static_cast<std::ptrdiff_t>(size() - n); }
 };
 
 // Opens `path` read-only (memory-mapped where the OS allows). Throws FileAccess for a missing
@@ -52,8 +59,13 @@ class TensorStore {
   uint8_t* own_buffer(size_t nbytes);
   // Throws ModelFormat on a duplicate name.
   void add(TensorInfo info);
+  // Takes over `other`'s byte sources and owned buffers, so that views into them (added with
+  // add()) stay valid for as long as this store. `other` is left empty: no tensors, no memory.
+  void absorb(TensorStore&& other);
 
   const TensorInfo* find(const std::string& name) const;
+  // The source whose bytes hold `t`'s data; null when the store owns them (own_buffer).
+  const ByteSource* source_of(const TensorInfo& t) const;
 
   // File-level metadata as text: safetensors' __metadata__, GGUF key-values (arrays are
   // summarised as "[N x type]"). Keys are unique; a later set() replaces.

@@ -1,5 +1,5 @@
 // Model conversion: any model file the readers take (safetensors, GGUF, PyTorch zip) to a GGUF
-// file in one weight type, quantizing the tensors that can take it (rules in convert.cpp).
+// file in one weight type, quantizing the tensors that can take it (rules in nn/weight_types.cpp).
 #pragma once
 
 #include <string>
@@ -14,10 +14,6 @@ struct ConvertedTensor {
   std::string from;  // stored type in the source, e.g. "F32", "Q8_0"
   std::string to;    // type written, e.g. "Q4_0"
 };
-
-// Weight types a conversion can target: "f32", "f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
-// "q2_k", "q3_k", "q4_k", "q5_k", "q6_k" (the ones ggml quantizes without an importance matrix).
-const std::vector<std::string>& convert_weight_types();
 
 // Writes `dst` as GGUF: the source's tensors (names and shapes unchanged) in `weight_type` per
 // tensor rule, its metadata under sdnode.meta.*, and general.architecture "sdnode",

@@ -1,0 +1,157 @@
+#include "model.h"
+
+#include <cstdio>
+
+#include "convert.h"
+
+namespace sdnode {
+
+void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
+  Napi::Function ctor = DefineClass(env, "NativeModel",
+                                    {
+                                        StaticMethod<&NativeModel::Load>("load"),
+                                        InstanceMethod<&NativeModel::Info>("info"),
+                                        InstanceMethod<&NativeModel::Weights>("weights"),
+                                        InstanceMethod<&NativeModel::Checksums>("checksums"),
+                                        InstanceMethod<&NativeModel::Dispose>("dispose"),
+                                    });
+  data.model_ctor = Napi::Persistent(ctor);
+  exports.Set("NativeModel", ctor);
+}
+
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  // Only Load() makes usable instances: it passes the engine as an External.
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    engine_ = *info[0].As<Napi::External<std::shared_ptr<sdn::Model>>>().Data();
+  }
+}
+
+Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  sdn::ModelOptions options;
+  options.sources.model = get_string(o, "model", false);
+  options.sources.unet = get_string(o, "unet", false);
+  options.sources.vae = get_string(o, "vae", false);
+  options.sources.text_encoder = get_string(o, "textEncoder", false);
+  options.sources.text_encoder2 = get_string(o, "textEncoder2", false);
+  options.sources.ema = get_bool(o, "ema", false);
+  options.device = get_string(o, "device", true);
+  options.threads = get_int(o, "threads", 1);
+  options.weight_type = get_string(o, "weightType", false);
+  using Ptr = std::shared_ptr<sdn::Model>;
+  return Job<Ptr>::Start(
+      env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [options](sdn::JobControl& job) { return std::make_shared<sdn::Model>(options, job); },
+      [](Napi::Env env, Ptr& engine) -> Napi::Value {
+        Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &engine);
+        return addon_data(env).model_ctor.New({external});
+      });
+}
+
+sdn::Model& NativeModel::engine(Napi::Env env) {
+  if (!engine_) {
+    Napi::Error e = Napi::Error::New(env, "the model has been disposed");
+    e.Set("code", Napi::String::New(env, "ERR_DISPOSED"));
+    throw e;
+  }
+  return *engine_;
+}
+
+namespace {
+
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
+  return a;
+}
+
+}  // namespace
+
+Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const sdn::Model& model = engine(env);
+  const sdn::ModelInfo& i = model.info();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("device", i.device);
+  out.Set("weightType", i.weight_type);
+  Napi::Array sources = Napi::Array::New(env, i.sources.size());
+  for (size_t k = 0; k < i.sources.size(); ++k) {
+    const sdn::SourceRecord& s = i.sources[k];
+    Napi::Object so = Napi::Object::New(env);
+    so.Set("component", s.component);
+    so.Set("path", s.path);
+    so.Set("format", s.format);
+    so.Set("convention", s.convention);
+    so.Set("tensors", static_cast<double>(s.tensors));
+    so.Set("dropped", strings_to_js(env, s.dropped));
+    sources.Set(k, so);
+  }
+  out.Set("sources", sources);
+  out.Set("tokenizerDir", i.tokenizer_dir);
+  out.Set("deviceBytes", static_cast<double>(i.device_bytes));
+  out.Set("mappedBytes", static_cast<double>(i.mapped_bytes));
+  out.Set("loadMs", i.load_ms);
+  Napi::Object metadata = Napi::Object::New(env);
+  for (const auto& [k, v] : model.store().metadata()) metadata.Set(k, v);
+  out.Set("metadata", metadata);
+  return out;
+}
+
+Napi::Value NativeModel::Weights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& records = engine(env).weights().records();
+  Napi::Array out = Napi::Array::New(env, records.size());
+  for (size_t k = 0; k < records.size(); ++k) {
+    const sdn::WeightRecord& r = records[k];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", r.name);
+    Napi::Array shape = Napi::Array::New(env, r.shape.size());
+    for (size_t d = 0; d < r.shape.size(); ++d) shape.Set(d, static_cast<double>(r.shape[d]));
+    o.Set("shape", shape);
+    o.Set("from", r.from);
+    o.Set("to", r.to);
+    o.Set("bytes", static_cast<double>(r.bytes));
+    o.Set("mapped", r.mapped);
+    out.Set(k, o);
+  }
+  return out;
+}
+
+Napi::Value NativeModel::Checksums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "checksums(names): an array of names expected");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::string> names;
+  for (uint32_t k = 0; k < arr.Length(); ++k) {
+    Napi::Value v = arr.Get(k);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "checksums(names): names must be strings");
+    names.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  std::shared_ptr<sdn::Model> engine = engine_;  // the job holds the model too
+  return Job<std::vector<std::string>>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [engine, names](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        std::vector<std::string> out;
+        for (size_t k = 0; k < names.size(); ++k) {
+          job.throw_if_cancelled();
+          char hex[17];
+          std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(engine->weights().checksum(names[k])));
+          out.push_back(hex);
+          job.report(static_cast<int>(k + 1), static_cast<int>(names.size()));
+        }
+        return out;
+      },
+      [](Napi::Env env, std::vector<std::string>& v) -> Napi::Value { return strings_to_js(env, v); });
+}
+
+// Drops this object's hold on the model; a running job keeps its own until it settles.
+Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
+  engine_.reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace sdnode

@@ -1,0 +1,35 @@
+// JS class NativeModel over sdn::Model (lib/model.ts wraps it).
+#pragma once
+
+#include <memory>
+
+#include <napi.h>
+
+#include "job.h"
+#include "pipeline/model.h"
+
+namespace sdnode {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports, AddonData& data);
+  explicit NativeModel(const Napi::CallbackInfo& info);
+
+ private:
+  // static load({ model?, unet?, vae?, textEncoder?, textEncoder2?, ema, device, threads,
+  //               weightType }, onProgress) -> JobHandle<NativeModel>
+  static Napi::Value Load(const Napi::CallbackInfo& info);
+  // { device, weightType, sources: [...], tokenizerDir, deviceBytes, mappedBytes, loadMs, metadata }
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  // [{ name, shape, from, to, bytes, mapped }]
+  Napi::Value Weights(const Napi::CallbackInfo& info);
+  // checksums(names: string[]) -> JobHandle<string[]> (16 hex digits each)
+  Napi::Value Checksums(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  sdn::Model& engine(Napi::Env env);
+
+  std::shared_ptr<sdn::Model> engine_;
+};
+
+}  // namespace sdnode

@@ -1,0 +1,59 @@
+// Every weight of a model on one device, in the type nn/weight_types.h gives it. On the CPU a
+// tensor whose file bytes already are its type is used in place, straight from the memory map:
+// loading then costs no copy, and the pages count once. Other tensors are converted slice by
+// slice into one device buffer while the map pages they came from are dropped again, so peak
+// memory stays close to the weights in their target type, not file + weights.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/job_control.h"
+#include "ggml.h"
+#include "io/tensor_store.h"
+#include "nn/weight_types.h"
+
+struct ggml_backend_buffer;
+struct ggml_backend_buffer_type;
+
+namespace sdn {
+
+struct WeightRecord {
+  std::string name;
+  std::vector<int64_t> shape;  // outermost first, as the file has it
+  std::string from;            // type in the file: "F16", "BF16", "Q8_0"
+  std::string to;              // type on the device
+  size_t bytes = 0;            // on the device (or mapped)
+  bool mapped = false;         // used in place from the file's memory map
+};
+
+class ModelWeights {
+ public:
+  // `weight_type` null keeps the stored types. `allow_mapping`: the device reads host memory
+  // (the CPU). One progress step per tensor; cancellation between tensors (and slices).
+  // Throws ModelCompatibility (a shape or dtype the engine cannot hold), Resource, Aborted.
+  ModelWeights(const TensorStore& store, const WeightType* weight_type, ggml_backend_buffer_type* buft,
+               bool allow_mapping, const JobControl& job);
+  ~ModelWeights();
+  ModelWeights(const ModelWeights&) = delete;
+  ModelWeights& operator=(const ModelWeights&) = delete;
+
+  // The weight named `name` (internal naming), or null.
+  ggml_tensor* find(const std::string& name) const;
+  const std::vector<WeightRecord>& records() const { return records_; }
+  size_t device_bytes() const;  // in device buffers
+  size_t mapped_bytes() const;  // used in place from memory maps
+  // tensor_checksum of the weight as it is on the device (read back; quantized ones decoded).
+  uint64_t checksum(const std::string& name) const;
+
+ private:
+  ggml_context* ctx_ = nullptr;
+  std::vector<ggml_backend_buffer*> buffers_;
+  std::unordered_map<std::string, ggml_tensor*> by_name_;
+  std::vector<WeightRecord> records_;
+  size_t mapped_bytes_ = 0;
+};
+
+}  // namespace sdn

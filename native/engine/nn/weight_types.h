@@ -1,0 +1,45 @@
+// Which type each weight is kept in on the device or in a converted file, and the conversion
+// into it. One set of rules for quantize-on-load and for convertModel (reasons in the .cpp).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/job_control.h"
+#include "ggml.h"
+#include "io/tensor_store.h"
+
+namespace sdn {
+
+struct WeightType {
+  const char* name;  // as users write it: "f16", "q8_0", "q4_k"
+  ggml_type type;
+  ggml_ftype ftype;  // GGUF general.file_type
+};
+
+// Weight types a user can ask for: "f32", "f16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
+// "q2_k", "q3_k", "q4_k", "q5_k", "q6_k" (the ones ggml quantizes without an importance matrix).
+const std::vector<std::string>& weight_type_names();
+// Throws InvalidArgument for an unknown name.
+const WeightType& find_weight_type(const std::string& name);
+
+// The type `t` becomes under `w`; with no `w` ("as stored"), f32, f16 and ggml block types are
+// kept and other float types (bf16, f64, f8) become f16 (f32 for 1-D). Integer tensors keep
+// their width (GGML_TYPE_I64/I32/I16/I8); other dtypes throw ModelCompatibility.
+ggml_type target_type(const TensorInfo& t, const WeightType* w);
+
+// True when `t`'s bytes already are `type`'s bytes (no conversion needed).
+bool stored_as(const TensorInfo& t, ggml_type type);
+
+// "F16", "Q8_0": a ggml type as users see it in reports.
+std::string type_name_upper(ggml_type t);
+
+// Converts `t` to `type` in slices of about a million elements and passes each converted slice
+// to `sink` in order; the bytes concatenate to the tensor in `type`. Checks `job` between
+// slices. Buffers stay a few MB whatever the tensor's size.
+using ByteSink = std::function<void(const void* bytes, size_t n)>;
+void convert_tensor(const TensorInfo& t, ggml_type type, const ByteSink& sink, const JobControl& job);
+
+}  // namespace sdn
