@@ -66,7 +66,7 @@ const cases = [
   ['f16 safetensors → q4_0 on load', f16, 'q4_0'],
 ];
 const self = fileURLToPath(import.meta.url);
-console.log('case                              file       weights    load     peak RSS at load  read all   peak RSS');
+console.log('case                              file       weights    load     peak RSS at load  checksums  peak RSS');
 for (const [label, path, weightType] of cases) {
   // Drop the file from the page cache's point of view of this process only: a cold cache
   // needs root; these figures are warm-cache loads.

@@ -33,7 +33,10 @@ export interface ConvertedTensor {
 
 export interface ConvertResult {
   path: string;
+  /** What each written tensor was and became, under the names written. */
   tensors: ConvertedTensor[];
+  /** Source tensors left out: ones no Stable Diffusion component uses (EMA copies, training buffers). */
+  dropped: string[];
 }
 
 let packageVersion: string | undefined;
@@ -43,8 +46,10 @@ function version(): string {
 }
 
 /**
- * Writes `dst` as a GGUF file holding `src`'s tensors (any format inspectModel reads; names and
- * shapes unchanged) in `weightType`, with metadata: general.architecture 'sdnode',
+ * Writes `dst` as a GGUF file holding `src`'s tensors (any file inspectModel reads, or a
+ * diffusers folder) in `weightType`. A Stable Diffusion model is written under the internal
+ * naming (LDM single-file keys, which stable-diffusion.cpp reads), leaving out what no component
+ * uses (`dropped`); any other file keeps its names and shapes. Metadata: general.architecture 'sdnode',
  * sdnode.family, sdnode.source, sdnode.version and the source's own metadata under
  * sdnode.meta.*. The file appears only when complete: a failed or aborted conversion leaves
  * neither `dst` nor a partial file. Tensors are converted one at a time (memory stays small).
@@ -61,5 +66,5 @@ export function convertModel(src: string, dst: string, options?: ConvertOptions)
   const v = version();
   return new JobQueue('convertModel')
     .run((progress) => native().convertModel(src, dst, weightType, v, progress), { signal, onProgress })
-    .then((raw) => ({ path: dst, tensors: raw.tensors }));
+    .then((raw) => ({ path: dst, tensors: raw.tensors, dropped: raw.dropped }));
 }

@@ -92,6 +92,7 @@ export interface NativeModelFile {
 
 export interface NativeConvertResult {
   tensors: Array<{ name: string; from: string; to: string }>;
+  dropped: string[];
 }
 
 export interface NativeBinding {
@@ -127,6 +128,7 @@ export interface NativeBinding {
     /** count as an array: consecutive calls on one generator, concatenated. */
     randn(rng: 'cuda' | 'cpu', seed: bigint | number, count: number | number[]): Float32Array;
     sigmas(scheduler: string, steps: number): Float32Array;
+    sigmaToTimestep(sigma: number): number;
     /** A sampler run with the exact denoiser of x0 ~ N(mu, s²), from x = randn(count) · sigmas[0]. */
     sampleGaussian(options: {
       sampler: string;

@@ -124,6 +124,13 @@ describe('loadModel: one model in every convention', () => {
     for (const s of floatSpecs) expect(shapes.get(s.name), s.name).toEqual(s.shape);
     expect(await floatChecksums(model)).toEqual(expectedChecksums());
     expect(model.info).toMatchObject({ family: 'sd1', convention: 'ldm' });
+
+    // convertModel takes the folder too, and writes one GGUF under the internal names.
+    const gguf = join(dir, 'tiny-from-diffusers.gguf');
+    await convertModel(folder, gguf, { weightType: 'f16' });
+    const converted = await inspectModel(gguf, { checksums: true });
+    expect(converted.detection).toMatchObject({ family: 'sd1', convention: 'ldm' });
+    expect(new Map(converted.tensors.filter((t) => !t.name.endsWith('position_ids')).map((t) => [t.name, t.checksum!]))).toEqual(expectedChecksums());
   });
 
   it('a GGUF written by convertModel loads identically', async () => {

@@ -1,5 +1,5 @@
 // convertModel(src, dst, weightType, version, onProgress) -> JobHandle<{ tensors: [{ name,
-// from, to }] }>: converts off the JS thread, one progress step per tensor.
+// from, to }], dropped: string[] }>: converts off the JS thread, one progress step per tensor.
 #include "convert_model.h"
 
 #include <vector>
@@ -21,23 +21,26 @@ Napi::Value ConvertModel(const Napi::CallbackInfo& info) {
   std::string dst = info[1].As<Napi::String>().Utf8Value();
   std::string weight_type = info[2].As<Napi::String>().Utf8Value();
   std::string version = info[3].As<Napi::String>().Utf8Value();
-  using Result = std::vector<sdn::ConvertedTensor>;
+  using Result = sdn::ConvertResult;
   return Job<Result>::Start(
       env, Napi::Object(), info.Length() > 4 ? info[4] : env.Undefined(),
       [src, dst, weight_type, version](sdn::JobControl& job) {
         return sdn::convert_model(src, dst, weight_type, version, job);
       },
       [](Napi::Env env, Result& r) -> Napi::Value {
-        Napi::Array list = Napi::Array::New(env, r.size());
-        for (size_t i = 0; i < r.size(); ++i) {
+        Napi::Array list = Napi::Array::New(env, r.tensors.size());
+        for (size_t i = 0; i < r.tensors.size(); ++i) {
           Napi::Object o = Napi::Object::New(env);
-          o.Set("name", r[i].name);
-          o.Set("from", r[i].from);
-          o.Set("to", r[i].to);
+          o.Set("name", r.tensors[i].name);
+          o.Set("from", r.tensors[i].from);
+          o.Set("to", r.tensors[i].to);
           list.Set(i, o);
         }
+        Napi::Array dropped = Napi::Array::New(env, r.dropped.size());
+        for (size_t i = 0; i < r.dropped.size(); ++i) dropped.Set(i, r.dropped[i]);
         Napi::Object out = Napi::Object::New(env);
         out.Set("tensors", list);
+        out.Set("dropped", dropped);
         return out;
       });
 }

