@@ -1,0 +1,49 @@
+// Samplers in the k-diffusion formulation: the latent x = x0 + sigma * noise is integrated
+// from sigmas[0] down to sigmas.back() (normally 0) using a denoiser D(x, sigma) ~ E[x0 | x].
+//
+// Contract:
+//   - x holds the starting latent. For text-to-image the caller sets x = noise * sigmas[0]
+//     (noise from the job's Rng, drawn before sample() is called); for image-to-image
+//     x = x0 + noise * sigmas[0] with the sigmas cut at the strength. sample() adds no
+//     starting noise.
+//   - denoiser(x, sigma, out) writes D(x, sigma) for all x.size() values (the caller applies
+//     c_in / c_out / c_skip, the UNet and classifier-free guidance inside it). It may throw;
+//     the exception propagates.
+//   - sigmas: at least 2 values, finite, strictly decreasing, the last one >= 0 (normally 0;
+//     img2img passes a tail of a schedule). steps = sigmas.size() - 1. x is not empty.
+//     Anything else is an InvalidArgument error before the first model call.
+//   - rng: ancestral noise, one rng.randn(x.size()) call per step that adds noise (after the
+//     model calls of that step), as stable-diffusion.cpp and k-diffusion draw it.
+//   - job: cancellation is checked before every step (Aborted error); one progress report
+//     (step i+1 of steps) after every step, whatever the number of model calls in it.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/job_control.h"
+#include "sample/rng.h"
+
+namespace sdn {
+
+enum class SamplerKind {
+  EulerA,    // "euler_a"    Euler ancestral, eta 1 (k-diffusion sample_euler_ancestral)
+  Euler,     // "euler"      Euler, no churn (Karras et al. 2022, alg. 2 with S_churn = 0)
+  Heun,      // "heun"       Heun's 2nd order (Karras et al. 2022, alg. 1)
+  Dpm2,      // "dpm2"       DPM-Solver-2 midpoint (k-diffusion sample_dpm_2)
+  DpmPP2M,   // "dpm++2m"    DPM-Solver++(2M) multistep (Lu et al. 2022)
+  DpmPP2SA,  // "dpm++2s_a"  DPM-Solver++(2S) ancestral, eta 1
+  Lcm,       // "lcm"        Latent Consistency Model multistep sampling
+  Ddim,      // "ddim"       DDIM (Song et al. 2020) with eta 0, in the sigma form
+};
+
+// Names above; anything else is an InvalidArgument error listing the known ones.
+SamplerKind parse_sampler(const std::string& name);
+const char* sampler_name(SamplerKind kind);
+using Denoiser = std::function<void(const float* x, float sigma, float* denoised)>;
+
+void sample(SamplerKind kind, std::vector<float>& x, const std::vector<float>& sigmas, const Denoiser& denoiser,
+            Rng& rng, JobControl& job);
+
+}  // namespace sdn
