@@ -63,6 +63,29 @@ export interface NativeModel {
   info(): NativeModelInfo;
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
   checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
+  encodeTokens(
+    ids: Int32Array,
+    windows: number,
+    params: { prefix?: string; heads?: number; quickGelu?: boolean; clipSkip?: number },
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<Float32Array>;
+  runUnet(
+    params: {
+      x: Float32Array;
+      batch: number;
+      channels: number;
+      height: number;
+      width: number;
+      timesteps: Float32Array;
+      context: Float32Array;
+      contextTokens: number;
+      heads?: number;
+      headDim?: number;
+    },
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<Float32Array>;
+  decodeLatent(latent: NativeLatent, scaleFactor: number, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
+  encodeImageMoments(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
   dispose(): void;
 }
 

@@ -877,12 +877,14 @@ export async function generateModel(options) {
 // CLI
 
 const USAGE = `usage: node scripts/generate-model.mjs --out FILE [--preset NAME | --config FILE.json]
-                                        [--dtype f16|f32] [--seed N]
+                                        [--dtype f16|f32] [--seed N] [--layout ldm|diffusers]
 Writes a random-weight Stable Diffusion 1.x checkpoint (LDM single-file safetensors).
   --preset   ${Object.keys(PRESETS).join(', ')} (default tiny)
   --config   a JSON file {unet, vae, clip} (see the typedefs at the top of this script)
   --dtype    weight type, default f16
-  --seed     0 .. 2^32-1, default 0`;
+  --seed     0 .. 2^32-1, default 0
+  --layout   ldm (default): one .safetensors file; diffusers: a diffusers folder at --out
+             with the same values (scripts/generator/diffusers-layout.mjs)`;
 
 /** @param {number} n */
 function human(n) {
@@ -902,6 +904,7 @@ async function main(argv) {
       config: { type: 'string', short: 'c' },
       dtype: { type: 'string', short: 't' },
       seed: { type: 'string', short: 's' },
+      layout: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -924,6 +927,15 @@ async function main(argv) {
       if (pct !== shown) process.stderr.write(`\r${pct}%`);
       shown = pct;
     };
+  }
+  if (values.layout !== undefined && values.layout !== 'ldm' && values.layout !== 'diffusers')
+    throw new RangeError(`--layout must be ldm or diffusers, not '${values.layout}'`);
+  if (values.layout === 'diffusers') {
+    const { writeDiffusersFolder } = await import('./generator/diffusers-layout.mjs');
+    const { onProgress: _, ...folder } = options;
+    const r = await writeDiffusersFolder(folder);
+    console.log(`wrote ${r.path} (diffusers layout, ${r.dtype}, seed ${r.seed}, ${r.tensorCount} tensors)`);
+    return;
   }
   const started = process.hrtime.bigint();
   const r = await generateModel(options);

@@ -6,6 +6,7 @@
 #include "job.h"
 #include "model.h"
 #include "model_file.h"
+#include "name_map.h"
 #include "sampling.h"
 #include "pipeline/backend.h"
 
@@ -71,6 +72,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeModel::Init(env, exports, *data);
   InitModelFile(env, exports);
   InitConvertModel(env, exports);
+  InitNameMap(env, exports);
   InitSampling(env, exports);
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "convert.h"
@@ -13,6 +14,10 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::Info>("info"),
                                         InstanceMethod<&NativeModel::Weights>("weights"),
                                         InstanceMethod<&NativeModel::Checksums>("checksums"),
+                                        InstanceMethod<&NativeModel::EncodeTokens>("encodeTokens"),
+                                        InstanceMethod<&NativeModel::RunUnet>("runUnet"),
+                                        InstanceMethod<&NativeModel::DecodeLatent>("decodeLatent"),
+                                        InstanceMethod<&NativeModel::EncodeImageMoments>("encodeImageMoments"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
                                     });
   data.model_ctor = Napi::Persistent(ctor);
@@ -146,6 +151,102 @@ Napi::Value NativeModel::Checksums(const Napi::CallbackInfo& info) {
         return out;
       },
       [](Napi::Env env, std::vector<std::string>& v) -> Napi::Value { return strings_to_js(env, v); });
+}
+
+namespace {
+
+std::vector<float> float_array(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+  Napi::Float32Array a = v.As<Napi::Float32Array>();
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+}
+
+Napi::Float32Array to_float32_array(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+}  // namespace
+
+Napi::Value NativeModel::EncodeTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      !info[1].IsNumber() || !info[2].IsObject())
+    throw Napi::TypeError::New(env, "encodeTokens(ids: Int32Array, windows: number, params: object)");
+  Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+  std::vector<int32_t> ids(a.Data(), a.Data() + a.ElementLength());
+  const int windows = info[1].As<Napi::Number>().Int32Value();
+  Napi::Object o = info[2].As<Napi::Object>();
+  sdn::TextEncoderParams params;
+  const std::string prefix = get_string(o, "prefix", false);
+  if (!prefix.empty()) params.prefix = prefix;
+  params.heads = get_int(o, "heads", 0);
+  params.quick_gelu = get_bool(o, "quickGelu", true);
+  params.clip_skip = get_int(o, "clipSkip", 1);
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<std::vector<float>>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 3 ? info[3] : env.Undefined(),
+      [engine, ids = std::move(ids), windows, params](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        return engine->encode_tokens(ids, windows, params, job);
+      },
+      [](Napi::Env env, std::vector<float>& v) -> Napi::Value { return to_float32_array(env, v); });
+}
+
+Napi::Value NativeModel::RunUnet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "runUnet(params: object)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::vector<float> x = float_array(o.Get("x"), "x");
+  std::vector<float> timesteps = float_array(o.Get("timesteps"), "timesteps");
+  std::vector<float> context = float_array(o.Get("context"), "context");
+  const int batch = get_int(o, "batch", 1), channels = get_int(o, "channels", 0), height = get_int(o, "height", 0),
+            width = get_int(o, "width", 0), context_tokens = get_int(o, "contextTokens", 0);
+  sdn::UnetParams params;
+  params.heads = get_int(o, "heads", 0);
+  params.head_dim = get_int(o, "headDim", 0);
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<std::vector<float>>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [=, x = std::move(x), timesteps = std::move(timesteps), context = std::move(context)](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        return engine->run_unet(x, batch, channels, height, width, timesteps, context, context_tokens, params, job);
+      },
+      [](Napi::Env env, std::vector<float>& v) -> Napi::Value { return to_float32_array(env, v); });
+}
+
+Napi::Value NativeModel::DecodeLatent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  sdn::Latent latent = latent_from_js(info[0]);
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "decodeLatent(latent, scaleFactor)");
+  const float scale = info[1].As<Napi::Number>().FloatValue();
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<sdn::Image>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, latent = std::move(latent), scale](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        return engine->decode_latent(latent, scale, job);
+      },
+      [](Napi::Env env, sdn::Image& image) -> Napi::Value { return image_to_js(env, image); });
+}
+
+Napi::Value NativeModel::EncodeImageMoments(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  sdn::Image image = image_from_js(info[0]);
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<sdn::Latent>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [engine, image = std::move(image)](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        return engine->encode_image_moments(image, job);
+      },
+      [](Napi::Env env, sdn::Latent& latent) -> Napi::Value { return latent_to_js(env, latent); });
 }
 
 // Drops this object's hold on the model; a running job keeps its own until it settles.

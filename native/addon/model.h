@@ -25,6 +25,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Weights(const Napi::CallbackInfo& info);
   // checksums(names: string[]) -> JobHandle<string[]> (16 hex digits each)
   Napi::Value Checksums(const Napi::CallbackInfo& info);
+  // encodeTokens(ids: Int32Array, windows, { prefix?, heads?, quickGelu?, clipSkip? }, onProgress)
+  //   -> JobHandle<Float32Array> [windows][positions][width]
+  Napi::Value EncodeTokens(const Napi::CallbackInfo& info);
+  // runUnet({ x, batch, channels, height, width, timesteps, context, contextTokens, heads?, headDim? },
+  //   onProgress) -> JobHandle<Float32Array>
+  Napi::Value RunUnet(const Napi::CallbackInfo& info);
+  // decodeLatent(latent, scaleFactor, onProgress) -> JobHandle<Image>
+  Napi::Value DecodeLatent(const Napi::CallbackInfo& info);
+  // encodeImageMoments(image, onProgress) -> JobHandle<Latent> (mean and log-variance channels)
+  Napi::Value EncodeImageMoments(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   sdn::Model& engine(Napi::Env env);

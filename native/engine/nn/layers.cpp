@@ -4,7 +4,7 @@
 
 namespace sdn {
 
-Conv2d Conv2d::load(Weights& w, const std::string& prefix, int stride) {
+Conv2d Conv2d::load(WeightLookup& w, const std::string& prefix, int stride) {
   Conv2d c;
   c.weight = w.require(prefix + ".weight", 4);
   c.stride = stride;
@@ -12,7 +12,7 @@ Conv2d Conv2d::load(Weights& w, const std::string& prefix, int stride) {
     fail(ErrorCode::ModelCompatibility, "'" + prefix + ".weight' is not an odd square kernel");
   }
   if (w.has(prefix + ".bias")) {
-    c.bias = w.require(prefix + ".bias", 1, GGML_TYPE_F32);
+    c.bias = w.require_f32(prefix + ".bias", 1);
     expect_dim("'" + prefix + ".bias' length", c.bias->ne[0], c.out_channels());
   }
   return c;
@@ -25,10 +25,10 @@ ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x) {
   return y;
 }
 
-GroupNorm GroupNorm::load(Weights& w, const std::string& prefix, int groups, float eps) {
+GroupNorm GroupNorm::load(WeightLookup& w, const std::string& prefix, int groups, float eps) {
   GroupNorm n;
-  n.weight = w.require(prefix + ".weight", 1, GGML_TYPE_F32);
-  n.bias = w.require(prefix + ".bias", 1, GGML_TYPE_F32);
+  n.weight = w.require_f32(prefix + ".weight", 1);
+  n.bias = w.require_f32(prefix + ".bias", 1);
   n.groups = groups;
   n.eps = eps;
   expect_dim("'" + prefix + ".bias' length", n.bias->ne[0], n.channels());

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "ggml.h"
-#include "nn/weights.h"
+#include "nn/weight_lookup.h"
 
 namespace sdn {
 
@@ -18,7 +18,7 @@ struct Conv2d {
   int64_t out_channels() const { return weight->ne[3]; }
   int64_t kernel() const { return weight->ne[0]; }
 
-  static Conv2d load(Weights& w, const std::string& prefix, int stride = 1);
+  static Conv2d load(WeightLookup& w, const std::string& prefix, int stride = 1);
 };
 
 // Same-size padding for odd square kernels, as PyTorch's padding=k//2.
@@ -33,7 +33,7 @@ struct GroupNorm {
   int64_t channels() const { return weight->ne[0]; }
 
   // `groups` is not in the weights: the architecture fixes it.
-  static GroupNorm load(Weights& w, const std::string& prefix, int groups, float eps);
+  static GroupNorm load(WeightLookup& w, const std::string& prefix, int groups, float eps);
 };
 
 ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x);

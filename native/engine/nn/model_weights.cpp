@@ -81,6 +81,7 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
                      info.nbytes == ggml_nbytes(t) &&
                      reinterpret_cast<uintptr_t>(info.data) % natural_alignment(type) == 0;
     (map ? in_place[source] : converted).push_back({t, &info, source});
+    record_of_.emplace(info.name, records_.size());
     records_.push_back({info.name, info.shape, tensor_type_name(info), type_name_upper(type), ggml_nbytes(t), map});
     if (map) mapped_bytes_ += ggml_nbytes(t);
   }
@@ -143,6 +144,27 @@ ModelWeights::~ModelWeights() {
 ggml_tensor* ModelWeights::find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
+}
+
+const std::vector<int64_t>& ModelWeights::shape(const std::string& name) const {
+  auto it = record_of_.find(name);
+  if (it == record_of_.end()) fail(ErrorCode::ModelCompatibility, "the model has no tensor '" + name + "'");
+  return records_[it->second].shape;
+}
+
+ggml_tensor* ModelWeights::require(const std::string& name, int rank) {
+  const std::vector<int64_t>& s = shape(name);
+  if (static_cast<int>(s.size()) != rank)
+    fail(ErrorCode::ModelCompatibility, "tensor '" + name + "' has rank " + std::to_string(s.size()) + ", expected " +
+                                            std::to_string(rank));
+  return by_name_.at(name);
+}
+
+ggml_tensor* ModelWeights::require_f32(const std::string& name, int rank) {
+  ggml_tensor* t = require(name, rank);
+  if (t->type != GGML_TYPE_F32)
+    fail(ErrorCode::ModelCompatibility, "tensor '" + name + "' is " + ggml_type_name(t->type) + " where f32 is needed");
+  return t;
 }
 
 size_t ModelWeights::device_bytes() const {

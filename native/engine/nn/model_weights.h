@@ -13,6 +13,7 @@
 #include "core/job_control.h"
 #include "ggml.h"
 #include "io/tensor_store.h"
+#include "nn/weight_lookup.h"
 #include "nn/weight_types.h"
 
 struct ggml_backend_buffer;
@@ -29,19 +30,26 @@ struct WeightRecord {
   bool mapped = false;         // used in place from the file's memory map
 };
 
-class ModelWeights {
+class ModelWeights : public WeightLookup {
  public:
   // `weight_type` null keeps the stored types. `allow_mapping`: the device reads host memory
   // (the CPU). One progress step per tensor; cancellation between tensors (and slices).
   // Throws ModelCompatibility (a shape or dtype the engine cannot hold), Resource, Aborted.
   ModelWeights(const TensorStore& store, const WeightType* weight_type, ggml_backend_buffer_type* buft,
                bool allow_mapping, const JobControl& job);
-  ~ModelWeights();
+  ~ModelWeights() override;
   ModelWeights(const ModelWeights&) = delete;
   ModelWeights& operator=(const ModelWeights&) = delete;
 
   // The weight named `name` (internal naming), or null.
   ggml_tensor* find(const std::string& name) const;
+  bool has(const std::string& name) const override { return find(name) != nullptr; }
+  // Rank is that of the file's shape (ggml drops trailing 1s).
+  ggml_tensor* require(const std::string& name, int rank) override;
+  // The loader's type rules keep 1-D and scalar weights f32; other ranks are refused here.
+  ggml_tensor* require_f32(const std::string& name, int rank) override;
+  // The file shape of `name` (outermost first); throws ModelCompatibility when missing.
+  const std::vector<int64_t>& shape(const std::string& name) const;
   const std::vector<WeightRecord>& records() const { return records_; }
   size_t device_bytes() const;  // in device buffers
   size_t mapped_bytes() const;  // used in place from memory maps
@@ -52,6 +60,7 @@ class ModelWeights {
   ggml_context* ctx_ = nullptr;
   std::vector<ggml_backend_buffer*> buffers_;
   std::unordered_map<std::string, ggml_tensor*> by_name_;
+  std::unordered_map<std::string, size_t> record_of_;
   std::vector<WeightRecord> records_;
   size_t mapped_bytes_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/weights.h"
 
 namespace sdn {
 

@@ -30,8 +30,9 @@
 //    odd-width matrices) f16.
 //  - integer tensors (position_ids) are kept as stored (GGUF I8/I16/I32/I64).
 //  - no weight type ("as stored", the loader's default): f32, f16 and ggml block types stay as
-//    they are (memory-mapped where the device can read the file's memory); bf16, f64 and f8,
-//    which the networks' ops do not all take, become f16 (1-D ones f32).
+//    they are (memory-mapped where the device can read the file's memory), except that 1-D
+//    tensors (biases, norm scales: a few KB) become f32, the type element-wise ops take them
+//    in; bf16, f64 and f8, which the networks' ops do not all take, become f16 (1-D: f32).
 #include "nn/weight_types.h"
 
 #include <algorithm>
@@ -128,7 +129,7 @@ ggml_type target_type(const TensorInfo& t, const WeightType* w) {
   if (!is_float(t.dtype)) return integer_type(t);
   if (!w) {
     if (t.dtype == DType::F32) return GGML_TYPE_F32;
-    if (t.dtype == DType::F16) return GGML_TYPE_F16;
+    if (t.dtype == DType::F16) return t.shape.size() <= 1 ? GGML_TYPE_F32 : GGML_TYPE_F16;
     if (t.dtype == DType::Ggml) return static_cast<ggml_type>(t.ggml_type);
     return t.shape.size() <= 1 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   }

@@ -26,7 +26,7 @@ const std::vector<std::string>& weight_type_names();
 const WeightType& find_weight_type(const std::string& name);
 
 // The type `t` becomes under `w`; with no `w` ("as stored"), f32, f16 and ggml block types are
-// kept and other float types (bf16, f64, f8) become f16 (f32 for 1-D). Integer tensors keep
+// kept, except 1-D tensors, which become f32, and other float types (bf16, f64, f8) become f16. Integer tensors keep
 // their width (GGML_TYPE_I64/I32/I16/I8); other dtypes throw ModelCompatibility.
 ggml_type target_type(const TensorInfo& t, const WeightType* w);
 

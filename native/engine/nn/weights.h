@@ -8,24 +8,26 @@
 
 #include "ggml.h"
 #include "io/tensor_store.h"
+#include "nn/weight_lookup.h"
 
 struct ggml_backend_buffer;
 struct ggml_backend_buffer_type;
 
 namespace sdn {
 
-class Weights {
+class Weights : public WeightLookup {
  public:
   // `float_type`: GGML_TYPE_F32 or GGML_TYPE_F16, what floating-point weights are stored as.
   Weights(const TensorStore& store, ggml_type float_type, size_t max_tensors);
-  ~Weights();
+  ~Weights() override;
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
 
-  bool has(const std::string& name) const { return store_.find(name) != nullptr; }
+  bool has(const std::string& name) const override { return store_.find(name) != nullptr; }
   // The tensor `name` with the file's shape in ggml order (innermost first). Throws
   // ModelCompatibility when it is missing or its rank is not `rank`.
-  ggml_tensor* require(const std::string& name, int rank);
+  ggml_tensor* require(const std::string& name, int rank) override;
+  ggml_tensor* require_f32(const std::string& name, int rank) override { return require(name, rank, GGML_TYPE_F32); }
   // `ggml_type` forced (e.g. F32 for norms whatever `float_type` is).
   ggml_tensor* require(const std::string& name, int rank, ggml_type type);
 
@@ -42,7 +44,5 @@ class Weights {
   std::vector<std::pair<ggml_tensor*, const TensorInfo*>> declared_;
 };
 
-// Throws ModelCompatibility "<what>: expected <expected>, the file has <actual>".
-void expect_dim(const std::string& what, int64_t actual, int64_t expected);
 
 }  // namespace sdn

@@ -7,6 +7,7 @@
 #include "ggml.h"
 #include "io/torch_checkpoint.h"
 #include "nn/tae.h"
+#include "pipeline/graph.h"
 
 namespace sdn {
 
@@ -17,21 +18,6 @@ constexpr size_t kGraphNodes = 4096;
 // Activations are at most this many floats (per side 16k px at 64 channels would exceed it):
 // refuse before ggml is asked for a buffer it cannot give.
 constexpr double kMaxActivationElements = 4.0e9;
-
-// A graph context sized for one forward pass; tensors live in backend buffers.
-struct GraphContext {
-  ggml_context* ctx = nullptr;
-  ggml_cgraph* graph = nullptr;
-  GraphContext() {
-    ggml_init_params params{};
-    params.mem_size = ggml_tensor_overhead() * kGraphNodes + ggml_graph_overhead_custom(kGraphNodes, false);
-    params.no_alloc = true;
-    ctx = ggml_init(params);
-    if (!ctx) fail(ErrorCode::Resource, "could not allocate a graph context");
-    graph = ggml_new_graph_custom(ctx, kGraphNodes, false);
-  }
-  ~GraphContext() { ggml_free(ctx); }
-};
 
 }  // namespace
 
@@ -95,7 +81,7 @@ void check_size(double elements, const char* what) {
 
 // One forward pass of `net` on a planar f32 input [c][h][w]; the output comes back the same way.
 Latent TinyAutoencoder::run(const TaeNetwork& net, const Latent& input, const JobControl& job) {
-  GraphContext g;
+  GraphContext g(kGraphNodes);
   ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
   ggml_set_name(in, "tae.input");
   ggml_set_input(in);

@@ -12,6 +12,7 @@
 #include "io/model_sources.h"
 #include "nn/model_weights.h"
 #include "pipeline/backend.h"
+#include "pipeline/image.h"
 
 namespace sdn {
 
@@ -20,6 +21,21 @@ struct ModelOptions {
   std::string device = "cpu";
   int threads = 1;
   std::string weight_type;  // "" keeps the stored types; else a weight_type_names() entry
+};
+
+// What shapes cannot tell about a text encoder; lib/ decides from the family and metadata.
+struct TextEncoderParams {
+  std::string prefix = "cond_stage_model.transformer.text_model.";  // internal names of the tower
+  int heads = 0;            // 0: width / 64, as every CLIP text tower SD uses
+  bool quick_gelu = true;   // CLIP ViT-L (SD1.x): quick-GELU; OpenCLIP (SD2.x, SDXL's bigG): GELU
+  int clip_skip = 1;        // 1: last layer; 2: penultimate layer, then the final norm (as the webui)
+};
+
+// What shapes cannot tell about the UNet: exactly one of the two is set (SD1.x: 8 heads;
+// SD2.x/SDXL: 64-wide heads).
+struct UnetParams {
+  int heads = 0;
+  int head_dim = 0;
 };
 
 struct ModelInfo {
@@ -42,8 +58,27 @@ class Model {
   const ModelInfo& info() const { return info_; }
   const ModelWeights& weights() const { return *weights_; }
   const TensorStore& store() const { return opened_.store; }
+  Runtime& runtime() { return *runtime_; }
+  ModelWeights& weight_lookup() { return *weights_; }
   // One computation at a time: the runtime's compute buffers are shared.
   std::mutex& compute_mutex() { return mutex_; }
+
+  // The networks, one evaluation each (callers hold compute_mutex()). Planar float layouts,
+  // outermost first, as PyTorch's.
+  // Text encoder: `windows` × positions token ids -> hidden states [windows][positions][width].
+  std::vector<float> encode_tokens(const std::vector<int32_t>& ids, int windows, const TextEncoderParams& params,
+                                   const JobControl& job);
+  // UNet: x [batch][C][H][W], timesteps [batch], context [batch][tokens][width] -> its output,
+  // [batch][out C][H][W] (noise or v, as the model was trained).
+  std::vector<float> run_unet(const std::vector<float>& x, int batch, int channels, int height, int width,
+                              const std::vector<float>& timesteps, const std::vector<float>& context,
+                              int context_tokens, const UnetParams& params, const JobControl& job);
+  // VAE decoder: a latent as the sampler leaves it, divided by `scale_factor` (0.18215 for
+  // SD1.x/2.x) inside, -> 8-bit RGB.
+  Image decode_latent(const Latent& latent, float scale_factor, const JobControl& job);
+  // VAE encoder: an RGB(A) image (alpha ignored) -> the posterior's mean and log-variance,
+  // channels [mean..., logvar...], unscaled.
+  Latent encode_image_moments(const Image& image, const JobControl& job);
 
  private:
   OpenedModel opened_;  // owns the memory maps that mapped weights point into

@@ -1,0 +1,27 @@
+// Where graph builders take their weights from, by checkpoint (internal) name: the TAE's
+// declare-then-upload Weights, or a loaded model's ModelWeights.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ggml.h"
+
+namespace sdn {
+
+class WeightLookup {
+ public:
+  virtual ~WeightLookup() = default;
+  virtual bool has(const std::string& name) const = 0;
+  // The weight `name`, whose file shape has `rank` dimensions. Throws ModelCompatibility when
+  // it is missing or has another rank.
+  virtual ggml_tensor* require(const std::string& name, int rank) = 0;
+  // The same, in f32 whatever the file stores: biases and norm scales, which ops add and
+  // multiply element-wise in f32.
+  virtual ggml_tensor* require_f32(const std::string& name, int rank) = 0;
+};
+
+// Throws ModelCompatibility "<what>: expected <expected>, the file has <actual>".
+void expect_dim(const std::string& what, int64_t actual, int64_t expected);
+
+}  // namespace sdn
