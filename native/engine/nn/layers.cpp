@@ -46,6 +46,35 @@ ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x
   return ggml_add(ctx, y, ggml_reshape_4d(ctx, norm.bias, 1, 1, c, 1));
 }
 
+Linear Linear::load(WeightLookup& w, const std::string& prefix) {
+  Linear l;
+  l.weight = w.require(prefix + ".weight", 2);
+  if (w.has(prefix + ".bias")) {
+    l.bias = w.require_f32(prefix + ".bias", 1);
+    expect_dim("'" + prefix + ".bias' length", l.bias->ne[0], l.out_features());
+  }
+  return l;
+}
+
+ggml_tensor* linear(ggml_context* ctx, const Linear& l, ggml_tensor* x) {
+  ggml_tensor* y = ggml_mul_mat(ctx, l.weight, x);
+  return l.bias ? ggml_add(ctx, y, l.bias) : y;
+}
+
+LayerNorm LayerNorm::load(WeightLookup& w, const std::string& prefix, float eps) {
+  LayerNorm n;
+  n.weight = w.require_f32(prefix + ".weight", 1);
+  n.bias = w.require_f32(prefix + ".bias", 1);
+  n.eps = eps;
+  expect_dim("'" + prefix + ".bias' length", n.bias->ne[0], n.weight->ne[0]);
+  return n;
+}
+
+ggml_tensor* layer_norm(ggml_context* ctx, const LayerNorm& norm, ggml_tensor* x) {
+  ggml_tensor* y = ggml_norm(ctx, x, norm.eps);
+  return ggml_add(ctx, ggml_mul(ctx, y, norm.weight), norm.bias);
+}
+
 ggml_tensor* upsample_nearest2x(ggml_context* ctx, ggml_tensor* x) { return ggml_upscale(ctx, x, 2, GGML_SCALE_MODE_NEAREST); }
 
 }  // namespace sdn

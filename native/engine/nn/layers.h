@@ -38,6 +38,30 @@ struct GroupNorm {
 
 ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x);
 
+struct Linear {
+  ggml_tensor* weight = nullptr;  // [IN, OUT]  <- "<prefix>.weight" [OUT, IN] (any type mul_mat takes)
+  ggml_tensor* bias = nullptr;    // [OUT]      <- "<prefix>.bias" (optional), f32
+
+  int64_t in_features() const { return weight->ne[0]; }
+  int64_t out_features() const { return weight->ne[1]; }
+
+  static Linear load(WeightLookup& w, const std::string& prefix);
+};
+
+// x [IN, ...] -> [OUT, ...]
+ggml_tensor* linear(ggml_context* ctx, const Linear& l, ggml_tensor* x);
+
+struct LayerNorm {
+  ggml_tensor* weight = nullptr;  // [C] f32
+  ggml_tensor* bias = nullptr;    // [C] f32
+  float eps = 1e-5f;
+
+  static LayerNorm load(WeightLookup& w, const std::string& prefix, float eps);
+};
+
+// Normalizes over ne[0].
+ggml_tensor* layer_norm(ggml_context* ctx, const LayerNorm& norm, ggml_tensor* x);
+
 // Nearest-neighbour ×2, as nn.Upsample(scale_factor=2).
 ggml_tensor* upsample_nearest2x(ggml_context* ctx, ggml_tensor* x);
 
