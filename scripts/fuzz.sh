@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a libFuzzer target per model-file parser (ASan + UBSan, clang) and runs each for
+# Builds a libFuzzer target per model-file parser and the name planner (ASan + UBSan, clang) and runs each for
 # FUZZ_SECONDS (default 60). Seeds: the real TAEF2 checkpoints for the torch reader, and
 # whatever earlier runs left in the corpus folders. Needs the ggml libraries of a normal
 # build (`npm install` or `npm run build:native`) for the type traits the GGUF reader uses.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 out="${FUZZ_DIR:-build-fuzz}"
 data="${SDNODE_SHARED_DATA:-../shared/data}"
-targets=("${@:-safetensors gguf torch_checkpoint}")
+targets=("${@:-safetensors gguf torch_checkpoint name_map}")
 read -r -a targets <<< "${targets[*]}"
 
 if ! command -v clang++ >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -24,6 +24,7 @@ declare -A sources=(
   [safetensors]="native/engine/io/safetensors.cpp"
   [gguf]="native/engine/io/gguf.cpp"
   [torch_checkpoint]="native/engine/io/torch_checkpoint.cpp native/engine/io/pickle.cpp native/engine/io/zip_index.cpp"
+  [name_map]="native/engine/io/name_map.cpp native/engine/io/name_map_diffusers.cpp"
 )
 mkdir -p "$out"
 for t in "${targets[@]}"; do
@@ -35,6 +36,8 @@ for t in "${targets[@]}"; do
   corpus="$out/corpus_$t"
   mkdir -p "$corpus"
   [ "$t" = torch_checkpoint ] && cp -n "$data"/tae/*.pth "$corpus"/ 2>/dev/null || true
+  # The name planner starts from the real key layouts: the generator's LDM and diffusers indexes.
+  [ "$t" = name_map ] && node scripts/generator/name-index.mjs "$corpus"
   echo "[fuzz] $t: ${seconds}s"
   "$bin" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 |
     grep -E "^stat::number_of_executed_units|^stat::peak_rss|ERROR|SUMMARY|Done" || true
