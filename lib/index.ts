@@ -7,8 +7,19 @@ export { convertModel } from './convert.js';
 export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
 export { WEIGHT_TYPES } from './weight-types.js';
 export type { WeightType } from './weight-types.js';
-export { loadModel, Model } from './model.js';
-export type { LoadModelOptions, ModelComponents, ModelInfo, ModelSource, WeightRecord } from './model.js';
+export { loadModel, Model, SAMPLERS, SCHEDULERS } from './model.js';
+export type {
+  GenerateOptions,
+  GenerateResult,
+  LoadModelOptions,
+  ModelComponents,
+  ModelInfo,
+  ModelSource,
+  Sampler,
+  Scheduler,
+  SourceInfo,
+  WeightRecord,
+} from './model.js';
 export { inspectModel } from './model-file.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';

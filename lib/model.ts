@@ -4,7 +4,11 @@
  */
 import { availableParallelism } from 'node:os';
 
-import { BackendError, DisposedError, fromNative } from './errors.js';
+import { randomInt } from 'node:crypto';
+import { join } from 'node:path';
+
+import { BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
+import type { Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
 import { native, type NativeModel } from './native.js';
@@ -19,7 +23,86 @@ import {
   checkPath,
   checkSignal,
 } from './validate.js';
+import { ClipTokenizer } from './text/clip-tokenizer.js';
+import { encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
+
+export const SAMPLERS = ['euler_a', 'euler', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim'] as const;
+export type Sampler = (typeof SAMPLERS)[number];
+export const SCHEDULERS = ['discrete', 'karras', 'exponential', 'sgm_uniform'] as const;
+export type Scheduler = (typeof SCHEDULERS)[number];
+
+export interface GenerateOptions {
+  prompt: string;
+  /** Default '' (the empty prompt is encoded, as the webui does). */
+  negativePrompt?: string;
+  /** Multiples of 8. Default 512 × 512. */
+  width?: number;
+  height?: number;
+  /** Sampler steps, 1–1000. Default 20. */
+  steps?: number;
+  /** Classifier-free guidance. Default 7; 1 skips the unconditional pass. */
+  cfgScale?: number;
+  /** Default 'euler_a'. */
+  sampler?: Sampler;
+  /** Default 'discrete'. */
+  scheduler?: Scheduler;
+  /** 0 … 2^64−1 (number or bigint); -1 or absent: a random one, reported in the result. */
+  seed?: number | bigint;
+  /** 'cuda' (default): torch's CUDA randn, the webui's GPU seed and stable-diffusion.cpp's; 'cpu': torch's CPU randn (ComfyUI). */
+  rng?: 'cuda' | 'cpu';
+  /** Images to make; image i uses seed + i. Default 1. */
+  batchCount?: number;
+  /** 1 (default): the text encoder's last layer; 2: the penultimate one, as the webui. */
+  clipSkip?: number;
+  /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
+  prediction?: 'epsilon' | 'v';
+  signal?: AbortSignal;
+  /** One step per sampler step (steps × batchCount in all). */
+  onProgress?: JobOptions['onProgress'];
+}
+
+export interface GenerateResult {
+  images: Array<Image & { channels: 3 }>;
+  /** The seed of the first image (as given, or the random one picked). */
+  seed: number | bigint;
+  timings: { textEncodeMs: number; samplingMs: number; decodeMs: number };
+}
+
+const GENERATE_KEYS = [
+  'prompt', 'negativePrompt', 'width', 'height', 'steps', 'cfgScale', 'sampler', 'scheduler', 'seed', 'rng',
+  'batchCount', 'clipSkip', 'prediction', 'signal', 'onProgress',
+] as const;
+const MAX_SEED = (1n << 64n) - 1n;
+
+function checkSeed(value: unknown): bigint | undefined {
+  if (value === undefined || value === -1 || value === -1n) return undefined;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`seed must be an integer 0 … 2^53−1 (or a bigint up to 2^64−1), or -1; got ${value}`);
+    return BigInt(value);
+  }
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > MAX_SEED) throw new RangeError(`seed must be 0 … 2^64−1, or -1; got ${value}`);
+    return value;
+  }
+  throw new TypeError(`seed must be a number or a bigint, got ${typeof value}`);
+}
+
+function checkFinite(what: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number`);
+  if (value < min || value > max) throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
+  return value;
+}
+
+interface Architecture {
+  unetHeads: number;
+  unetHeadDim: number;
+  textEncoderHeads: number;
+  quickGelu: boolean;
+  vaeScale: number;
+}
+
+const tokens = (p: EncodedPrompt) => ({ ids: p.ids, weights: p.weights, windows: p.chunkCount });
 
 /** Files of a model; each component file replaces that component of `model`. */
 export interface ModelComponents {
@@ -111,6 +194,7 @@ export class Model implements AsyncDisposable {
   readonly #native: NativeModel;
   readonly #queue = new JobQueue('the model');
   #disposed?: Promise<void>;
+  #tokenizer?: ClipTokenizer;
 
   /** @internal Use loadModel(). */
   constructor(handle: NativeModel) {
@@ -151,6 +235,117 @@ export class Model implements AsyncDisposable {
     return this.#queue
       .run((onProgress) => this.#native.checksums(list, onProgress), job)
       .then((sums) => Object.fromEntries(list.map((n, i) => [n, sums[i]!])));
+  }
+
+  /**
+   * The prompt's CLIP token ids with BOS and EOS, without padding or prompt syntax (count
+   * them against 75 per window): `tokenize('a lovely cat')` → [49406, 320, 2165, 2368, 49407].
+   * From the model's own tokenizer/ files when it has them, else OpenAI's CLIP vocabulary.
+   */
+  tokenize(text: string): number[] {
+    this.#checkOpen();
+    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
+    return this.#clipTokenizer().tokenize(text);
+  }
+
+  /**
+   * Text-to-image. Options are checked before anything is queued (TypeError / RangeError);
+   * the job runs off the JS thread, reports every sampler step, and stops on `signal`.
+   */
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    this.#checkOpen();
+    const o = checkObject('options', options);
+    checkKeys('options', o, GENERATE_KEYS);
+    if (typeof o.prompt !== 'string') throw new TypeError('options.prompt must be a string');
+    const negativePrompt = o.negativePrompt === undefined ? '' : o.negativePrompt;
+    if (typeof negativePrompt !== 'string') throw new TypeError('options.negativePrompt must be a string');
+    const width = o.width === undefined ? 512 : checkInteger('options.width', o.width, 8, 8192);
+    const height = o.height === undefined ? 512 : checkInteger('options.height', o.height, 8, 8192);
+    if (width % 8 || height % 8) throw new RangeError(`width and height must be multiples of 8, got ${width}×${height}`);
+    const steps = o.steps === undefined ? 20 : checkInteger('options.steps', o.steps, 1, 1000);
+    const cfgScale = o.cfgScale === undefined ? 7 : checkFinite('options.cfgScale', o.cfgScale, 0, 100);
+    const sampler = o.sampler === undefined ? 'euler_a' : checkEnum('options.sampler', o.sampler, SAMPLERS);
+    const scheduler = o.scheduler === undefined ? 'discrete' : checkEnum('options.scheduler', o.scheduler, SCHEDULERS);
+    const given = checkSeed(o.seed);
+    const rng = o.rng === undefined ? 'cuda' : checkEnum('options.rng', o.rng, ['cuda', 'cpu'] as const);
+    const batchCount = o.batchCount === undefined ? 1 : checkInteger('options.batchCount', o.batchCount, 1, 64);
+    const clipSkip = o.clipSkip === undefined ? 1 : checkInteger('options.clipSkip', o.clipSkip, 1, 12);
+    const prediction = o.prediction === undefined
+      ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
+      : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
+    const signal = checkSignal('options.signal', o.signal);
+    const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
+    if (given !== undefined && given + BigInt(batchCount - 1) > MAX_SEED) throw new RangeError('seed + batchCount − 1 must fit in 64 bits');
+
+    // A model that cannot generate is a coded rejection, like any file problem.
+    let arch: Architecture;
+    let tokenizer: ClipTokenizer;
+    try {
+      arch = this.#architecture();
+      tokenizer = this.#clipTokenizer();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const seed = given ?? BigInt(randomInt(0, 2 ** 32));
+    const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
+    const params = {
+      prompt: tokens(encodePrompt(tokenizer, o.prompt)),
+      negative: tokens(encodePrompt(tokenizer, negativePrompt)),
+      empty: tokens(encodePrompt(tokenizer, '')),
+      ...arch,
+      clipSkip,
+      prediction,
+      width,
+      height,
+      steps,
+      sampler,
+      scheduler,
+      cfgScale,
+      seed,
+      rng,
+      batchCount,
+    };
+    return this.#queue
+      .run((progress) => this.#native.generate(params, progress), { signal, onProgress })
+      .then((r) => ({
+        images: r.images as Array<Image & { channels: 3 }>,
+        seed: reported,
+        timings: { textEncodeMs: r.textEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs },
+      }));
+  }
+
+  /** What shapes cannot tell, from the model's metadata or its family. */
+  #architecture(): Architecture {
+    const { family, inpaint, components, metadata } = this.info;
+    const missing = (['unet', 'vae', 'textEncoder'] as const).filter((c) => !components[c]);
+    if (missing.length) throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}: load it with the missing component files`);
+    if (family === 'sdxl') throw new ModelCompatibilityError('SDXL generation is not supported yet (SD1.x and SD2.x are)');
+    if (inpaint) throw new ModelCompatibilityError('this is an inpainting model (9-channel UNet): text-to-image with it is not supported yet');
+    let heads: { unet?: { numHeads?: number; headDim?: number }; clip?: { numHeads?: number } } = {};
+    try {
+      if (metadata['sdnode.attention_heads']) heads = JSON.parse(metadata['sdnode.attention_heads']) as typeof heads;
+    } catch {
+      throw new ModelCompatibilityError("the model's sdnode.attention_heads metadata is not JSON");
+    }
+    // SD1.x: 8 heads at every level (LDM num_heads: 8); SD2.x: 64-wide heads (num_head_channels: 64).
+    const unetHeads = heads.unet?.numHeads ?? (heads.unet?.headDim === undefined && family === 'sd1' ? 8 : 0);
+    const unetHeadDim = heads.unet?.headDim ?? (unetHeads ? 0 : 64);
+    if (family === 'unknown' && !heads.unet) throw new ModelCompatibilityError('the model family is unknown, so its attention heads are too');
+    return {
+      unetHeads,
+      unetHeadDim,
+      textEncoderHeads: heads.clip?.numHeads ?? 0,
+      // CLIP ViT-L (SD1.x) uses quick-GELU; OpenCLIP ViT-H (SD2.x) GELU.
+      quickGelu: family !== 'sd2',
+      // SD1.x/SD2.x VAE latent scale (LDM configs' scale_factor).
+      vaeScale: 0.18215,
+    };
+  }
+
+  #clipTokenizer(): ClipTokenizer {
+    const dir = this.info.tokenizerDir;
+    this.#tokenizer ??= dir ? ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt')) : ClipTokenizer.default();
+    return this.#tokenizer;
   }
 
   /** Frees the weights once queued and running jobs have settled. Idempotent. */

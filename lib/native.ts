@@ -59,6 +59,42 @@ export interface NativeModelInfo {
   metadata: Record<string, string>;
 }
 
+export interface NativeTokens {
+  ids: Int32Array;
+  weights: Float32Array;
+  windows: number;
+}
+
+export interface NativeGenerateParams {
+  prompt: NativeTokens;
+  negative: NativeTokens;
+  empty: NativeTokens;
+  textEncoderPrefix?: string;
+  textEncoderHeads: number;
+  quickGelu: boolean;
+  clipSkip: number;
+  unetHeads: number;
+  unetHeadDim: number;
+  prediction: 'epsilon' | 'v';
+  width: number;
+  height: number;
+  steps: number;
+  sampler: string;
+  scheduler: string;
+  cfgScale: number;
+  vaeScale: number;
+  seed: bigint;
+  rng: string;
+  batchCount: number;
+}
+
+export interface NativeGenerateResult {
+  images: NativeImage[];
+  textEncodeMs: number;
+  samplingMs: number;
+  decodeMs: number;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
@@ -84,6 +120,7 @@ export interface NativeModel {
     },
     onProgress?: (p: NativeProgress) => void,
   ): NativeJob<Float32Array>;
+  generate(params: NativeGenerateParams, onProgress?: (p: NativeProgress) => void): NativeJob<NativeGenerateResult>;
   decodeLatent(latent: NativeLatent, scaleFactor: number, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
   encodeImageMoments(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
   dispose(): void;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "convert.h"
+#include "pipeline/txt2img.h"
 
 namespace sdnode {
 
@@ -18,6 +19,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::RunUnet>("runUnet"),
                                         InstanceMethod<&NativeModel::DecodeLatent>("decodeLatent"),
                                         InstanceMethod<&NativeModel::EncodeImageMoments>("encodeImageMoments"),
+                                        InstanceMethod<&NativeModel::Generate>("generate"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
                                     });
   data.model_ctor = Napi::Persistent(ctor);
@@ -247,6 +249,72 @@ Napi::Value NativeModel::EncodeImageMoments(const Napi::CallbackInfo& info) {
         return engine->encode_image_moments(image, job);
       },
       [](Napi::Env env, sdn::Latent& latent) -> Napi::Value { return latent_to_js(env, latent); });
+}
+
+namespace {
+
+sdn::PromptTokens prompt_tokens(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsObject()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be { ids, weights, windows }");
+  Napi::Object p = v.As<Napi::Object>();
+  Napi::Value ids = p.Get("ids");
+  if (!ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(o.Env(), std::string(key) + ".ids must be an Int32Array");
+  Napi::Int32Array a = ids.As<Napi::Int32Array>();
+  sdn::PromptTokens t;
+  t.ids.assign(a.Data(), a.Data() + a.ElementLength());
+  t.weights = float_array(p.Get("weights"), "weights");
+  t.windows = get_int(p, "windows", 0);
+  return t;
+}
+
+}  // namespace
+
+Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "generate(params: object)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  sdn::GenerateParams p;
+  p.prompt = prompt_tokens(o, "prompt");
+  p.negative = prompt_tokens(o, "negative");
+  p.empty = prompt_tokens(o, "empty");
+  const std::string prefix = get_string(o, "textEncoderPrefix", false);
+  if (!prefix.empty()) p.text_encoder.prefix = prefix;
+  p.text_encoder.heads = get_int(o, "textEncoderHeads", 0);
+  p.text_encoder.quick_gelu = get_bool(o, "quickGelu", true);
+  p.text_encoder.clip_skip = get_int(o, "clipSkip", 1);
+  p.unet.heads = get_int(o, "unetHeads", 0);
+  p.unet.head_dim = get_int(o, "unetHeadDim", 0);
+  p.prediction = get_string(o, "prediction", true) == "v" ? sdn::Prediction::V : sdn::Prediction::Epsilon;
+  p.width = get_int(o, "width", 0);
+  p.height = get_int(o, "height", 0);
+  p.steps = get_int(o, "steps", 0);
+  p.sampler = get_string(o, "sampler", true);
+  p.scheduler = get_string(o, "scheduler", true);
+  Napi::Value cfg = o.Get("cfgScale"), scale = o.Get("vaeScale"), seed = o.Get("seed");
+  if (!cfg.IsNumber() || !scale.IsNumber() || !seed.IsBigInt()) throw Napi::TypeError::New(env, "cfgScale, vaeScale: numbers; seed: bigint");
+  p.cfg_scale = cfg.As<Napi::Number>().FloatValue();
+  p.vae_scale = scale.As<Napi::Number>().FloatValue();
+  bool lossless = false;
+  p.seed = seed.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw Napi::RangeError::New(env, "seed must fit in 64 bits");
+  p.rng = get_string(o, "rng", true);
+  p.batch_count = get_int(o, "batchCount", 1);
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<sdn::GenerateResult>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [engine, p](sdn::JobControl& job) { return sdn::generate(*engine, p, job); },
+      [](Napi::Env env, sdn::GenerateResult& r) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array images = Napi::Array::New(env, r.images.size());
+        for (size_t i = 0; i < r.images.size(); ++i) images.Set(i, image_to_js(env, r.images[i]));
+        out.Set("images", images);
+        out.Set("textEncodeMs", r.text_encode_ms);
+        out.Set("samplingMs", r.sampling_ms);
+        out.Set("decodeMs", r.decode_ms);
+        return out;
+      });
 }
 
 // Drops this object's hold on the model; a running job keeps its own until it settles.

@@ -35,6 +35,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value DecodeLatent(const Napi::CallbackInfo& info);
   // encodeImageMoments(image, onProgress) -> JobHandle<Latent> (mean and log-variance channels)
   Napi::Value EncodeImageMoments(const Napi::CallbackInfo& info);
+  // generate(params, onProgress) -> JobHandle<{ images, textEncodeMs, samplingMs, decodeMs }>
+  // (params: see lib/native.ts NativeGenerateParams)
+  Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   sdn::Model& engine(Napi::Env env);

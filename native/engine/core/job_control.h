@@ -21,9 +21,14 @@ class JobControl {
   using ProgressSink = std::function<void(const Progress&)>;
 
   JobControl() : start_(std::chrono::steady_clock::now()) {}
+  // Part of `parent`'s work: cancelled when the parent is, and reporting only through its own
+  // sink (none unless set), so a stage can run without its progress mixing into the job's.
+  explicit JobControl(const JobControl* parent) : parent_(parent), start_(parent->start_) {}
 
   void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
-  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  bool cancelled() const {
+    return cancelled_.load(std::memory_order_relaxed) || (parent_ && parent_->cancelled());
+  }
   // Called between units of work: turns a cancel request into an Aborted error.
   void throw_if_cancelled() const {
     if (cancelled()) fail(ErrorCode::Aborted, "the operation was aborted");
@@ -41,6 +46,7 @@ class JobControl {
 
  private:
   std::atomic<bool> cancelled_{false};
+  const JobControl* parent_ = nullptr;
   ProgressSink sink_;
   std::chrono::steady_clock::time_point start_;
 };

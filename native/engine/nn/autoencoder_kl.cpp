@@ -114,7 +114,7 @@ double VaeEncoder::peak_elements(double width, double height) const {
 
 ggml_tensor* VaeEncoder::build(ggml_context* ctx, ggml_tensor* x) const {
   // x [W, H, C_img, N]
-  x = vae_conv2d(ctx, conv_in_, x);  // [W, H, ch, N]
+  x = conv2d(ctx, conv_in_, x);  // [W, H, ch, N]
   ggml_format_name(x, "vae.enc.conv_in");
   for (size_t l = 0; l < levels_.size(); ++l) {
     const Level& level = levels_[l];
@@ -129,10 +129,10 @@ ggml_tensor* VaeEncoder::build(ggml_context* ctx, ggml_tensor* x) const {
   }
   x = vae_mid(ctx, mid_, x, "vae.enc.mid");  // [W/f, H/f, C_top, N]
   x = ggml_silu(ctx, group_norm(ctx, norm_out_, x));
-  x = vae_conv2d(ctx, conv_out_, x);  // [W/f, H/f, 2·z, N]
+  x = conv2d(ctx, conv_out_, x);  // [W/f, H/f, 2·z, N]
   ggml_format_name(x, "vae.enc.conv_out");
   if (quant_conv_.weight) {
-    x = vae_conv2d(ctx, quant_conv_, x);  // [W/f, H/f, 2·embed, N]
+    x = conv2d(ctx, quant_conv_, x);  // [W/f, H/f, 2·embed, N]
     ggml_format_name(x, "vae.quant_conv");
   }
   return x;
@@ -199,10 +199,10 @@ double VaeDecoder::peak_elements(double width, double height) const {
 ggml_tensor* VaeDecoder::build(ggml_context* ctx, ggml_tensor* z) const {
   // z [w, h, C_latent, N]
   if (post_quant_conv_.weight) {
-    z = vae_conv2d(ctx, post_quant_conv_, z);  // [w, h, z, N]
+    z = conv2d(ctx, post_quant_conv_, z);  // [w, h, z, N]
     ggml_format_name(z, "vae.post_quant_conv");
   }
-  ggml_tensor* x = vae_conv2d(ctx, conv_in_, z);  // [w, h, C_top, N]
+  ggml_tensor* x = conv2d(ctx, conv_in_, z);  // [w, h, C_top, N]
   ggml_format_name(x, "vae.dec.conv_in");
   x = vae_mid(ctx, mid_, x, "vae.dec.mid");
   for (size_t l = levels_.size(); l-- > 0;) {
@@ -217,7 +217,7 @@ ggml_tensor* VaeDecoder::build(ggml_context* ctx, ggml_tensor* z) const {
     }
   }
   x = ggml_silu(ctx, group_norm(ctx, norm_out_, x));  // [W, H, C_0, N]
-  x = vae_conv2d(ctx, conv_out_, x);  // [W, H, C_img, N]
+  x = conv2d(ctx, conv_out_, x);  // [W, H, C_img, N]
   ggml_format_name(x, "vae.dec.conv_out");
   return x;
 }

@@ -18,11 +18,21 @@ Conv2d Conv2d::load(WeightLookup& w, const std::string& prefix, int stride) {
   return c;
 }
 
-ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x) {
-  int pad = static_cast<int>(conv.kernel() / 2);
-  ggml_tensor* y = ggml_conv_2d(ctx, conv.weight, x, conv.stride, conv.stride, pad, pad, 1, 1);
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
+  ggml_tensor* w = conv.weight;  // [KW, KH, IC, OC]
+  const ggml_type col_type = w->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+  ggml_tensor* cols = ggml_im2col(ctx, w, x, conv.stride, conv.stride, pad, pad, 1, 1, true, col_type);
+  // cols [KW·KH·IC, OW, OH, N] · kernel [KW·KH·IC, OC] -> [OW·OH·N, OC]
+  ggml_tensor* y = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]),
+                                ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));
+  y = ggml_reshape_4d(ctx, y, cols->ne[1], cols->ne[2], cols->ne[3], w->ne[3]);  // [OW, OH, N, OC]
+  y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));                          // [OW, OH, OC, N]
   if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
   return y;
+}
+
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x) {
+  return conv2d(ctx, conv, x, static_cast<int>(conv.kernel() / 2));
 }
 
 GroupNorm GroupNorm::load(WeightLookup& w, const std::string& prefix, int groups, float eps) {

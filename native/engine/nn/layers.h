@@ -21,8 +21,12 @@ struct Conv2d {
   static Conv2d load(WeightLookup& w, const std::string& prefix, int stride = 1);
 };
 
-// Same-size padding for odd square kernels, as PyTorch's padding=k//2.
+// Same-size padding for odd square kernels, as PyTorch's padding=k//2. The unfolded input
+// (im2col) takes the kernel's precision: f32 for f32 kernels (ggml_conv_2d would round the
+// activations to f16 whatever the weights), f16 otherwise.
 ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x);
+// The same with an explicit symmetric padding (e.g. 0 after an asymmetric ggml_pad).
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad);
 
 struct GroupNorm {
   ggml_tensor* weight = nullptr;  // [C]

@@ -29,23 +29,6 @@ ggml_tensor* pointwise(ggml_context* ctx, ggml_tensor* weight, ggml_tensor* bias
 
 }  // namespace
 
-ggml_tensor* vae_conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
-  ggml_tensor* w = conv.weight;  // [KW, KH, C_in, C_out]
-  const ggml_type col_type = w->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-  ggml_tensor* cols = ggml_im2col(ctx, w, x, conv.stride, conv.stride, pad, pad, 1, 1, true, col_type);
-  // cols [KW·KH·C_in, OW, OH, N] · kernel [KW·KH·C_in, C_out] -> [OW·OH·N, C_out]
-  ggml_tensor* y = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]),
-                                ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));
-  y = ggml_reshape_4d(ctx, y, cols->ne[1], cols->ne[2], cols->ne[3], w->ne[3]);  // [OW, OH, N, C_out]
-  y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));                          // [OW, OH, C_out, N]
-  if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
-  return y;
-}
-
-ggml_tensor* vae_conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x) {
-  return vae_conv2d(ctx, conv, x, static_cast<int>(conv.kernel() / 2));
-}
-
 VaeResBlock VaeResBlock::load(WeightLookup& w, const std::string& prefix, int64_t in_channels) {
   VaeResBlock b;
   b.norm1 = GroupNorm::load(w, prefix + ".norm1", kVaeGroups, kVaeEps);
@@ -73,10 +56,10 @@ VaeResBlock VaeResBlock::load(WeightLookup& w, const std::string& prefix, int64_
 
 ggml_tensor* vae_resblock(ggml_context* ctx, const VaeResBlock& b, ggml_tensor* x, const std::string& name) {
   ggml_tensor* h = ggml_silu(ctx, group_norm(ctx, b.norm1, x));  // [W, H, C_in, N]
-  h = vae_conv2d(ctx, b.conv1, h);                               // [W, H, C_out, N]
+  h = conv2d(ctx, b.conv1, h);                               // [W, H, C_out, N]
   h = ggml_silu(ctx, group_norm(ctx, b.norm2, h));
-  h = vae_conv2d(ctx, b.conv2, h);  // [W, H, C_out, N]
-  ggml_tensor* skip = b.nin_shortcut.weight ? vae_conv2d(ctx, b.nin_shortcut, x) : x;
+  h = conv2d(ctx, b.conv2, h);  // [W, H, C_out, N]
+  ggml_tensor* skip = b.nin_shortcut.weight ? conv2d(ctx, b.nin_shortcut, x) : x;
   ggml_tensor* y = ggml_add(ctx, skip, h);
   ggml_format_name(y, "%s", name.c_str());
   return y;
@@ -121,7 +104,7 @@ VaeDownsample VaeDownsample::load(WeightLookup& w, const std::string& prefix, in
 ggml_tensor* vae_downsample(ggml_context* ctx, const VaeDownsample& d, ggml_tensor* x, const std::string& name) {
   // torch.nn.functional.pad(x, (0, 1, 0, 1)): one zero column on the right, one zero row below.
   ggml_tensor* p = ggml_pad(ctx, x, 1, 1, 0, 0);  // [W+1, H+1, C, N]
-  ggml_tensor* y = vae_conv2d(ctx, d.conv, p, 0);  // [W/2, H/2, C, N] (stride 2)
+  ggml_tensor* y = conv2d(ctx, d.conv, p, 0);  // [W/2, H/2, C, N] (stride 2)
   ggml_format_name(y, "%s", name.c_str());
   return y;
 }
@@ -135,7 +118,7 @@ VaeUpsample VaeUpsample::load(WeightLookup& w, const std::string& prefix, int64_
 }
 
 ggml_tensor* vae_upsample(ggml_context* ctx, const VaeUpsample& u, ggml_tensor* x, const std::string& name) {
-  ggml_tensor* y = vae_conv2d(ctx, u.conv, upsample_nearest2x(ctx, x));  // [2W, 2H, C, N]
+  ggml_tensor* y = conv2d(ctx, u.conv, upsample_nearest2x(ctx, x));  // [2W, 2H, C, N]
   ggml_format_name(y, "%s", name.c_str());
   return y;
 }

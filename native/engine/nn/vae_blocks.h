@@ -15,13 +15,6 @@ namespace sdn {
 constexpr int kVaeGroups = 32;
 constexpr float kVaeEps = 1e-6f;
 
-// A conv whose im2col buffer has the kernel's type: f32 kernels compute in f32. (The shared
-// conv2d goes through ggml_conv_2d, which always makes an f16 im2col buffer, rounding the
-// activations of an f32 model to f16.) `pad` zeros on every side; the first form pads k/2.
-// x [W, H, C_in, N] -> [OW, OH, C_out, N]
-ggml_tensor* vae_conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad);
-ggml_tensor* vae_conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x);
-
 // ResnetBlock: x + conv2(silu(norm2(conv1(silu(norm1(x)))))), the skip through a 1×1
 // nin_shortcut when the channel count changes.
 struct VaeResBlock {

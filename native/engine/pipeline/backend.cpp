@@ -159,6 +159,7 @@ struct ComputeState {
   int steps;
   int nodes_seen = 0;
   int reported = 0;
+  bool report = true;
 };
 
 bool on_abort_check(void* data) { return static_cast<const ComputeState*>(data)->job->cancelled(); }
@@ -170,7 +171,7 @@ bool on_eval(ggml_tensor* t, bool ask, void* data) {
   if (ask) return ++s->nodes_seen % s->nodes_per_step == 0;
   if (s->job->cancelled()) return false;
   int step = std::min(s->steps, s->nodes_seen / s->nodes_per_step);
-  if (step > s->reported) {
+  if (s->report && step > s->reported) {
     s->reported = step;
     s->job->report(step, s->steps);
   }
@@ -183,6 +184,7 @@ void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_st
   job.throw_if_cancelled();
   ComputeState state;
   state.job = &job;
+  state.report = progress_steps > 0;
   int n_nodes = ggml_graph_n_nodes(graph);
   state.steps = std::max(1, std::min(progress_steps, n_nodes));
   state.nodes_per_step = std::max(1, n_nodes / state.steps);
@@ -199,7 +201,7 @@ void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_st
   job.throw_if_cancelled();
   if (status == GGML_STATUS_ALLOC_FAILED) fail(ErrorCode::Resource, "out of memory while computing on '" + device_ + "'");
   if (status != GGML_STATUS_SUCCESS) fail(ErrorCode::Backend, "compute failed on '" + device_ + "'");
-  if (state.reported < state.steps) job.report(state.steps, state.steps);
+  if (state.report && state.reported < state.steps) job.report(state.steps, state.steps);
 }
 
 void Runtime::reset() { ggml_backend_sched_reset(sched_); }

@@ -56,8 +56,9 @@ class Runtime {
 
   // Allocates `graph` (its inputs must be set after this returns) — call before setting inputs.
   void allocate(ggml_cgraph* graph);
-  // Computes the allocated graph, reporting progress in about `progress_steps` steps and
-  // stopping between chunks (or inside the CPU kernels) when `job` is cancelled.
+  // Computes the allocated graph, reporting progress in about `progress_steps` steps (none when
+  // it is 0: the caller reports its own, e.g. per sampler step) and stopping between chunks
+  // (or inside the CPU kernels) when `job` is cancelled.
   void compute(ggml_cgraph* graph, const JobControl& job, int progress_steps);
   // Frees the compute buffers of the last graph.
   void reset();
