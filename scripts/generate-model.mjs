@@ -878,13 +878,18 @@ export async function generateModel(options) {
 
 const USAGE = `usage: node scripts/generate-model.mjs --out FILE [--preset NAME | --config FILE.json]
                                         [--dtype f16|f32] [--seed N] [--layout ldm|diffusers]
+                                        [--format safetensors|ckpt|gguf] [--ema] [--weight-type T]
 Writes a random-weight Stable Diffusion 1.x checkpoint (LDM single-file safetensors).
   --preset   ${Object.keys(PRESETS).join(', ')} (default tiny)
   --config   a JSON file {unet, vae, clip} (see the typedefs at the top of this script)
   --dtype    weight type, default f16
   --seed     0 .. 2^32-1, default 0
   --layout   ldm (default): one .safetensors file; diffusers: a diffusers folder at --out
-             with the same values (scripts/generator/diffusers-layout.mjs)`;
+             with the same values (scripts/generator/diffusers-layout.mjs)
+  --format   for the ldm layout: safetensors (default); ckpt: a PyTorch training checkpoint
+             (state_dict nesting; --ema adds a model_ema.* UNet copy; see
+             scripts/generator/torch-checkpoint.mjs); gguf: converted by sdnode's convertModel
+             (needs the built package) to --weight-type (default: --dtype), LDM names`;
 
 /** @param {number} n */
 function human(n) {
@@ -905,6 +910,9 @@ async function main(argv) {
       dtype: { type: 'string', short: 't' },
       seed: { type: 'string', short: 's' },
       layout: { type: 'string' },
+      format: { type: 'string' },
+      ema: { type: 'boolean' },
+      'weight-type': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -935,6 +943,27 @@ async function main(argv) {
     const { onProgress: _, ...folder } = options;
     const r = await writeDiffusersFolder(folder);
     console.log(`wrote ${r.path} (diffusers layout, ${r.dtype}, seed ${r.seed}, ${r.tensorCount} tensors)`);
+    return;
+  }
+  const format = values.format ?? 'safetensors';
+  if (!['safetensors', 'ckpt', 'gguf'].includes(format)) throw new RangeError(`--format must be safetensors, ckpt or gguf, not '${format}'`);
+  if (format === 'ckpt') {
+    const { writeTorchCheckpoint } = await import('./generator/torch-checkpoint.mjs');
+    const { onProgress: _, ...rest } = options;
+    const r = await writeTorchCheckpoint({ ...rest, ema: values.ema ?? false });
+    console.log(`wrote ${r.path} (PyTorch checkpoint, ${r.tensorCount} tensors)`);
+    return;
+  }
+  if (format === 'gguf') {
+    const { convertModel } = await import('../dist/index.js');
+    const tmp = `${resolve(values.out)}.src-${process.pid}.safetensors`;
+    try {
+      await generateModel({ ...options, out: tmp });
+      const r = await convertModel(tmp, values.out, { weightType: values['weight-type'] ?? options.dtype });
+      console.log(`wrote ${r.path} (GGUF, ${r.tensors.length} tensors)`);
+    } finally {
+      await rm(tmp, { force: true });
+    }
     return;
   }
   const started = process.hrtime.bigint();
