@@ -74,6 +74,10 @@ const GENERATE_KEYS = [
   'batchCount', 'clipSkip', 'prediction', 'signal', 'onProgress',
 ] as const;
 const MAX_SEED = (1n << 64n) - 1n;
+/** A pixel budget, like sharp's limitInputPixels: 4096² (SD1.x was trained at 512²). */
+const MAX_PIXELS = 4096 * 4096;
+/** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
+const MAX_PROMPT_WINDOWS = 32;
 
 function checkSeed(value: unknown): bigint | undefined {
   if (value === undefined || value === -1 || value === -1n) return undefined;
@@ -262,6 +266,7 @@ export class Model implements AsyncDisposable {
     const width = o.width === undefined ? 512 : checkInteger('options.width', o.width, 8, 8192);
     const height = o.height === undefined ? 512 : checkInteger('options.height', o.height, 8, 8192);
     if (width % 8 || height % 8) throw new RangeError(`width and height must be multiples of 8, got ${width}×${height}`);
+    if (width * height > MAX_PIXELS) throw new RangeError(`width × height must be at most ${MAX_PIXELS} pixels (4096²), got ${width}×${height}`);
     const steps = o.steps === undefined ? 20 : checkInteger('options.steps', o.steps, 1, 1000);
     const cfgScale = o.cfgScale === undefined ? 7 : checkFinite('options.cfgScale', o.cfgScale, 0, 100);
     const sampler = o.sampler === undefined ? 'euler_a' : checkEnum('options.sampler', o.sampler, SAMPLERS);
@@ -288,9 +293,15 @@ export class Model implements AsyncDisposable {
     }
     const seed = given ?? BigInt(randomInt(0, 2 ** 32));
     const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
+    const prompt = encodePrompt(tokenizer, o.prompt);
+    const negative = encodePrompt(tokenizer, negativePrompt);
+    for (const [what, p] of [['prompt', prompt], ['negativePrompt', negative]] as const) {
+      if (p.chunkCount > MAX_PROMPT_WINDOWS)
+        throw new RangeError(`options.${what} has ${p.chunkCount} windows of 75 tokens; at most ${MAX_PROMPT_WINDOWS} are taken`);
+    }
     const params = {
-      prompt: tokens(encodePrompt(tokenizer, o.prompt)),
-      negative: tokens(encodePrompt(tokenizer, negativePrompt)),
+      prompt: tokens(prompt),
+      negative: tokens(negative),
       empty: tokens(encodePrompt(tokenizer, '')),
       ...arch,
       clipSkip,

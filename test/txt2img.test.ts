@@ -1,7 +1,7 @@
 // Text-to-image on a tiny generated SD1.x model: the pipeline composed from the parts each
 // proven on its own (tokenizer, text encoder, sampler, UNet, VAE) — checked against the same
 // parts called one by one — plus seeds, batches, progress, cancellation and refused options.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,48 @@ describe('generate', () => {
     expect(() => model.generate({ prompt: 'x', cfgScale: Number.NaN })).toThrow(TypeError);
     expect(() => model.generate({ prompt: 'x', batchCount: 0 })).toThrow(RangeError);
     expect(() => model.generate({ prompt: 'x', promt: 'y' } as never)).toThrow(/prompt/);
+  });
+
+  it('concurrent generate() calls queue in order and give what they give alone', async () => {
+    const alone = await model.generate({ prompt: 'a tree', ...small, seed: 7 });
+    const order: number[] = [];
+    const runs = [7, 8, 7].map((seed, i) =>
+      model.generate({ prompt: 'a tree', ...small, seed, onProgress: (p) => p.step === 1 && order.push(i) }),
+    );
+    const [a, b, c] = await Promise.all(runs);
+    expect(order).toEqual([0, 1, 2]);
+    expect(same(a!.images[0]!.data, alone.images[0]!.data)).toBe(true);
+    expect(same(c!.images[0]!.data, alone.images[0]!.data)).toBe(true);
+    expect(same(b!.images[0]!.data, alone.images[0]!.data)).toBe(false);
+  });
+
+  it('hostile prompts and sizes: huge, odd Unicode, over budget', async () => {
+    expect(() => model.generate({ prompt: 'a '.repeat(50_000), ...small })).toThrow(RangeError);
+    expect(() => model.generate({ prompt: 'x', width: 8192, height: 8192 })).toThrow(RangeError);
+    const odd = await model.generate({ prompt: '\uD800 \u0000 🐈‍⬛ é́́ (((((', ...small, steps: 1, seed: 1 });
+    const again = await model.generate({ prompt: '\uD800 \u0000 🐈‍⬛ é́́ (((((', ...small, steps: 1, seed: 1 });
+    expect(same(odd.images[0]!.data, again.images[0]!.data)).toBe(true);
+  });
+
+  it('a model whose weights hold NaN still finishes', async () => {
+    const bad = join(dir, 'nan.safetensors');
+    await generateModel({ out: bad, preset: 'tiny', dtype: 'f32', seed: 3 });
+    const bytes = readFileSync(bad);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    for (let i = 8 + headerLength + 4096; i < bytes.length; i += 40_000) bytes.writeFloatLE(Number.NaN, i - (i % 4));
+    writeFileSync(bad, bytes);
+    await using m = await loadModel(bad, cpu);
+    const r = await m.generate({ prompt: 'x', ...small, steps: 1, seed: 1 });
+    expect(r.images[0]!.data).toHaveLength(64 * 64 * 3);
+  });
+
+  it('dispose() waits for a running job, then refuses', async () => {
+    const m = await loadModel(path, cpu);
+    const running = m.generate({ prompt: 'x', ...small, seed: 1 });
+    const disposed = m.dispose();
+    expect((await running).images).toHaveLength(1);
+    await disposed;
+    expect(() => m.generate({ prompt: 'x', ...small })).toThrow(/disposed/);
   });
 
   it('an inpainting model refuses plain text-to-image with a coded error', async () => {
