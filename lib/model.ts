@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 
+import { loadAutoencoder, type Autoencoder } from './autoencoder.js';
 import { BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
 import type { Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
@@ -57,6 +58,8 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
+  /** 'full' (default): the model's VAE; 'tae': the TAESD decoder given as `tae` to loadModel (much faster, approximate). */
+  vae?: 'full' | 'tae';
   signal?: AbortSignal;
   /** One step per sampler step (steps × batchCount in all). */
   onProgress?: JobOptions['onProgress'];
@@ -71,7 +74,7 @@ export interface GenerateResult {
 
 const GENERATE_KEYS = [
   'prompt', 'negativePrompt', 'width', 'height', 'steps', 'cfgScale', 'sampler', 'scheduler', 'seed', 'rng',
-  'batchCount', 'clipSkip', 'prediction', 'signal', 'onProgress',
+  'batchCount', 'clipSkip', 'prediction', 'vae', 'signal', 'onProgress',
 ] as const;
 const MAX_SEED = (1n << 64n) - 1n;
 /** A pixel budget, like sharp's limitInputPixels: 4096² (SD1.x was trained at 512²). */
@@ -120,6 +123,8 @@ export interface ModelComponents {
   textEncoder?: string;
   /** SDXL's second text encoder (OpenCLIP bigG). */
   textEncoder2?: string;
+  /** A TAESD-format decoder (e.g. taesd_decoder.pth) for `generate({ vae: 'tae' })`: fast, approximate. */
+  tae?: string;
 }
 
 /** A path to a checkpoint file or diffusers folder, or the component files. */
@@ -185,7 +190,7 @@ export interface WeightRecord {
 }
 
 const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress'] as const;
-const COMPONENT_KEYS = ['model', 'unet', 'vae', 'textEncoder', 'textEncoder2'] as const;
+const COMPONENT_KEYS = ['model', 'unet', 'vae', 'textEncoder', 'textEncoder2', 'tae'] as const;
 
 /**
  * A loaded model. Jobs on one instance run one at a time in call order (FIFO); separate
@@ -199,10 +204,12 @@ export class Model implements AsyncDisposable {
   readonly #queue = new JobQueue('the model');
   #disposed?: Promise<void>;
   #tokenizer?: ClipTokenizer;
+  readonly #tae?: Autoencoder;
 
   /** @internal Use loadModel(). */
-  constructor(handle: NativeModel) {
+  constructor(handle: NativeModel, tae?: Autoencoder) {
     this.#native = handle;
+    this.#tae = tae;
     const raw = handle.info();
     const detection = detectModel(handle.weights(), raw.metadata);
     this.info = {
@@ -278,6 +285,9 @@ export class Model implements AsyncDisposable {
     const prediction = o.prediction === undefined
       ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
       : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
+    const vae = o.vae === undefined ? 'full' : checkEnum('options.vae', o.vae, ['full', 'tae'] as const);
+    const tae = this.#tae;
+    if (vae === 'tae' && !tae) throw new TypeError("options.vae 'tae' needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })");
     const signal = checkSignal('options.signal', o.signal);
     const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
     if (given !== undefined && given + BigInt(batchCount - 1) > MAX_SEED) throw new RangeError('seed + batchCount − 1 must fit in 64 bits');
@@ -315,14 +325,19 @@ export class Model implements AsyncDisposable {
       seed,
       rng,
       batchCount,
+      decode: vae === 'full',
     };
-    return this.#queue
-      .run((progress) => this.#native.generate(params, progress), { signal, onProgress })
-      .then((r) => ({
-        images: r.images as Array<Image & { channels: 3 }>,
-        seed: reported,
-        timings: { textEncodeMs: r.textEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs },
-      }));
+    return this.#queue.run((progress) => this.#native.generate(params, progress), { signal, onProgress }).then(async (r) => {
+      let images = r.images as Array<Image & { channels: 3 }>;
+      let decodeMs = r.decodeMs;
+      if (tae && vae === 'tae') {
+        const t0 = performance.now();
+        images = [];
+        for (const latent of r.latents) images.push(await tae.decode(latent, { signal }));
+        decodeMs = performance.now() - t0;
+      }
+      return { images, seed: reported, timings: { textEncodeMs: r.textEncodeMs, samplingMs: r.samplingMs, decodeMs } };
+    });
   }
 
   /** What shapes cannot tell, from the model's metadata or its family. */
@@ -361,7 +376,10 @@ export class Model implements AsyncDisposable {
 
   /** Frees the weights once queued and running jobs have settled. Idempotent. */
   dispose(): Promise<void> {
-    this.#disposed ??= this.#queue.close().then(() => this.#native.dispose());
+    this.#disposed ??= this.#queue.close().then(async () => {
+      this.#native.dispose();
+      await this.#tae?.dispose();
+    });
     return this.#disposed;
   }
 
@@ -404,13 +422,25 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
   const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
   const device = resolveDevice(o.device);
 
-  const load = async (id: string) =>
-    new Model(
-      await new JobQueue('loadModel').run(
-        (progress) => native().NativeModel.load({ ...files, ema, device: id, threads, weightType }, progress),
-        { signal, onProgress },
-      ),
+  const { tae: taePath, ...modelFiles } = files;
+  const load = async (id: string) => {
+    const handle = await new JobQueue('loadModel').run(
+      (progress) => native().NativeModel.load({ ...modelFiles, ema, device: id, threads, weightType }, progress),
+      { signal, onProgress },
     );
+    if (!taePath) return new Model(handle);
+    try {
+      const tae = await loadAutoencoder({ decoder: taePath }, { device: id, threads, signal });
+      if (tae.latentChannels !== 4) {
+        await tae.dispose();
+        throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
+      }
+      return new Model(handle, tae);
+    } catch (err) {
+      handle.dispose();
+      throw err;
+    }
+  };
   return load(device.id).catch((err: unknown) => {
     const e = fromNative(err);
     if (!(device.auto && device.id !== 'cpu' && e instanceof BackendError)) throw e;

@@ -86,10 +86,13 @@ export interface NativeGenerateParams {
   seed: bigint;
   rng: string;
   batchCount: number;
+  /** false: return the latents instead of images. */
+  decode: boolean;
 }
 
 export interface NativeGenerateResult {
   images: NativeImage[];
+  latents: NativeLatent[];
   textEncodeMs: number;
   samplingMs: number;
   decodeMs: number;

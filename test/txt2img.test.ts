@@ -12,6 +12,9 @@ import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
+import { taeDecoder } from './support/data.js';
+import { tinyTaeDecoder } from './support/tiny-tae.js';
+import { writeTorchCheckpoint } from './support/torch-zip.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-txt2img-'));
 const path = join(dir, 'tiny.safetensors');
@@ -178,6 +181,20 @@ describe('generate', () => {
     expect((await running).images).toHaveLength(1);
     await disposed;
     expect(() => m.generate({ prompt: 'x', ...small })).toThrow(/disposed/);
+  });
+
+  it("vae: 'tae' decodes with a TAESD decoder given at load", async () => {
+    const taePath = join(dir, 'taesd_decoder.pth');
+    writeTorchCheckpoint(taePath, tinyTaeDecoder({ latentChannels: 4, width: 8, blocks: 1, stages: 3, pool: false }));
+    await using m = await loadModel({ model: path, tae: taePath }, cpu);
+    const full = await m.generate({ prompt: 'x', ...small, seed: 4 });
+    const fast = await m.generate({ prompt: 'x', ...small, seed: 4, vae: 'tae' });
+    const again = await m.generate({ prompt: 'x', ...small, seed: 4, vae: 'tae' });
+    expect(fast.images[0]).toMatchObject({ width: 64, height: 64, channels: 3 });
+    expect(same(fast.images[0]!.data, again.images[0]!.data)).toBe(true);
+    expect(same(fast.images[0]!.data, full.images[0]!.data)).toBe(false);
+    expect(() => model.generate({ prompt: 'x', vae: 'tae' })).toThrow(TypeError);
+    await expect(loadModel({ model: path, tae: taeDecoder }, cpu)).rejects.toBeInstanceOf(ModelCompatibilityError);
   });
 
   it('an inpainting model refuses plain text-to-image with a coded error', async () => {

@@ -301,6 +301,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   if (!lossless) throw Napi::RangeError::New(env, "seed must fit in 64 bits");
   p.rng = get_string(o, "rng", true);
   p.batch_count = get_int(o, "batchCount", 1);
+  p.decode = get_bool(o, "decode", true);
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::GenerateResult>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
@@ -310,6 +311,9 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         Napi::Array images = Napi::Array::New(env, r.images.size());
         for (size_t i = 0; i < r.images.size(); ++i) images.Set(i, image_to_js(env, r.images[i]));
         out.Set("images", images);
+        Napi::Array latents = Napi::Array::New(env, r.latents.size());
+        for (size_t i = 0; i < r.latents.size(); ++i) latents.Set(i, latent_to_js(env, r.latents[i]));
+        out.Set("latents", latents);
         out.Set("textEncodeMs", r.text_encode_ms);
         out.Set("samplingMs", r.sampling_ms);
         out.Set("decodeMs", r.decode_ms);

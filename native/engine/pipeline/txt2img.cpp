@@ -147,6 +147,10 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   result.sampling_ms = ms_since(t0);
 
   // 3. Decode.
+  if (!p.decode) {
+    result.latents = std::move(latents);
+    return result;
+  }
   t0 = Clock::now();
   for (const Latent& latent : latents) {
     job.throw_if_cancelled();

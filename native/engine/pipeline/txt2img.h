@@ -40,10 +40,12 @@ struct GenerateParams {
   std::string rng = "cuda";
   int batch_count = 1;          // image i uses seed + i
   float vae_scale = 0.18215f;   // latent scale factor of the family's VAE
+  bool decode = true;           // false: return the latents (another decoder, e.g. a TAE, takes them)
 };
 
 struct GenerateResult {
-  std::vector<Image> images;
+  std::vector<Image> images;    // when decoding
+  std::vector<Latent> latents;  // when not: as the sampler leaves them (scaled)
   double text_encode_ms = 0, sampling_ms = 0, decode_ms = 0;
 };
 
