@@ -19,8 +19,9 @@ import {
   type ModelInspection,
 } from '../lib/index.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { PRESETS, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { PRESETS, f32BitsToF16, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
 import { taeDecoder } from './support/data.js';
+import { GGML_TYPE, writeGguf } from './support/gguf.js';
 import { writeSafetensors } from './support/safetensors.js';
 
 interface Spec {
@@ -37,6 +38,17 @@ const ldm = join(dir, 'tiny.safetensors');
 let reference: ModelInspection; // checksums of the LDM file's tensors
 
 const cpu = { device: 'cpu', threads: 2 } as const;
+
+/** IEEE half bits (little-endian bytes) to numbers. */
+function halfToFloat(bytes: Uint8Array): Float32Array {
+  const h = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  return Float32Array.from(h, (x) => {
+    const e = (x >> 10) & 0x1f, m = x & 0x3ff, sign = x & 0x8000 ? -1 : 1;
+    if (e === 0) return sign * m * 2 ** -24;
+    if (e === 31) return m ? Number.NaN : sign * Infinity;
+    return sign * (1 + m / 1024) * 2 ** (e - 15);
+  });
+}
 
 /** The component's tensors of the LDM spec under `prefix`, renamed without it, as f16 safetensors. */
 function writeComponentFile(path: string, prefix: string, rename = (n: string) => n.slice(prefix.length)): void {
@@ -195,6 +207,35 @@ describe('loadModel: weight types', () => {
       expect(model.info.deviceBytes).toBeLessThan(reference.fileSize);
     });
   }
+
+  it('a GGUF with quantized norm weights (as stable-diffusion.cpp converts them) loads them as f32', async () => {
+    // Every tensor f16 as generated, except the UNet's output GroupNorm scale: Q8_0 blocks, the
+    // way stable-diffusion.cpp's converter stores 1-D weights whose length 32 divides.
+    const normName = 'model.diffusion_model.out.0.weight';
+    const tensors = specs.map((sp) => {
+      const bytes = tensorBytes(sp, seed, 'f16');
+      if (sp.name !== normName) {
+        const type = sp.init === 'position_ids' ? GGML_TYPE.I64 : GGML_TYPE.F16;
+        return { name: sp.name, type, ne: [...sp.shape].reverse(), data: bytes };
+      }
+      const values = Array.from(halfToFloat(bytes));
+      const blocks: number[] = [];
+      for (let b = 0; b < values.length; b += 32) {
+        const chunk = values.slice(b, b + 32);
+        const d = Math.max(...chunk.map(Math.abs)) / 127;
+        const scale = new Uint8Array(new Uint16Array([f32BitsToF16(d)]).buffer);
+        blocks.push(...scale, ...chunk.map((v) => (Math.round(v / d) << 24) >> 24 & 0xff));
+      }
+      return { name: sp.name, type: GGML_TYPE.Q8_0, ne: [...sp.shape].reverse(), data: Uint8Array.from(blocks) };
+    });
+    const path = join(dir, 'quantized-norms.gguf');
+    writeGguf(path, { kv: [{ key: 'general.architecture', type: 'str', value: 'sdnode' }], tensors });
+    await using model = await loadModel(path, cpu);
+    const norm = model.weights().find((w) => w.name === normName)!;
+    expect(norm).toMatchObject({ from: 'Q8_0', to: 'F32', mapped: false });
+    const inspected = await inspectModel(path, { checksums: true });
+    expect((await model.checksums([normName]))[normName]).toBe(inspected.tensors.find((t) => t.name === normName)!.checksum);
+  });
 
   it('f32 on load converts (device memory, not mapped)', async () => {
     await using model = await loadModel(ldm, { ...cpu, weightType: 'f32' });

@@ -68,7 +68,12 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
   std::map<const ByteSource*, std::vector<Placed>> in_place;
   std::vector<Placed> converted;
   for (const TensorInfo& info : tensors) {
-    const ggml_type type = target_type(info, weight_type);
+    ggml_type type = target_type(info, weight_type);
+    // The networks add biases and scale norms in f32 (WeightLookup::require_f32): 1-D weights
+    // become f32 whatever the file holds (stable-diffusion.cpp's converter quantizes norm
+    // weights whose length the block size divides) or the weight type asks.
+    const bool integer = type == GGML_TYPE_I64 || type == GGML_TYPE_I32 || type == GGML_TYPE_I16 || type == GGML_TYPE_I8;
+    if (info.shape.size() <= 1 && !integer) type = GGML_TYPE_F32;
     const std::vector<int64_t> ne = ggml_ne(info);
     if (ne[0] % ggml_blck_size(type) != 0)
       fail(ErrorCode::ModelCompatibility, "tensor '" + info.name + "': rows of " + std::to_string(ne[0]) +
