@@ -103,18 +103,19 @@ describe('generate', () => {
     for (const r of [weighted, long, unguided]) expect(same(base.images[0]!.data, r.images[0]!.data)).toBe(false);
   });
 
-  it('every sampler and scheduler runs; progress comes once per step, in order', async () => {
+  it('every sampler × scheduler gives a real image; progress comes once per step, in order', async () => {
     for (const sampler of SAMPLERS) {
-      const steps: number[] = [];
-      const r = await model.generate({ prompt: 'x', ...small, steps: 3, sampler, seed: 9, batchCount: 2, onProgress: (p) => steps.push(p.step) });
-      expect(steps, sampler).toEqual([1, 2, 3, 4, 5, 6]);
-      expect(r.images[0]!.data.some((v) => v !== r.images[0]!.data[0])).toBe(true);
+      for (const scheduler of SCHEDULERS) {
+        const steps: number[] = [];
+        const r = await model.generate({ prompt: 'x', ...small, steps: 3, sampler, scheduler, seed: 9, batchCount: 2, onProgress: (p) => steps.push(p.step) });
+        // heun and dpm2 evaluate the UNet twice per step and still report each step once.
+        expect(steps, `${sampler}/${scheduler}`).toEqual([1, 2, 3, 4, 5, 6]);
+        const data = r.images[0]!.data;
+        // A NaN latent decodes to one flat colour; a real one does not.
+        expect(data.some((v) => v !== data[0]), `${sampler}/${scheduler}`).toBe(true);
+      }
     }
-    for (const scheduler of SCHEDULERS) {
-      const r = await model.generate({ prompt: 'x', ...small, steps: 3, scheduler, seed: 9 });
-      expect(r.images).toHaveLength(1);
-    }
-  }, 120_000);
+  }, 300_000);
 
   it('an abort during sampling rejects with AbortError', async () => {
     const controller = new AbortController();
