@@ -12,6 +12,7 @@ import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { COMPONENT_PREFIXES, PRESETS, componentOf, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { generatedWeights } from './support/generated-weights.js';
 import { add, attention, gelu, layerNorm, linear, map, quickGelu, relativeError, type Vec } from './support/reference-nn.js';
 import { writeSafetensors } from './support/safetensors.js';
 
@@ -40,34 +41,12 @@ const dir = mkdtempSync(join(tmpdir(), 'sdnode-clip-'));
 // ---------------------------------------------------------------------------------------------
 // Weights as the engine sees them
 
-/** IEEE half bits → number. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
 type Weights = (name: string) => Vec;
 
 /** The text encoder's weights of the tiny model in `dtype`, decoded to float64 (keys without the prefix). */
 function clipWeights(dtype: 'f32' | 'f16'): Weights {
-  const cache = new Map<string, Vec>();
-  return (name) => {
-    const full = prefix + name;
-    let w = cache.get(full);
-    if (!w) {
-      const spec = specs.find((s) => s.name === full);
-      if (!spec) throw new Error(`no tensor ${full}`);
-      const bytes = tensorBytes(spec, seed, dtype) as Uint8Array;
-      const copy = bytes.slice().buffer;
-      w = dtype === 'f32' ? Float64Array.from(new Float32Array(copy)) : Float64Array.from(new Uint16Array(copy), halfToFloat);
-      cache.set(full, w);
-    }
-    return w;
-  };
+  const w = generatedWeights(specs, seed, dtype, prefix);
+  return (name) => w.get(name);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import {
 } from '../lib/index.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, f32BitsToF16, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { halfToFloat } from './support/generated-weights.js';
 import { taeDecoder } from './support/data.js';
 import { GGML_TYPE, writeGguf } from './support/gguf.js';
 import { writeSafetensors } from './support/safetensors.js';
@@ -38,17 +39,6 @@ const ldm = join(dir, 'tiny.safetensors');
 let reference: ModelInspection; // checksums of the LDM file's tensors
 
 const cpu = { device: 'cpu', threads: 2 } as const;
-
-/** IEEE half bits (little-endian bytes) to numbers. */
-function halfToFloat(bytes: Uint8Array): Float32Array {
-  const h = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  return Float32Array.from(h, (x) => {
-    const e = (x >> 10) & 0x1f, m = x & 0x3ff, sign = x & 0x8000 ? -1 : 1;
-    if (e === 0) return sign * m * 2 ** -24;
-    if (e === 31) return m ? Number.NaN : sign * Infinity;
-    return sign * (1 + m / 1024) * 2 ** (e - 15);
-  });
-}
 
 /** The component's tensors of the LDM spec under `prefix`, renamed without it, as f16 safetensors. */
 function writeComponentFile(path: string, prefix: string, rename = (n: string) => n.slice(prefix.length)): void {
@@ -218,7 +208,7 @@ describe('loadModel: weight types', () => {
         const type = sp.init === 'position_ids' ? GGML_TYPE.I64 : GGML_TYPE.F16;
         return { name: sp.name, type, ne: [...sp.shape].reverse(), data: bytes };
       }
-      const values = Array.from(halfToFloat(bytes));
+      const values = Array.from(new Uint16Array(bytes.slice().buffer), halfToFloat);
       const blocks: number[] = [];
       for (let b = 0; b < values.length; b += 32) {
         const chunk = values.slice(b, b + 32);

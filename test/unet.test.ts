@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeModel } from '../lib/native.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { COMPONENT_PREFIXES, PRESETS, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { COMPONENT_PREFIXES, PRESETS, generateModel, tensorSpecs } from '../scripts/generate-model.mjs';
+import { generatedWeights } from './support/generated-weights.js';
 import { add, attention, conv2d, gelu, groupNorm, layerNorm, linear, map, relativeError, silu, type Vec } from './support/reference-nn.js';
 
 interface Spec {
@@ -69,33 +70,12 @@ const sd15Layout: ModelConfig = {
 // ---------------------------------------------------------------------------------------------
 // Weights as the engine sees them
 
-/** IEEE half bits → number. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
 type Weights = (name: string) => Vec;
 
 /** The UNet weights of `config` written with `dtype`, decoded to float64 (keys without the prefix). */
 function unetWeights(config: ModelConfig, dtype: 'f32' | 'f16'): Weights {
-  const specs = new Map((tensorSpecs(config) as Spec[]).map((s) => [s.name, s]));
-  const cache = new Map<string, Vec>();
-  return (name) => {
-    let w = cache.get(name);
-    if (!w) {
-      const spec = specs.get(prefix + name);
-      if (!spec) throw new Error(`no tensor ${prefix + name}`);
-      const copy = (tensorBytes(spec, seed, dtype) as Uint8Array).slice().buffer;
-      w = dtype === 'f32' ? Float64Array.from(new Float32Array(copy)) : Float64Array.from(new Uint16Array(copy), halfToFloat);
-      cache.set(name, w);
-    }
-    return w;
-  };
+  const w = generatedWeights(tensorSpecs(config) as Spec[], seed, dtype, prefix);
+  return (name) => w.get(name);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native, type NativeImage, type NativeLatent, type NativeModel } from '../lib/native.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { COMPONENT_PREFIXES, PRESETS, componentOf, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { generatedWeights, type GeneratedWeights } from './support/generated-weights.js';
 import { add, attention, conv2d, groupNorm, map, relativeError, silu, type Vec } from './support/reference-nn.js';
 import { writeSafetensors } from './support/safetensors.js';
 
@@ -43,42 +44,11 @@ const dir = mkdtempSync(join(tmpdir(), 'sdnode-vae-'));
 // ---------------------------------------------------------------------------------------------
 // Weights as the engine sees them
 
-/** IEEE half bits → number. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
-
-interface Weights {
-  get(name: string): Vec;
-  shape(name: string): number[];
-}
+type Weights = GeneratedWeights;
 
 /** The VAE's weights of the tiny model in `dtype`, decoded to float64 (keys without the prefix). */
 function vaeWeights(dtype: 'f32' | 'f16'): Weights {
-  const specByName = new Map(specs.map((s) => [s.name, s]));
-  const cache = new Map<string, Vec>();
-  const spec = (name: string) => {
-    const s = specByName.get(prefix + name);
-    if (!s) throw new Error(`no tensor ${prefix + name}`);
-    return s;
-  };
-  return {
-    get(name) {
-      let w = cache.get(name);
-      if (!w) {
-        const copy = (tensorBytes(spec(name), seed, dtype) as Uint8Array).slice().buffer;
-        w = dtype === 'f32' ? Float64Array.from(new Float32Array(copy)) : Float64Array.from(new Uint16Array(copy), halfToFloat);
-        cache.set(name, w);
-      }
-      return w;
-    },
-    shape: (name) => spec(name).shape,
-  };
+  return generatedWeights(specs, seed, dtype, prefix);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,25 +2,13 @@
 // and hostile ones that a safe reader must refuse. Only node: builtins.
 import { Buffer } from 'node:buffer';
 import { mkdirSync, writeFileSync } from 'node:fs';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { crc32Update } from '../../scripts/generator/torch-checkpoint.mjs';
 import { ByteWriter, writeCases } from './bytes.js';
 
-// ---------------------------------------------------------------------------------------------
-// CRC-32 (IEEE). zlib.crc32 appeared in Node 20.15; the package supports every Node 20.
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
+/** CRC-32 (IEEE) of `data`: the generator's, which writes .ckpt files the same way. */
 export function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return crc32Update(0, data) as number;
 }
 
 // ---------------------------------------------------------------------------------------------
