@@ -54,7 +54,7 @@ export interface GenerateOptions {
   rng?: 'cuda' | 'cpu';
   /** Images to make; image i uses seed + i. Default 1. */
   batchCount?: number;
-  /** 1 (default): the text encoder's last layer; 2: the penultimate one, as the webui. */
+  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x), as the webui. */
   clipSkip?: number;
   /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
@@ -281,7 +281,8 @@ export class Model implements AsyncDisposable {
     const given = checkSeed(o.seed);
     const rng = o.rng === undefined ? 'cuda' : checkEnum('options.rng', o.rng, ['cuda', 'cpu'] as const);
     const batchCount = o.batchCount === undefined ? 1 : checkInteger('options.batchCount', o.batchCount, 1, 64);
-    const clipSkip = o.clipSkip === undefined ? 1 : checkInteger('options.clipSkip', o.clipSkip, 1, 12);
+    // SD2.x's text encoder was trained on OpenCLIP's penultimate layer (LDM's FrozenOpenCLIPEmbedder).
+    const clipSkip = o.clipSkip === undefined ? (this.info.family === 'sd2' ? 2 : 1) : checkInteger('options.clipSkip', o.clipSkip, 1, 12);
     const prediction = o.prediction === undefined
       ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
       : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
