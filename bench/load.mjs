@@ -68,8 +68,7 @@ const cases = [
 const self = fileURLToPath(import.meta.url);
 console.log('case                              file       weights    load     peak RSS at load  checksums  peak RSS');
 for (const [label, path, weightType] of cases) {
-  // Drop the file from the page cache's point of view of this process only: a cold cache
-  // needs root; these figures are warm-cache loads.
+  // Warm page cache: the files were just written or read (dropping the cache needs root).
   const args = [self, '--child', path, '--device', values.device, ...(weightType ? ['--weightType', weightType] : [])];
   const r = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').at(-1));
   const weights = r.deviceBytes + r.mappedBytes;

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "autoencoder.h"
+#include "convert.h"
 #include "convert_model.h"
 #include "job.h"
 #include "model.h"
@@ -45,9 +46,7 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("ggmlVersion", s.ggml_version);
   o.Set("ggmlCommit", s.ggml_commit);
-  Napi::Array backends = Napi::Array::New(env, s.backends.size());
-  for (size_t i = 0; i < s.backends.size(); ++i) backends.Set(i, s.backends[i]);
-  o.Set("backends", backends);
+  o.Set("backends", strings_to_js(env, s.backends));
   Napi::Object features = Napi::Object::New(env);
   for (auto& [name, value] : s.cpu_features) features.Set(name, value);
   o.Set("cpuFeatures", features);

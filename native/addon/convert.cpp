@@ -1,5 +1,6 @@
 #include "convert.h"
 
+#include <cstdio>
 #include <cstring>
 
 namespace sdnode {
@@ -109,6 +110,24 @@ Napi::Object latent_to_js(Napi::Env env, sdn::Latent& latent) {
   std::memcpy(data.Data(), latent.data.data(), latent.data.size() * sizeof(float));
   obj.Set("data", data);
   return obj;
+}
+
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
+  return a;
+}
+
+Napi::Array shape_to_js(Napi::Env env, const std::vector<int64_t>& shape) {
+  Napi::Array a = Napi::Array::New(env, shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) a.Set(d, static_cast<double>(shape[d]));
+  return a;
+}
+
+std::string checksum_hex(uint64_t checksum) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(checksum));
+  return hex;
 }
 
 }  // namespace sdnode

@@ -1,7 +1,9 @@
 // Plain JS values <-> engine structs, copied on the JS thread before a job starts.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <napi.h>
 
@@ -13,6 +15,12 @@ namespace sdnode {
 std::string get_string(const Napi::Object& obj, const char* key, bool required);
 int get_int(const Napi::Object& obj, const char* key, int fallback);
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback);
+
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v);
+// A tensor shape (outermost first) as an array of numbers.
+Napi::Array shape_to_js(Napi::Env env, const std::vector<int64_t>& shape);
+// A tensor checksum as JS sees it: 16 hex digits.
+std::string checksum_hex(uint64_t checksum);
 
 // { width, height, channels, data: Uint8Array }
 sdn::Image image_from_js(const Napi::Value& value);

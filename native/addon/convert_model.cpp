@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "convert.h"
 #include "job.h"
 #include "pipeline/convert.h"
 
@@ -36,11 +37,9 @@ Napi::Value ConvertModel(const Napi::CallbackInfo& info) {
           o.Set("to", r.tensors[i].to);
           list.Set(i, o);
         }
-        Napi::Array dropped = Napi::Array::New(env, r.dropped.size());
-        for (size_t i = 0; i < r.dropped.size(); ++i) dropped.Set(i, r.dropped[i]);
         Napi::Object out = Napi::Object::New(env);
         out.Set("tensors", list);
-        out.Set("dropped", dropped);
+        out.Set("dropped", strings_to_js(env, r.dropped));
         return out;
       });
 }

@@ -1,7 +1,6 @@
 #include "model.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "convert.h"
 #include "pipeline/txt2img.h"
@@ -66,16 +65,6 @@ sdn::Model& NativeModel::engine(Napi::Env env) {
   return *engine_;
 }
 
-namespace {
-
-Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
-  return a;
-}
-
-}  // namespace
-
 Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const sdn::Model& model = engine(env);
@@ -114,9 +103,7 @@ Napi::Value NativeModel::Weights(const Napi::CallbackInfo& info) {
     const sdn::WeightRecord& r = records[k];
     Napi::Object o = Napi::Object::New(env);
     o.Set("name", r.name);
-    Napi::Array shape = Napi::Array::New(env, r.shape.size());
-    for (size_t d = 0; d < r.shape.size(); ++d) shape.Set(d, static_cast<double>(r.shape[d]));
-    o.Set("shape", shape);
+    o.Set("shape", shape_to_js(env, r.shape));
     o.Set("from", r.from);
     o.Set("to", r.to);
     o.Set("bytes", static_cast<double>(r.bytes));
@@ -145,9 +132,7 @@ Napi::Value NativeModel::Checksums(const Napi::CallbackInfo& info) {
         std::vector<std::string> out;
         for (size_t k = 0; k < names.size(); ++k) {
           job.throw_if_cancelled();
-          char hex[17];
-          std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(engine->weights().checksum(names[k])));
-          out.push_back(hex);
+          out.push_back(checksum_hex(engine->weights().checksum(names[k])));
           job.report(static_cast<int>(k + 1), static_cast<int>(names.size()));
         }
         return out;

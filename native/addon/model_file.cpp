@@ -2,9 +2,9 @@
 // reads a model file's index off the JS thread. Tensor data is only read for checksums.
 #include "model_file.h"
 
-#include <cstdio>
 #include <vector>
 
+#include "convert.h"
 #include "io/model_file.h"
 #include "job.h"
 
@@ -51,14 +51,10 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
           Napi::Object o = Napi::Object::New(env);
           o.Set("name", t.name);
           o.Set("dtype", sdn::tensor_type_name(t));
-          Napi::Array shape = Napi::Array::New(env, t.shape.size());
-          for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
-          o.Set("shape", shape);
+          o.Set("shape", shape_to_js(env, t.shape));
           o.Set("bytes", static_cast<double>(t.nbytes));
           if (i < r.checksums.size()) {
-            char hex[17];
-            std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(r.checksums[i]));
-            o.Set("checksum", hex);
+            o.Set("checksum", checksum_hex(r.checksums[i]));
           }
           list.Set(i, o);
         }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "convert.h"
 #include "errors.h"
 #include "io/name_map.h"
 
@@ -86,16 +87,12 @@ Napi::Value PlanNames(const Napi::CallbackInfo& info) {
     o.Set("name", m.name);
     o.Set("source", m.source);
     o.Set("op", sdn::tensor_mapping_op_name(m.op));
-    Napi::Array shape = Napi::Array::New(env, m.shape.size());
-    for (size_t d = 0; d < m.shape.size(); ++d) shape.Set(d, static_cast<double>(m.shape[d]));
-    o.Set("shape", shape);
+    o.Set("shape", shape_to_js(env, m.shape));
     if (m.op == sdn::TensorMapping::Op::RowSlice) o.Set("rowBegin", static_cast<double>(m.row_begin));
     list.Set(i, o);
   }
   out.Set("tensors", list);
-  Napi::Array dropped = Napi::Array::New(env, plan.dropped.size());
-  for (size_t i = 0; i < plan.dropped.size(); ++i) dropped.Set(i, plan.dropped[i]);
-  out.Set("dropped", dropped);
+  out.Set("dropped", strings_to_js(env, plan.dropped));
   return out;
 }
 

@@ -88,7 +88,6 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
     (map ? in_place[source] : converted).push_back({t, &info, source});
     record_of_.emplace(info.name, records_.size());
     records_.push_back({info.name, info.shape, tensor_type_name(info), type_name_upper(type), ggml_nbytes(t), map});
-    if (map) mapped_bytes_ += ggml_nbytes(t);
   }
   job.throw_if_cancelled();
 
@@ -178,7 +177,11 @@ size_t ModelWeights::device_bytes() const {
   return n;
 }
 
-size_t ModelWeights::mapped_bytes() const { return mapped_bytes_; }
+size_t ModelWeights::mapped_bytes() const {
+  size_t n = 0;
+  for (const WeightRecord& r : records_) n += r.mapped ? r.bytes : 0;
+  return n;
+}
 
 uint64_t ModelWeights::checksum(const std::string& name) const {
   const ggml_tensor* t = find(name);

@@ -62,7 +62,6 @@ class ModelWeights : public WeightLookup {
   std::unordered_map<std::string, ggml_tensor*> by_name_;
   std::unordered_map<std::string, size_t> record_of_;
   std::vector<WeightRecord> records_;
-  size_t mapped_bytes_ = 0;
 };
 
 }  // namespace sdn

@@ -15,9 +15,6 @@ namespace {
 
 constexpr int kProgressSteps = 16;
 constexpr size_t kGraphNodes = 4096;
-// Activations are at most this many floats (per side 16k px at 64 channels would exceed it):
-// refuse before ggml is asked for a buffer it cannot give.
-constexpr double kMaxActivationElements = 4.0e9;
 
 }  // namespace
 
@@ -73,34 +70,19 @@ TinyAutoencoder::~TinyAutoencoder() {
 
 namespace {
 
+// Activations are at most kMaxIntermediateElements floats (a 16k-pixel side at 64 channels
+// would exceed it).
 void check_size(double elements, const char* what) {
-  if (elements > kMaxActivationElements) fail(ErrorCode::Resource, std::string(what) + " is too large to process at once");
+  check_intermediate_size(elements, std::string(what) + " is too large to process at once");
 }
 
 }  // namespace
 
 // One forward pass of `net` on a planar f32 input [c][h][w]; the output comes back the same way.
 Latent TinyAutoencoder::run(const TaeNetwork& net, const Latent& input, const JobControl& job) {
-  GraphContext g(kGraphNodes);
-  ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
-  ggml_set_name(in, "tae.input");
-  ggml_set_input(in);
-  ggml_tensor* out = net.build(g.ctx, in);
-  ggml_set_output(out);
-  ggml_build_forward_expand(g.graph, out);
-
-  runtime_->allocate(g.graph);
-  ggml_backend_tensor_set(in, input.data.data(), 0, input.data.size() * sizeof(float));
-  runtime_->compute(g.graph, job, kProgressSteps);
-
-  Latent result;
-  result.width = static_cast<int>(out->ne[0]);
-  result.height = static_cast<int>(out->ne[1]);
-  result.channels = static_cast<int>(out->ne[2]);
-  result.data.resize(ggml_nelements(out));
-  ggml_backend_tensor_get(out, result.data.data(), 0, result.data.size() * sizeof(float));
-  runtime_->reset();
-  return result;
+  return run_planar(
+      *runtime_, input, "tae.input", [&net](ggml_context* ctx, ggml_tensor* x) { return net.build(ctx, x); }, kGraphNodes,
+      kProgressSteps, job);
 }
 
 Latent TinyAutoencoder::encode(const Image& image, const JobControl& job) {
@@ -115,15 +97,8 @@ Latent TinyAutoencoder::encode(const Image& image, const JobControl& job) {
   if (image.data.size() != plane * image.channels) fail(ErrorCode::InvalidArgument, "image data has the wrong length");
   check_size(double(plane) * 64 * 9, "the image");
 
-  // Interleaved 8-bit RGB(A) -> planar RGB in [0, 1], what the encoder was trained on.
-  Latent rgb;
-  rgb.width = image.width;
-  rgb.height = image.height;
-  rgb.channels = 3;
-  rgb.data.resize(plane * 3);
-  for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) rgb.data[c * plane + i] = image.data[i * image.channels + c] / 255.0f;
-  }
+  // Pixels in [0, 1], what the encoder was trained on.
+  const Latent rgb = pixels_to_planar(image, 0.0f, 1.0f);
   return run(encoder_->net, rgb, job);
 }
 
@@ -142,21 +117,8 @@ Image TinyAutoencoder::decode(const Latent& latent, const JobControl& job) {
 
   Latent rgb = run(decoder_->net, latent, job);
 
-  // Planar RGB about [0, 1] -> interleaved 8-bit, clamped (NaN -> 0).
-  Image image;
-  image.width = rgb.width;
-  image.height = rgb.height;
-  image.channels = 3;
-  const size_t plane = size_t(image.width) * image.height;
-  image.data.resize(plane * 3);
-  for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) {
-      float v = rgb.data[c * plane + i];
-      v = std::isnan(v) ? 0.0f : std::min(1.0f, std::max(0.0f, v));
-      image.data[i * 3 + c] = static_cast<uint8_t>(std::lround(v * 255.0f));
-    }
-  }
-  return image;
+  // Planar RGB about [0, 1] -> 8-bit.
+  return planar_to_pixels(rgb, 0.0f, 1.0f);
 }
 
 }  // namespace sdn

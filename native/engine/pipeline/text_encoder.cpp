@@ -9,27 +9,13 @@
 
 namespace sdn {
 
-namespace {
-
-// Refused before ggml is asked for buffers it cannot give (like the autoencoder's limit).
-constexpr double kMaxActivationElements = 4.0e9;
-
-// Frees the runtime's compute buffers however the evaluation ends.
-struct ResetOnExit {
-  Runtime& runtime;
-  ~ResetOnExit() { runtime.reset(); }
-};
-
-}  // namespace
-
 std::vector<float> Model::encode_tokens(const std::vector<int32_t>& ids, int windows, const TextEncoderParams& params,
                                         const JobControl& job) {
   job.throw_if_cancelled();
   const ClipTextEncoder encoder = ClipTextEncoder::load(weight_lookup(), params.prefix, params.heads, params.quick_gelu);
   encoder.check_inputs(ids, windows, params.clip_skip);
-  if (encoder.activation_elements(windows) > kMaxActivationElements) {
-    fail(ErrorCode::Resource, std::to_string(windows) + " prompt windows are too many to encode at once");
-  }
+  check_intermediate_size(encoder.activation_elements(windows),
+                          std::to_string(windows) + " prompt windows are too many to encode at once");
 
   GraphContext g(encoder.graph_nodes());
   ggml_tensor* in = ggml_new_tensor_2d(g.ctx, GGML_TYPE_I32, encoder.positions, windows);  // [positions, windows]

@@ -1,5 +1,6 @@
 #include "pipeline/txt2img.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <mutex>
@@ -117,9 +118,9 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     std::vector<float> in(latent_size * batch), timesteps(batch);
     Denoiser denoise = [&](const float* xs, float sigma, float* out) {
       const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+      std::fill(timesteps.begin(), timesteps.end(), schedule.sigma_to_t(sigma));
       for (int b = 0; b < batch; ++b) {
         for (size_t i = 0; i < latent_size; ++i) in[b * latent_size + i] = xs[i] * c_in;
-        timesteps[b] = schedule.sigma_to_t(sigma);
       }
       std::vector<float> y = unet->run(in, timesteps, context, quiet, /*progress_steps=*/0);
       for (int b = 0; b < batch; ++b) {

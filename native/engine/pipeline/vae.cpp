@@ -17,43 +17,9 @@ namespace {
 
 constexpr int kProgressSteps = 16;
 constexpr size_t kGraphNodes = 8192;
-// The largest intermediate (an im2col buffer or the mid attention's scores), in elements: past
-// this (16 GB of f32) the job is refused before ggml is asked for a buffer it cannot give.
-constexpr double kMaxIntermediateElements = 4.0e9;
 
 void check_size(double elements, const std::string& what) {
-  if (!(elements <= kMaxIntermediateElements)) fail(ErrorCode::Resource, what + " is too large to process at once");
-}
-
-// One forward pass of the graph `build` makes from a planar f32 input [c][h][w]; the output
-// comes back the same way.
-template <typename Build>
-Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name, Build build, const JobControl& job) {
-  GraphContext g(kGraphNodes);
-  ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
-  ggml_set_name(in, input_name);
-  ggml_set_input(in);
-  ggml_tensor* out = build(g.ctx, in);
-  ggml_set_output(out);
-  ggml_build_forward_expand(g.graph, out);
-
-  job.throw_if_cancelled();
-  runtime.allocate(g.graph);
-  Latent result;
-  try {
-    ggml_backend_tensor_set(in, input.data.data(), 0, input.data.size() * sizeof(float));
-    runtime.compute(g.graph, job, kProgressSteps);
-    result.width = static_cast<int>(out->ne[0]);
-    result.height = static_cast<int>(out->ne[1]);
-    result.channels = static_cast<int>(out->ne[2]);
-    result.data.resize(ggml_nelements(out));
-    ggml_backend_tensor_get(out, result.data.data(), 0, result.data.size() * sizeof(float));
-  } catch (...) {
-    runtime.reset();
-    throw;
-  }
-  runtime.reset();
-  return result;
+  check_intermediate_size(elements, what + " is too large to process at once");
 }
 
 }  // namespace
@@ -82,27 +48,14 @@ Image Model::decode_latent(const Latent& latent, float scale_factor, const JobCo
   Latent z = latent;
   for (float& v : z.data) v /= scale_factor;
   Latent rgb = run_planar(
-      runtime(), z, "vae.latent", [&](ggml_context* ctx, ggml_tensor* x) { return decoder.build(ctx, x); }, job);
+      runtime(), z, "vae.latent", [&](ggml_context* ctx, ggml_tensor* x) { return decoder.build(ctx, x); }, kGraphNodes,
+      kProgressSteps, job);
   if (rgb.channels != 3) {
     fail(ErrorCode::ModelCompatibility, "the VAE decoder makes " + std::to_string(rgb.channels) + " channels, not RGB");
   }
 
-  // Planar RGB about [-1, 1] -> interleaved 8-bit: (x + 1) / 2 clamped to [0, 1] (NaN -> 0),
-  // rounded as the TAE path does.
-  Image image;
-  image.width = rgb.width;
-  image.height = rgb.height;
-  image.channels = 3;
-  const size_t plane = size_t(image.width) * size_t(image.height);
-  image.data.resize(plane * 3);
-  for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) {
-      float v = (rgb.data[c * plane + i] + 1.0f) * 0.5f;
-      v = std::isnan(v) ? 0.0f : std::min(1.0f, std::max(0.0f, v));
-      image.data[i * 3 + c] = static_cast<uint8_t>(std::lround(v * 255.0f));
-    }
-  }
-  return image;
+  // Planar RGB about [-1, 1] -> 8-bit, rounded as the TAE path does.
+  return planar_to_pixels(rgb, -1.0f, 1.0f);
 }
 
 Latent Model::encode_image_moments(const Image& image, const JobControl& job) {
@@ -124,17 +77,11 @@ Latent Model::encode_image_moments(const Image& image, const JobControl& job) {
   }
   check_size(encoder.peak_elements(image.width, image.height), "the image");
 
-  // Interleaved 8-bit RGB(A) -> planar RGB in [-1, 1], what the encoder was trained on.
-  Latent rgb;
-  rgb.width = image.width;
-  rgb.height = image.height;
-  rgb.channels = 3;
-  rgb.data.resize(plane * 3);
-  for (size_t i = 0; i < plane; ++i) {
-    for (int c = 0; c < 3; ++c) rgb.data[c * plane + i] = image.data[i * image.channels + c] / 127.5f - 1.0f;
-  }
+  // Pixels in [-1, 1], what the encoder was trained on.
+  const Latent rgb = pixels_to_planar(image, -1.0f, 1.0f);
   return run_planar(
-      runtime(), rgb, "vae.image", [&](ggml_context* ctx, ggml_tensor* x) { return encoder.build(ctx, x); }, job);
+      runtime(), rgb, "vae.image", [&](ggml_context* ctx, ggml_tensor* x) { return encoder.build(ctx, x); }, kGraphNodes,
+      kProgressSteps, job);
 }
 
 }  // namespace sdn

@@ -1,0 +1,32 @@
+#include "pipeline/graph.h"
+
+#include "ggml-backend.h"
+
+namespace sdn {
+
+Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name, const GraphBuild& build,
+                  size_t max_nodes, int progress_steps, const JobControl& job) {
+  GraphContext g(max_nodes);
+  ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
+  ggml_set_name(in, input_name);
+  ggml_set_input(in);
+  ggml_tensor* out = build(g.ctx, in);
+  ggml_set_output(out);
+  ggml_build_forward_expand(g.graph, out);
+
+  job.throw_if_cancelled();
+  ResetOnExit reset{runtime};
+  runtime.allocate(g.graph);
+  ggml_backend_tensor_set(in, input.data.data(), 0, input.data.size() * sizeof(float));
+  runtime.compute(g.graph, job, progress_steps);
+
+  Latent result;
+  result.width = static_cast<int>(out->ne[0]);
+  result.height = static_cast<int>(out->ne[1]);
+  result.channels = static_cast<int>(out->ne[2]);
+  result.data.resize(ggml_nelements(out));
+  ggml_backend_tensor_get(out, result.data.data(), 0, result.data.size() * sizeof(float));
+  return result;
+}
+
+}  // namespace sdn
