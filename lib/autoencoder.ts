@@ -12,12 +12,17 @@ import { checkEnum, checkFunction, checkInteger, checkKeys, checkObject, checkPa
 
 /** A latent: planar floats [channels][height][width], as PyTorch's C×H×W. */
 export interface Latent {
+  /** Latent channels: 4 for SD1.x/SD2.x/SDXL, 16 for FLUX.1/SD3, 32 for FLUX.2. */
   channels: number;
+  /** Cells along x: the image width / 8. */
   width: number;
+  /** Cells along y: the image height / 8. */
   height: number;
+  /** channels × height × width floats, channel-major (all of channel 0 first, rows top to bottom). */
   data: Float32Array;
 }
 
+/** The checkpoint files of a tiny autoencoder: an encoder, a decoder, or both. */
 export interface AutoencoderFiles {
   /** TAESD-format encoder checkpoint (.pth), e.g. taesd_encoder.pth. */
   encoder?: string;
@@ -25,6 +30,7 @@ export interface AutoencoderFiles {
   decoder?: string;
 }
 
+/** Options of loadAutoencoder(); every one is optional. */
 export interface LoadAutoencoderOptions {
   /** 'auto' (default: first GPU, else CPU), 'cpu', 'cuda:0', 'vulkan:0', 'metal'. */
   device?: string;
@@ -32,6 +38,7 @@ export interface LoadAutoencoderOptions {
   threads?: number;
   /** Conv weights in 'f32' (default, exact) or 'f16' (half the memory, faster on GPUs). */
   weightType?: 'f32' | 'f16';
+  /** Cancels the load; the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
 }
 
@@ -58,7 +65,9 @@ export class Autoencoder implements AsyncDisposable {
   readonly scale: number;
   /** The device it runs on, e.g. "cpu". */
   readonly device: string;
+  /** Loaded with an encoder: encode() works (else it throws TypeError). */
   readonly hasEncoder: boolean;
+  /** Loaded with a decoder: decode() works (else it throws TypeError). */
   readonly hasDecoder: boolean;
 
   readonly #native: NativeAutoencoder;
@@ -79,6 +88,7 @@ export class Autoencoder implements AsyncDisposable {
   /**
    * Encodes an RGB(A) image (alpha ignored) into a latent of width/scale × height/scale.
    * Sides must be multiples of `scale` (8): crop or resize first (RangeError otherwise).
+   * Options: `signal`, `onProgress` (none by default). Queued FIFO behind this object's other jobs.
    */
   encode(image: Image, options?: JobOptions): Promise<Latent> {
     checkImage('image', image);
@@ -90,7 +100,10 @@ export class Autoencoder implements AsyncDisposable {
     return this.#queue.run((onProgress) => this.#native.encode(image, onProgress), job);
   }
 
-  /** Decodes a latent into an 8-bit RGB image of width·scale × height·scale. */
+  /**
+   * Decodes a latent into an 8-bit RGB image of width·scale × height·scale. Options: `signal`,
+   * `onProgress` (none by default). Queued FIFO behind this object's other jobs.
+   */
   decode(latent: Latent, options?: JobOptions): Promise<Image & { channels: 3 }> {
     checkLatent('latent', latent, this.latentChannels);
     const job = checkJobOptions('options', options);
@@ -107,6 +120,7 @@ export class Autoencoder implements AsyncDisposable {
     return this.#disposed;
   }
 
+  /** dispose(), for `await using autoencoder = await loadAutoencoder(…)`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }

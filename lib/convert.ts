@@ -9,6 +9,7 @@ import { native, packageRoot } from './native.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 import { checkEnum, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
+/** Options of convertModel(); every one is optional. */
 export interface ConvertOptions {
   /**
    * Default 'f16'. f32/f16 turn every floating-point tensor into that type. A quantized type
@@ -18,12 +19,15 @@ export interface ConvertOptions {
    * result says what each tensor became.
    */
   weightType?: WeightType;
+  /** Cancels the conversion (no file is left behind); the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
-  /** One step per tensor written. */
+  /** One step per tensor written. Default: none. */
   onProgress?: JobOptions['onProgress'];
 }
 
+/** One tensor of a conversion: its name and types before and after. */
 export interface ConvertedTensor {
+  /** The name written (the internal LDM naming for Stable Diffusion models). */
   name: string;
   /** Type in the source, as inspectModel reports it: F32, F16, BF16, Q8_0, I64, … */
   from: string;
@@ -31,7 +35,9 @@ export interface ConvertedTensor {
   to: string;
 }
 
+/** What convertModel() wrote. */
 export interface ConvertResult {
+  /** The GGUF file written: `dst` as given. */
   path: string;
   /** What each written tensor was and became, under the names written. */
   tensors: ConvertedTensor[];

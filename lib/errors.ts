@@ -5,6 +5,7 @@
 
 /** Base class of sdnode's own errors. */
 export class SdnodeError extends Error {
+  /** Stable, machine-readable: ERR_FILE_ACCESS, ERR_MODEL_FORMAT, ABORT_ERR, ERR_RESOURCE, … */
   readonly code: string;
   constructor(message: string, code: string, options?: { cause?: unknown }) {
     super(message, options);

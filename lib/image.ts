@@ -8,9 +8,13 @@ import { checkPath } from './validate.js';
 
 /** Interleaved 8-bit pixels, rows top to bottom. */
 export interface Image {
+  /** Pixels, 1–65536. */
   width: number;
+  /** Pixels, 1–65536. */
   height: number;
+  /** 3: RGB; 4: RGBA (alpha ignored where an image is read). */
   channels: 3 | 4;
+  /** width × height × channels bytes, interleaved (RGBRGB…), rows top to bottom. */
   data: Uint8Array;
 }
 
@@ -49,17 +53,18 @@ export async function writeImage(path: string, image: Image): Promise<void> {
   }
 }
 
-/** Throws TypeError/RangeError unless `image` is a well-formed Image. */
-export function checkImage(what: string, image: unknown): asserts image is Image {
+/** Throws TypeError/RangeError unless `image` is a well-formed Image (masks may also have 1 channel). */
+export function checkImage(what: string, image: unknown, channelCounts: readonly number[] = [3, 4]): asserts image is Image {
   if (image === null || typeof image !== 'object') throw new TypeError(`${what} must be an object { width, height, channels, data }`);
   const { width, height, channels, data } = image as Record<string, unknown>;
   for (const [k, v] of [['width', width], ['height', height]] as const) {
     if (typeof v !== 'number') throw new TypeError(`${what}.${k} must be a number`);
     if (!Number.isInteger(v) || v < 1 || v > 65536) throw new RangeError(`${what}.${k} must be an integer in [1, 65536], got ${v}`);
   }
-  if (channels !== 3 && channels !== 4) throw new RangeError(`${what}.channels must be 3 or 4, got ${String(channels)}`);
+  if (typeof channels !== 'number' || !channelCounts.includes(channels))
+    throw new RangeError(`${what}.channels must be ${channelCounts.join(' or ')}, got ${String(channels)}`);
   if (!(data instanceof Uint8Array)) throw new TypeError(`${what}.data must be a Uint8Array`);
-  const expected = (width as number) * (height as number) * channels;
+  const expected = (width as number) * (height as number) * (channels as number);
   if (data.length !== expected) {
     throw new RangeError(`${what}.data has ${data.length} bytes, width × height × channels is ${expected}`);
   }

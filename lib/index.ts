@@ -7,10 +7,13 @@ export { convertModel } from './convert.js';
 export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
 export { WEIGHT_TYPES } from './weight-types.js';
 export type { WeightType } from './weight-types.js';
-export { loadModel, Model, SAMPLERS, SCHEDULERS } from './model.js';
+export { loadModel, Model, PREVIEW_INTERVAL, SAMPLERS, SCHEDULERS } from './model.js';
 export type {
+  DecodeLatentOptions,
+  EncodeImageOptions,
   GenerateOptions,
   GenerateResult,
+  MaskImage,
   LoadModelOptions,
   ModelComponents,
   ModelInfo,
@@ -18,6 +21,7 @@ export type {
   Sampler,
   Scheduler,
   SourceInfo,
+  VaeTilingOption,
   WeightRecord,
 } from './model.js';
 export { inspectModel } from './model-file.js';

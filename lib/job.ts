@@ -3,8 +3,10 @@
  * callbacks that can never break a job, and errors mapped to their classes.
  */
 import { AbortError, DisposedError, fromNative } from './errors.js';
+import type { Image } from './image.js';
 import type { NativeJob, NativeProgress } from './native.js';
 
+/** One progress event of a job: step `step` of `steps` is done. */
 export interface Progress {
   /** 1-based, increasing. */
   step: number;
@@ -12,14 +14,22 @@ export interface Progress {
   steps: number;
   /** Milliseconds since the job started. */
   elapsedMs: number;
+  /**
+   * A live preview made at this step, when the job makes them (model.generate's `preview`
+   * option): the sampler's current denoised estimate as 8-bit RGB of the image's size.
+   */
+  preview?: Image & { channels: 3 };
 }
 
+/** What every job takes: cancellation and progress. Both optional, none by default. */
 export interface JobOptions {
-  /** Cancels the job, queued or running; the promise rejects with AbortError. */
+  /** Cancels the job, queued or running; the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
   /**
    * Called on the JS thread for every step, in order, never after the promise settles. If it
-   * throws, the job is cancelled and the promise rejects with what it threw.
+   * throws, the job is cancelled and the promise rejects with what it threw. A slow callback
+   * neither slows nor changes the computation (it runs on its own thread); the promise settles
+   * after the last event has been delivered. Default: none.
    */
   onProgress?: (progress: Progress) => void;
 }
@@ -40,6 +50,11 @@ export class JobQueue {
     return this.waiting.length + (this.running ? 1 : 0);
   }
 
+  /**
+   * Queues a job: `start` runs once the jobs before it have settled. Rejects with DisposedError
+   * after close(), with AbortError when `options.signal` fires first; errors from the addon
+   * come back as their classes (fromNative).
+   */
   run<T>(start: Start<T>, options: JobOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new DisposedError(`${this.what} has been disposed`));
     const { signal, onProgress } = options;
@@ -70,7 +85,9 @@ export class JobQueue {
         ? (p: NativeProgress) => {
             if (settled || callbackError) return;
             try {
-              onProgress({ step: p.step, steps: p.steps, elapsedMs: p.elapsedMs });
+              const event: Progress = { step: p.step, steps: p.steps, elapsedMs: p.elapsedMs };
+              if (p.preview) event.preview = p.preview as Image & { channels: 3 };
+              onProgress(event);
             } catch (error) {
               callbackError = { error };
               job?.cancel();

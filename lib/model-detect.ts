@@ -11,19 +11,26 @@
  * sd-scripts' ModelSpec writer (`library/sai_model_spec.py`). No code is taken from them.
  */
 
+/** Stable Diffusion 1.x, 2.x, XL, or not told apart (not Stable Diffusion, or too little of it). */
 export type ModelFamily = 'sd1' | 'sd2' | 'sdxl' | 'unknown';
 
+/** What a model file or loaded model is, told from tensor names, shapes and metadata only. */
 export interface ModelDetection {
+  /** 'unknown' when the names and shapes fit no family, or several. */
   family: ModelFamily;
   /** The UNet takes 9 input channels (4 latent + 4 masked-image latent + 1 mask). */
   inpaint: boolean;
   /** Key naming: LDM single-file checkpoints (CompVis / Stability) or diffusers. */
   convention: 'ldm' | 'diffusers' | 'unknown';
+  /** Which components the weights hold (textEncoder2: SDXL's OpenCLIP bigG). */
   components: { unet: boolean; vae: boolean; textEncoder: boolean; textEncoder2: boolean };
   /** From metadata or marker keys only; never guessed from the family. */
   prediction: 'epsilon' | 'v' | 'unknown';
+  /** The UNet's input channels (4, or 9 for inpainting); absent without a UNet. */
   unetInChannels?: number;
+  /** Width of the text embeddings the UNet attends to (768 SD1.x, 1024 SD2.x, 2048 SDXL); absent without a UNet. */
   contextDim?: number;
+  /** The VAE's latent channels (4); absent without a VAE. */
   vaeLatentChannels?: number;
   /** Why: which keys and shapes decided each field. */
   notes: string[];

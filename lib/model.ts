@@ -2,18 +2,19 @@
  * Loading a Stable Diffusion model: a checkpoint file, a diffusers folder, or separate component
  * files, into one set of weights on one device, in the stored types or quantized on load.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, freemem } from 'node:os';
 
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 
-import { loadAutoencoder, type Autoencoder } from './autoencoder.js';
-import { BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
-import type { Image } from './image.js';
+import { Autoencoder, type Latent } from './autoencoder.js';
+import { AbortError, BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
+import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
-import { native, type NativeModel } from './native.js';
-import { resolveDevice } from './system.js';
+import { native, type NativeAutoencoder, type NativeJob, type NativeModel, type NativeProgress, type NativeVaeTiling } from './native.js';
+import { resizeImage } from './resize.js';
+import { listDevices, resolveDevice } from './system.js';
 import {
   checkBoolean,
   checkEnum,
@@ -28,54 +29,126 @@ import { ClipTokenizer } from './text/clip-tokenizer.js';
 import { encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 
+/** The samplers generate() offers (k-diffusion's, as the webui and stable-diffusion.cpp name them; euler_a: Euler ancestral). */
 export const SAMPLERS = ['euler_a', 'euler', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim'] as const;
+/** One of SAMPLERS. */
 export type Sampler = (typeof SAMPLERS)[number];
+/** The noise schedules generate() offers: the model's own ('discrete'), Karras et al., exponential, SGM uniform. */
 export const SCHEDULERS = ['discrete', 'karras', 'exponential', 'sgm_uniform'] as const;
+/** One of SCHEDULERS. */
 export type Scheduler = (typeof SCHEDULERS)[number];
 
+/** Options of model.generate(): only `prompt` is required. */
 export interface GenerateOptions {
+  /**
+   * What to draw, in the webui's syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, `BREAK`.
+   * At most 32 windows of 75 tokens (RangeError beyond). Required.
+   */
   prompt: string;
   /** Default '' (the empty prompt is encoded, as the webui does). */
   negativePrompt?: string;
-  /** Multiples of 8. Default 512 × 512. */
+  /**
+   * Image size in pixels: multiples of 8 × 2^(the UNet's downsampling levels), i.e. 64 for
+   * SD1.x/SD2.x (RangeError naming the multiple otherwise), at most 4096² pixels. Default 512 ×
+   * 512, or the init image's size rounded down to that multiple.
+   */
   width?: number;
+  /** See width. Default 512, or the init image's height rounded down to the size multiple. */
   height?: number;
   /** Sampler steps, 1–1000. Default 20. */
   steps?: number;
-  /** Classifier-free guidance. Default 7; 1 skips the unconditional pass. */
+  /** Classifier-free guidance, 0–100. Default 7; 1 skips the unconditional pass. */
   cfgScale?: number;
   /** Default 'euler_a'. */
   sampler?: Sampler;
   /** Default 'discrete'. */
   scheduler?: Scheduler;
-  /** 0 … 2^64−1 (number or bigint); -1 or absent: a random one, reported in the result. */
+  /** 0 … 2^64−1 (number or bigint); -1 or absent (the default): a random one, reported in the result. */
   seed?: number | bigint;
   /** 'cuda' (default): torch's CUDA randn, the webui's GPU seed and stable-diffusion.cpp's; 'cpu': torch's CPU randn (ComfyUI). */
   rng?: 'cuda' | 'cpu';
-  /** Images to make; image i uses seed + i. Default 1. */
+  /** Images to make, 1–64; image i uses seed + i. Default 1. */
   batchCount?: number;
-  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x), as the webui. */
+  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x), as the webui; up to 12. */
   clipSkip?: number;
   /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
   /** 'full' (default): the model's VAE; 'tae': the TAESD decoder given as `tae` to loadModel (much faster, approximate). */
   vae?: 'full' | 'tae';
+  /** The init image's VAE encode and the final decode in tiles: 'auto' (default), true, false; see VaeTilingOption. */
+  vaeTiling?: VaeTilingOption;
+  /**
+   * Live previews in `onProgress` events (`preview`: 8-bit RGB, the image's size) of the
+   * sampler's current denoised estimate — the guided D(x, σ) of the step's last model call,
+   * i.e. where the image is heading, not the noisy latent. 'latent2rgb': a linear projection of
+   * the latent channels to RGB (stable-diffusion-webui's "Approx cheap" SD1.x factors), blocky
+   * (8×8 pixels per latent cell) but nearly free; 'tae': the TAESD decoder given as `tae` to
+   * loadModel (TypeError without one). Default 'none'.
+   */
+  preview?: 'none' | 'latent2rgb' | 'tae';
+  /**
+   * Sampler steps between previews, counted per image; each image's last step always has one.
+   * An integer ≥ 1. Default PREVIEW_INTERVAL[preview]: 1 for 'latent2rgb' (its cost is below
+   * measurement noise), 5 for 'tae' (a TAESD decode costs 11–21% of an SD1.5 step at 256² on
+   * a CPU), which keeps previews under 5% of sampling time (bench/previews.mjs).
+   */
+  previewInterval?: number;
+  /**
+   * Image-to-image: the image to start from (RGB, or RGBA with alpha ignored). width and height
+   * default to its size rounded down to the model's size multiple (see width); an image of another size than width ×
+   * height is stretched to it (sharp, Lanczos-3). Default: none (text-to-image).
+   */
+  initImage?: Image;
+  /**
+   * How much of the init image is redrawn, 0–1: the last ⌈steps × strength⌉ steps of the
+   * schedule run, starting from the init image noised to that step's sigma (webui semantics).
+   * Default 0.75. 0 returns the init image through one VAE round trip.
+   */
+  strength?: number;
+  /**
+   * Inpainting: white = repaint, black = keep, gray = partly; 1, 3 (luminance) or 4 (alpha
+   * ignored) channels, the init image's size. Needs initImage. Pixels outside the blurred mask
+   * keep the init image's exact values. Default: none (no inpainting).
+   */
+  mask?: MaskImage;
+  /** Radius in pixels (0–64) of the Gaussian (σ = radius / 3) that softens the mask's edge. Default 4. */
+  maskBlur?: number;
+  /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
-  /** One step per sampler step (steps × batchCount in all). */
+  /** One step per sampler step run (steps × batchCount in all; ⌈steps × strength⌉ × batchCount for image-to-image). Default: none. */
   onProgress?: JobOptions['onProgress'];
 }
 
+/** An inpainting mask: an Image, or single-channel pixels. */
+export interface MaskImage {
+  /** Pixels: the init image's width. */
+  width: number;
+  /** Pixels: the init image's height. */
+  height: number;
+  /** 1: gray; 3: RGB (its luminance is taken); 4: RGBA (alpha ignored). */
+  channels: 1 | 3 | 4;
+  /** width × height × channels bytes, interleaved, rows top to bottom. */
+  data: Uint8Array;
+}
+
+/** What model.generate() made. */
 export interface GenerateResult {
+  /** batchCount images, 8-bit RGB, width × height. */
   images: Array<Image & { channels: 3 }>;
   /** The seed of the first image (as given, or the random one picked). */
   seed: number | bigint;
-  timings: { textEncodeMs: number; samplingMs: number; decodeMs: number };
+  /** imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image). */
+  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number };
 }
 
 const GENERATE_KEYS = [
   'prompt', 'negativePrompt', 'width', 'height', 'steps', 'cfgScale', 'sampler', 'scheduler', 'seed', 'rng',
-  'batchCount', 'clipSkip', 'prediction', 'vae', 'signal', 'onProgress',
+  'batchCount', 'clipSkip', 'prediction', 'vae', 'initImage', 'strength', 'mask', 'maskBlur', 'signal', 'onProgress',
+  'preview', 'previewInterval',
+  'vaeTiling',
 ] as const;
+/** Default previewInterval per preview method: previews stay under 5% of sampling time (bench/previews.mjs). */
+export const PREVIEW_INTERVAL = { latent2rgb: 1, tae: 5 } as const;
 const MAX_SEED = (1n << 64n) - 1n;
 /** A pixel budget, like sharp's limitInputPixels: 4096² (SD1.x was trained at 512²). */
 const MAX_PIXELS = 4096 * 4096;
@@ -130,6 +203,7 @@ export interface ModelComponents {
 /** A path to a checkpoint file or diffusers folder, or the component files. */
 export type ModelSource = string | ModelComponents;
 
+/** Options of loadModel(); every one is optional. */
 export interface LoadModelOptions {
   /** 'auto' (default: first GPU, else CPU), 'cpu', 'cuda:0', 'vulkan:0', 'metal'. */
   device?: string;
@@ -144,14 +218,19 @@ export interface LoadModelOptions {
   weightType?: WeightType;
   /** UNet weights from a training checkpoint's EMA copy (model_ema.*), when it has one. Default false. */
   ema?: boolean;
+  /** Cancels the load: the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
-  /** One step per tensor placed on the device. */
+  /** One step per tensor placed on the device. Default: none. */
   onProgress?: JobOptions['onProgress'];
 }
 
+/** One file a model was loaded from. */
 export interface SourceInfo {
+  /** What it supplied: 'checkpoint' (the `model` source) or the component it was given as. */
   component: 'checkpoint' | 'unet' | 'vae' | 'textEncoder' | 'textEncoder2';
+  /** The file read. */
   path: string;
+  /** Its container format, told from the bytes. */
   format: 'safetensors' | 'gguf' | 'torch';
   /** The key naming the file uses, e.g. 'ldm', 'diffusers'. */
   convention: string;
@@ -161,10 +240,13 @@ export interface SourceInfo {
   dropped: string[];
 }
 
+/** A loaded model: what it is (ModelDetection) and how it was loaded. */
 export interface ModelInfo extends ModelDetection {
+  /** The device it runs on ("cpu", "cuda:0", …): after an 'auto' fallback, the CPU. */
   device: string;
   /** As asked; undefined = as stored. */
   weightType?: WeightType;
+  /** The files the weights came from, in load order. */
   sources: SourceInfo[];
   /** A diffusers folder's tokenizer/ (vocab.json + merges.txt), when it has one. */
   tokenizerDir?: string;
@@ -172,21 +254,123 @@ export interface ModelInfo extends ModelDetection {
   deviceBytes: number;
   /** Weights used in place from the files' memory maps (CPU, stored type = target type). */
   mappedBytes: number;
+  /** Milliseconds the load took. */
   loadMs: number;
   /** The checkpoint's own metadata (safetensors __metadata__, GGUF key-values). */
   metadata: Record<string, string>;
 }
 
+/** One weight of a loaded model (model.weights()). */
 export interface WeightRecord {
   /** Internal name (LDM single-file naming, e.g. model.diffusion_model.out.2.weight). */
   name: string;
+  /** Outermost first, as PyTorch reports it. */
   shape: number[];
   /** Type in the file: F32, F16, BF16, Q8_0, … */
   from: string;
   /** Type on the device. */
   to: string;
+  /** Bytes it takes on the device (or in the memory map). */
   bytes: number;
+  /** Used in place from the file's memory map rather than copied (CPU, stored type kept). */
   mapped: boolean;
+}
+
+/**
+ * The VAE in overlapping tiles, so the device's compute buffers stay those of one tile. true:
+ * tiles of 64 latent cells (512 pixels) with 16 cells (128 pixels) of overlap; `{ tile, overlap }`:
+ * other sizes in latent cells, tile 1–4096, overlap 0 … tile/2 (default tile/4; below 4 cells
+ * seams show); false: never. 'auto' (the default) tiles as true does when one untiled pass
+ * would need a compute buffer of more than half the memory free on the model's device
+ * (os.freemem() on the CPU) at the time of the call. The tiles run stage by stage between the
+ * VAE's GroupNorms, which normalise with whole-image statistics, and the mid-block attention
+ * runs over the whole image in slices: the result matches the untiled one (to float rounding)
+ * rather than only looking seamless. Host memory holds the activations crossing one GroupNorm
+ * for the whole image (about 6 GiB at 2048² for SD's VAE).
+ */
+export type VaeTilingOption = 'auto' | boolean | { tile?: number; overlap?: number };
+
+/** Options of model.decodeLatent(); every one is optional. */
+export interface DecodeLatentOptions {
+  /** Default 'auto'. */
+  vaeTiling?: VaeTilingOption;
+  /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
+  signal?: AbortSignal;
+  /** About 16 steps untiled; tiled, one step per tile and stage (a stage per GroupNorm, about 30). Default: none. */
+  onProgress?: JobOptions['onProgress'];
+}
+
+/** Options of model.encodeImage(); every one is optional. */
+export interface EncodeImageOptions {
+  /**
+   * 0 … 2^64−1 (number or bigint): the latent is sampled from the encoder's posterior, mean +
+   * std · noise, the noise from this seed's RNG (as image-to-image draws it). Absent (the
+   * default): the posterior mean, deterministic.
+   */
+  seed?: number | bigint;
+  /** The noise's RNG with a seed: 'cuda' (default) or 'cpu', as in generate(). */
+  rng?: 'cuda' | 'cpu';
+  /** Default 'auto'. */
+  vaeTiling?: VaeTilingOption;
+  /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
+  signal?: AbortSignal;
+  /** About 16 steps untiled; tiled, one step per tile and stage (a stage per GroupNorm, about 30). Default: none. */
+  onProgress?: JobOptions['onProgress'];
+}
+
+const DECODE_KEYS = ['vaeTiling', 'signal', 'onProgress'] as const;
+const ENCODE_KEYS = ['seed', 'rng', 'vaeTiling', 'signal', 'onProgress'] as const;
+/** diffusers' AutoencoderKL tiling defaults: 512-pixel tiles, a quarter shared with each neighbour. */
+const VAE_TILE = 64;
+const VAE_TILE_OVERLAP = 16;
+const VAE_PREFIX = 'first_stage_model.';
+
+/** What the weights tell about the VAE's halves: latent channels, and pixels per latent cell. */
+interface VaeShape {
+  decoder?: { latentChannels: number; scale: number };
+  encoder?: { scale: number };
+}
+
+function checkLatent(what: string, latent: unknown): asserts latent is Latent {
+  if (latent === null || typeof latent !== 'object') throw new TypeError(`${what} must be an object { channels, width, height, data }`);
+  const l = latent as Record<string, unknown>;
+  checkInteger(`${what}.channels`, l.channels, 1, 4096);
+  checkInteger(`${what}.width`, l.width, 1, 8192);
+  checkInteger(`${what}.height`, l.height, 1, 8192);
+  if (!(l.data instanceof Float32Array)) throw new TypeError(`${what}.data must be a Float32Array`);
+  const expected = (l.channels as number) * (l.width as number) * (l.height as number);
+  if (l.data.length !== expected) throw new RangeError(`${what}.data has ${l.data.length} values, channels × width × height is ${expected}`);
+}
+
+/** A vaeTiling option checked: 'auto', the tiles to use, or undefined (untiled). */
+function checkVaeTilingOption(value: unknown, what = 'options.vaeTiling'): 'auto' | NativeVaeTiling | undefined {
+  if (value === undefined || value === 'auto') return 'auto';
+  if (value === false) return undefined;
+  if (value === true) return { enabled: true, tile: VAE_TILE, overlap: VAE_TILE_OVERLAP };
+  const accepted = "'auto', true, false or { tile, overlap }";
+  if (typeof value === 'string') throw new RangeError(`${what} must be ${accepted}, got '${value}'`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new TypeError(`${what} must be ${accepted}, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  const o = value as Record<string, unknown>;
+  checkKeys(what, o, ['tile', 'overlap']);
+  const tile = o.tile === undefined ? VAE_TILE : checkInteger(`${what}.tile`, o.tile, 1, 4096);
+  const overlap = o.overlap === undefined ? Math.floor(tile / 4) : checkInteger(`${what}.overlap`, o.overlap, 0, Math.floor(tile / 2));
+  return { enabled: true, tile, overlap };
+}
+
+/** undefined (the posterior mean), or a seed 0 … 2^64−1. */
+function checkEncodeSeed(value: unknown): bigint | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new RangeError(`options.seed must be an integer 0 … 2^53−1 (or a bigint up to 2^64−1); leave it out for the posterior mean; got ${value}`);
+    return BigInt(value);
+  }
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > MAX_SEED) throw new RangeError(`options.seed must be 0 … 2^64−1; leave it out for the posterior mean; got ${value}`);
+    return value;
+  }
+  throw new TypeError(`options.seed must be a number or a bigint, got ${typeof value}`);
 }
 
 const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress'] as const;
@@ -204,12 +388,17 @@ export class Model implements AsyncDisposable {
   readonly #queue = new JobQueue('the model');
   #disposed?: Promise<void>;
   #tokenizer?: ClipTokenizer;
+  #vae?: VaeShape;
+  #sizeMultiple?: number;
   readonly #tae?: Autoencoder;
+  /** The TAE's native handle: the engine decodes 'tae' previews with it inside the generate job. */
+  readonly #taeNative?: NativeAutoencoder;
 
   /** @internal Use loadModel(). */
-  constructor(handle: NativeModel, tae?: Autoencoder) {
+  constructor(handle: NativeModel, tae?: Autoencoder, taeNative?: NativeAutoencoder) {
     this.#native = handle;
     this.#tae = tae;
+    this.#taeNative = taeNative;
     const raw = handle.info();
     const detection = detectModel(handle.weights(), raw.metadata);
     this.info = {
@@ -260,8 +449,12 @@ export class Model implements AsyncDisposable {
   }
 
   /**
-   * Text-to-image. Options are checked before anything is queued (TypeError / RangeError);
-   * the job runs off the JS thread, reports every sampler step, and stops on `signal`.
+   * Text-to-image, and with `initImage` image-to-image, with `mask` inpainting (see
+   * GenerateOptions for every option and its default). Options are checked before anything is
+   * queued (TypeError / RangeError naming the option, e.g. a size that is not a multiple of the
+   * UNet's); the job is queued FIFO behind this model's others, runs off the JS thread, reports
+   * every sampler step, and stops on `signal` (AbortError). Engine failures reject with a coded
+   * error (e.g. ResourceError when a stage would not fit in memory).
    */
   generate(options: GenerateOptions): Promise<GenerateResult> {
     this.#checkOpen();
@@ -270,9 +463,24 @@ export class Model implements AsyncDisposable {
     if (typeof o.prompt !== 'string') throw new TypeError('options.prompt must be a string');
     const negativePrompt = o.negativePrompt === undefined ? '' : o.negativePrompt;
     if (typeof negativePrompt !== 'string') throw new TypeError('options.negativePrompt must be a string');
-    const width = o.width === undefined ? 512 : checkInteger('options.width', o.width, 8, 8192);
-    const height = o.height === undefined ? 512 : checkInteger('options.height', o.height, 8, 8192);
+    const initImage = o.initImage === undefined ? undefined : (checkImage('options.initImage', o.initImage), o.initImage);
+    const mask = o.mask === undefined ? undefined : (checkImage('options.mask', o.mask, [1, 3, 4]), o.mask as MaskImage);
+    if (mask && !initImage) throw new TypeError('options.mask needs options.initImage (the image to inpaint)');
+    if (mask && initImage && (mask.width !== initImage.width || mask.height !== initImage.height))
+      throw new RangeError(`options.mask is ${mask.width}×${mask.height}, options.initImage ${initImage.width}×${initImage.height}: they must be the same size`);
+    if (o.strength !== undefined && !initImage) throw new TypeError('options.strength applies to image-to-image: give options.initImage');
+    const strength = o.strength === undefined ? 0.75 : checkFinite('options.strength', o.strength, 0, 1);
+    if (o.maskBlur !== undefined && !mask) throw new TypeError('options.maskBlur applies to inpainting: give options.mask');
+    const maskBlur = o.maskBlur === undefined ? 4 : checkInteger('options.maskBlur', o.maskBlur, 0, 64);
+    const multiple = this.#unetSizeMultiple();
+    const fromInit = (side: number) => Math.max(multiple, side - (side % multiple));
+    const width = o.width === undefined ? (initImage ? fromInit(initImage.width) : 512) : checkInteger('options.width', o.width, 8, 8192);
+    const height = o.height === undefined ? (initImage ? fromInit(initImage.height) : 512) : checkInteger('options.height', o.height, 8, 8192);
     if (width % 8 || height % 8) throw new RangeError(`width and height must be multiples of 8, got ${width}×${height}`);
+    for (const [what, side] of [['width', width], ['height', height]] as const) {
+      if (side % multiple)
+        throw new RangeError(`options.${what} must be a multiple of ${multiple} for this model (its UNet halves the 1/8-size latent ${Math.log2(multiple / 8)} times), got ${side}`);
+    }
     if (width * height > MAX_PIXELS) throw new RangeError(`width × height must be at most ${MAX_PIXELS} pixels (4096²), got ${width}×${height}`);
     const steps = o.steps === undefined ? 20 : checkInteger('options.steps', o.steps, 1, 1000);
     const cfgScale = o.cfgScale === undefined ? 7 : checkFinite('options.cfgScale', o.cfgScale, 0, 100);
@@ -287,8 +495,13 @@ export class Model implements AsyncDisposable {
       ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
       : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
     const vae = o.vae === undefined ? 'full' : checkEnum('options.vae', o.vae, ['full', 'tae'] as const);
-    const tae = this.#tae;
-    if (vae === 'tae' && !tae) throw new TypeError("options.vae 'tae' needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })");
+    const vaeTilingOption = checkVaeTilingOption(o.vaeTiling);
+    if (vae === 'tae' && !this.#taeNative) throw new TypeError("options.vae 'tae' needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })");
+    const preview = o.preview === undefined ? 'none' : checkEnum('options.preview', o.preview, ['none', 'latent2rgb', 'tae'] as const);
+    if (preview === 'tae' && !this.#taeNative) throw new TypeError("options.preview 'tae' needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })");
+    const previewInterval = o.previewInterval === undefined
+      ? (preview === 'none' ? 1 : PREVIEW_INTERVAL[preview])
+      : checkInteger('options.previewInterval', o.previewInterval, 1, 1000);
     const signal = checkSignal('options.signal', o.signal);
     const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
     if (given !== undefined && given + BigInt(batchCount - 1) > MAX_SEED) throw new RangeError('seed + batchCount − 1 must fit in 64 bits');
@@ -310,6 +523,10 @@ export class Model implements AsyncDisposable {
       if (p.chunkCount > MAX_PROMPT_WINDOWS)
         throw new RangeError(`options.${what} has ${p.chunkCount} windows of 75 tokens; at most ${MAX_PROMPT_WINDOWS} are taken`);
     }
+    const vaeTiling = this.#vaeTiling(vaeTilingOption, width, height, [
+      ...(vae === 'full' ? (['decode'] as const) : []),
+      ...(initImage ? (['encode'] as const) : []),
+    ]);
     const params = {
       prompt: tokens(prompt),
       negative: tokens(negative),
@@ -326,28 +543,153 @@ export class Model implements AsyncDisposable {
       seed,
       rng,
       batchCount,
-      decode: vae === 'full',
+      decode: true,
+      ...(vaeTiling ? { vaeTiling } : {}),
+      ...(initImage ? { strength } : {}),
+      ...(mask ? { maskBlur } : {}),
+      // Previews travel only with progress events: without onProgress none are made.
+      preview: onProgress ? preview : 'none',
+      previewInterval,
+      ...(onProgress && preview === 'tae' ? { tae: this.#taeNative } : {}),
+      ...(vae === 'tae' ? { taeDecoder: this.#taeNative } : {}),
     };
-    return this.#queue.run((progress) => this.#native.generate(params, progress), { signal, onProgress }).then(async (r) => {
-      let images = r.images as Array<Image & { channels: 3 }>;
-      let decodeMs = r.decodeMs;
-      if (tae && vae === 'tae') {
-        const t0 = performance.now();
-        images = [];
-        for (const latent of r.latents) images.push(await tae.decode(latent, { signal }));
-        decodeMs = performance.now() - t0;
-      }
-      return { images, seed: reported, timings: { textEncodeMs: r.textEncodeMs, samplingMs: r.samplingMs, decodeMs } };
-    });
+    // The init image and mask are stretched to the job's size in the job's turn, so the queue keeps its order.
+    const start = (progress?: (p: NativeProgress) => void) =>
+      initImage
+        ? afterPreparation(
+            Promise.all([resizeImage(initImage, width, height), mask && resizeImage(mask, width, height)]).then(
+              ([i, m]) => () => this.#native.generate({ ...params, initImage: i, ...(m ? { mask: m } : {}) }, progress),
+            ),
+          )
+        : this.#native.generate(params, progress);
+    return this.#queue.run(start, { signal, onProgress }).then((r) => ({
+      images: r.images as Array<Image & { channels: 3 }>,
+      seed: reported,
+      timings: { textEncodeMs: r.textEncodeMs, imageEncodeMs: r.imageEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs },
+    }));
+  }
+
+  /**
+   * Decodes a latent as the sampler leaves it (scaled by the VAE's factor: 0.18215 for SD1.x and
+   * SD2.x, 0.13025 for SDXL) with the model's VAE into an 8-bit RGB image 8× its size (at most
+   * 4096² pixels). `latent` is planar `{ channels, width, height, data: Float32Array }`.
+   * Options: `vaeTiling` ('auto' default, see VaeTilingOption), `signal`, `onProgress`.
+   */
+  decodeLatent(latent: Latent, options?: DecodeLatentOptions): Promise<Image & { channels: 3 }> {
+    this.#checkOpen();
+    checkLatent('latent', latent);
+    const o = checkObject('options', options);
+    checkKeys('options', o, DECODE_KEYS);
+    const signal = checkSignal('options.signal', o.signal);
+    const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
+    const tilingOption = checkVaeTilingOption(o.vaeTiling);
+    const decoder = this.#vaeShape().decoder;
+    if (!decoder) return Promise.reject(new ModelCompatibilityError('the model has no VAE decoder: load it with a VAE file'));
+    if (latent.channels !== decoder.latentChannels)
+      throw new RangeError(`latent.channels is ${latent.channels}, the VAE decoder takes ${decoder.latentChannels}`);
+    const width = latent.width * decoder.scale, height = latent.height * decoder.scale;
+    if (width * height > MAX_PIXELS)
+      throw new RangeError(`the decoded image would be ${width}×${height}; at most ${MAX_PIXELS} pixels (4096²) are made`);
+    const tiling = this.#vaeTiling(tilingOption, width, height, ['decode']);
+    const scale = this.#vaeScale();
+    return this.#queue.run((progress) => this.#native.decodeLatent(latent, scale, tiling, progress), { signal, onProgress }) as Promise<
+      Image & { channels: 3 }
+    >;
+  }
+
+  /**
+   * Encodes an RGB(A) image (alpha ignored; sides multiples of 8, at most 4096² pixels, else a
+   * RangeError) with the model's VAE into a latent as the sampler takes it: 1/8 the size, scaled
+   * by the VAE's factor (0.18215 for SD1.x/SD2.x). Without `seed` the posterior's mean
+   * (deterministic); with `seed` mean + std · noise from that seed's `rng` ('cuda' default).
+   * Also `vaeTiling` ('auto' default), `signal`, `onProgress`.
+   */
+  encodeImage(image: Image, options?: EncodeImageOptions): Promise<Latent> {
+    this.#checkOpen();
+    checkImage('image', image);
+    const o = checkObject('options', options);
+    checkKeys('options', o, ENCODE_KEYS);
+    const seed = checkEncodeSeed(o.seed);
+    const rng = o.rng === undefined ? 'cuda' : checkEnum('options.rng', o.rng, ['cuda', 'cpu'] as const);
+    const signal = checkSignal('options.signal', o.signal);
+    const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
+    const tilingOption = checkVaeTilingOption(o.vaeTiling);
+    const encoder = this.#vaeShape().encoder;
+    if (!encoder) return Promise.reject(new ModelCompatibilityError('the model has no VAE encoder: load it with a VAE file'));
+    const f = encoder.scale;
+    if (image.width % f || image.height % f)
+      throw new RangeError(`image sides must be multiples of ${f}, got ${image.width}×${image.height}: crop or resize first`);
+    if (image.width * image.height > MAX_PIXELS)
+      throw new RangeError(`image must be at most ${MAX_PIXELS} pixels (4096²), got ${image.width}×${image.height}`);
+    const tiling = this.#vaeTiling(tilingOption, image.width, image.height, ['encode']);
+    const params = { scale: this.#vaeScale(), rng, ...(seed === undefined ? {} : { seed }), ...(tiling ? { tiling } : {}) };
+    return this.#queue.run((progress) => this.#native.encodeImage(image, params, progress), { signal, onProgress });
+  }
+
+  /**
+   * The native tiling for a checked `vaeTiling` option (checkVaeTilingOption) and the passes
+   * over a width × height pixel image; undefined runs whole. 'auto' weighs the compute buffer
+   * the largest untiled pass would need against half the memory free on the model's device.
+   */
+  #vaeTiling(
+    option: 'auto' | NativeVaeTiling | undefined,
+    width: number,
+    height: number,
+    passes: ReadonlyArray<'decode' | 'encode'>,
+  ): NativeVaeTiling | undefined {
+    if (option !== 'auto') return option;
+    if (passes.length === 0) return undefined;
+    const bytes = this.#native.vaeComputeBytes(width, height);
+    // A missing half (null) is refused by the job that needs it.
+    const need = Math.max(0, ...passes.map((p) => bytes[p] ?? 0));
+    return need > this.#freeMemory() / 2 ? { enabled: true, tile: VAE_TILE, overlap: VAE_TILE_OVERLAP } : undefined;
+  }
+
+  /** Bytes free on the model's device now: the GPU's own memory, else the system's. */
+  #freeMemory(): number {
+    const device = this.info.device === 'cpu' ? undefined : listDevices().find((d) => d.id === this.info.device);
+    return device && device.memoryFree > 0 ? device.memoryFree : freemem();
+  }
+
+  /**
+   * Pixels that image sides must be a multiple of: 8 per latent cell × 2 per UNet downsampling
+   * level (64 for SD1.x/SD2.x), the levels counted from the weights (input_blocks.N.0.op).
+   */
+  #unetSizeMultiple(): number {
+    this.#sizeMultiple ??= 8 * 2 ** this.#native.weights().filter((w) => /^model\.diffusion_model\.input_blocks\.\d+\.0\.op\.weight$/.test(w.name)).length;
+    return this.#sizeMultiple;
+  }
+
+  /** Latent scale factor of the VAE's family (LDM configs' scale_factor). */
+  #vaeScale(): number {
+    return this.info.family === 'sdxl' ? 0.13025 : 0.18215;
+  }
+
+  /** The VAE's halves as the weights show them: LDM's Encoder/Decoder level counts and channels. */
+  #vaeShape(): VaeShape {
+    if (this.#vae) return this.#vae;
+    const shapes = new Map(this.#native.weights().map((w) => [w.name, w.shape]));
+    const levels = (part: string) => {
+      let n = 0;
+      while (shapes.has(`${VAE_PREFIX}${part}.${n}.block.0.norm1.weight`)) n++;
+      return n;
+    };
+    const vae: VaeShape = {};
+    const conv = shapes.get(`${VAE_PREFIX}post_quant_conv.weight`) ?? shapes.get(`${VAE_PREFIX}decoder.conv_in.weight`);
+    const up = levels('decoder.up');
+    if (conv && conv.length === 4 && up > 0) vae.decoder = { latentChannels: conv[1]!, scale: 2 ** (up - 1) };
+    const down = levels('encoder.down');
+    if (shapes.has(`${VAE_PREFIX}encoder.conv_in.weight`) && down > 0) vae.encoder = { scale: 2 ** (down - 1) };
+    this.#vae = vae;
+    return vae;
   }
 
   /** What shapes cannot tell, from the model's metadata or its family. */
   #architecture(): Architecture {
-    const { family, inpaint, components, metadata } = this.info;
+    const { family, components, metadata } = this.info;
     const missing = (['unet', 'vae', 'textEncoder'] as const).filter((c) => !components[c]);
     if (missing.length) throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}: load it with the missing component files`);
     if (family === 'sdxl') throw new ModelCompatibilityError('SDXL generation is not supported yet (SD1.x and SD2.x are)');
-    if (inpaint) throw new ModelCompatibilityError('this is an inpainting model (9-channel UNet): text-to-image with it is not supported yet');
     let heads: { unet?: { numHeads?: number; headDim?: number }; clip?: { numHeads?: number } } = {};
     try {
       if (metadata['sdnode.attention_heads']) heads = JSON.parse(metadata['sdnode.attention_heads']) as typeof heads;
@@ -375,7 +717,10 @@ export class Model implements AsyncDisposable {
     return this.#tokenizer;
   }
 
-  /** Frees the weights once queued and running jobs have settled. Idempotent. */
+  /**
+   * Frees the weights once queued and running jobs have settled (they complete normally).
+   * Idempotent: every call returns the same promise. Afterwards every method throws DisposedError.
+   */
   dispose(): Promise<void> {
     this.#disposed ??= this.#queue.close().then(async () => {
       this.#native.dispose();
@@ -384,6 +729,7 @@ export class Model implements AsyncDisposable {
     return this.#disposed;
   }
 
+  /** dispose(), for `await using model = await loadModel(…)`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
   }
@@ -391,6 +737,23 @@ export class Model implements AsyncDisposable {
   #checkOpen(): void {
     if (this.#disposed) throw new DisposedError('the model has been disposed');
   }
+}
+
+/** A native job that starts once `ready` gives its starter; cancelling before then rejects with AbortError. */
+function afterPreparation<T>(ready: Promise<() => NativeJob<T>>): NativeJob<T> {
+  let inner: NativeJob<T> | undefined;
+  let cancelled = false;
+  return {
+    promise: ready.then((start) => {
+      if (cancelled) throw new AbortError();
+      inner = start();
+      return inner.promise;
+    }),
+    cancel: () => {
+      cancelled = true;
+      inner?.cancel();
+    },
+  };
 }
 
 function checkSource(source: unknown): ModelComponents {
@@ -435,12 +798,18 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
     await vocabulary;
     if (!taePath) return new Model(handle);
     try {
-      const tae = await loadAutoencoder({ decoder: taePath }, { device: id, threads, signal });
+      // Loaded here rather than by loadAutoencoder: the model keeps the native handle too, for
+      // the engine's 'tae' previews.
+      const taeNative = await new JobQueue('loadModel').run(
+        () => native().NativeAutoencoder.load({ decoder: taePath, device: id, threads, f16Weights: false }),
+        { signal },
+      );
+      const tae = new Autoencoder(taeNative);
       if (tae.latentChannels !== 4) {
         await tae.dispose();
         throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
       }
-      return new Model(handle, tae);
+      return new Model(handle, tae, taeNative);
     } catch (err) {
       handle.dispose();
       throw err;

@@ -7,17 +7,22 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** A progress report from the addon (lib/job.ts turns it into a Progress). */
 export interface NativeProgress {
   step: number;
   steps: number;
   elapsedMs: number;
+  /** A live preview made at this step (generate's `preview` option). */
+  preview?: NativeImage;
 }
 
+/** A job the addon started on its own thread: its promise, and cancel() (sets its cancel flag). */
 export interface NativeJob<T> {
   promise: Promise<T>;
   cancel(): void;
 }
 
+/** Interleaved 8-bit pixels as the addon takes and gives them. */
 export interface NativeImage {
   width: number;
   height: number;
@@ -25,6 +30,7 @@ export interface NativeImage {
   data: Uint8Array;
 }
 
+/** A planar latent as the addon takes and gives it (see Latent). */
 export interface NativeLatent {
   channels: number;
   width: number;
@@ -32,6 +38,7 @@ export interface NativeLatent {
   data: Float32Array;
 }
 
+/** What a loaded tiny autoencoder is (see Autoencoder's fields). */
 export interface NativeAutoencoderInfo {
   hasEncoder: boolean;
   hasDecoder: boolean;
@@ -41,6 +48,7 @@ export interface NativeAutoencoderInfo {
   weightBytes: number;
 }
 
+/** The addon's tiny-autoencoder handle, wrapped by Autoencoder. */
 export interface NativeAutoencoder {
   info(): NativeAutoencoderInfo;
   encode(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
@@ -48,6 +56,7 @@ export interface NativeAutoencoder {
   dispose(): void;
 }
 
+/** How a model was loaded (see ModelInfo). */
 export interface NativeModelInfo {
   device: string;
   weightType: string;
@@ -59,12 +68,22 @@ export interface NativeModelInfo {
   metadata: Record<string, string>;
 }
 
+/** A prompt as token ids with a weight each, in windows of 77 (lib/text/prompt-weights.ts). */
 export interface NativeTokens {
   ids: Int32Array;
   weights: Float32Array;
   windows: number;
 }
 
+/** The VAE in overlapping tiles; sizes in latent cells (the encoder's tiles: as many pixels as those cells cover). */
+export interface NativeVaeTiling {
+  enabled: boolean;
+  tile: number;
+  /** 0 … tile / 2. */
+  overlap: number;
+}
+
+/** A generate() job as the engine takes it: checked options, tokens and what the weights could not tell. */
 export interface NativeGenerateParams {
   prompt: NativeTokens;
   negative: NativeTokens;
@@ -88,16 +107,36 @@ export interface NativeGenerateParams {
   batchCount: number;
   /** false: return the latents instead of images. */
   decode: boolean;
+  /** The init image's encode and the final decode; undefined: untiled. */
+  vaeTiling?: NativeVaeTiling;
+  /** Image-to-image / inpainting: width × height. */
+  initImage?: NativeImage;
+  strength?: number;
+  /** 1, 3 or 4 channels, width × height, white = repaint. */
+  mask?: NativeImage;
+  maskBlur?: number;
+  /** Live previews of the denoised estimate: 'none' (or absent), 'latent2rgb', 'tae' (needs `tae`). */
+  preview?: 'none' | 'latent2rgb' | 'tae';
+  /** Sampler steps between previews (each image's last step has one too), ≥ 1. */
+  previewInterval?: number;
+  /** The TAESD decoder for 'tae' previews. */
+  tae?: NativeAutoencoder;
+  /** Decode with this TAESD decoder instead of the model's VAE. */
+  taeDecoder?: NativeAutoencoder;
 }
 
+/** What the engine's generate job gives back (decoded images, or latents for a TAE decode in JS). */
 export interface NativeGenerateResult {
   images: NativeImage[];
   latents: NativeLatent[];
+  stepsRun: number;
   textEncodeMs: number;
+  imageEncodeMs: number;
   samplingMs: number;
   decodeMs: number;
 }
 
+/** The addon's model handle, wrapped by Model. */
 export interface NativeModel {
   info(): NativeModelInfo;
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
@@ -124,21 +163,44 @@ export interface NativeModel {
     onProgress?: (p: NativeProgress) => void,
   ): NativeJob<Float32Array>;
   generate(params: NativeGenerateParams, onProgress?: (p: NativeProgress) => void): NativeJob<NativeGenerateResult>;
-  decodeLatent(latent: NativeLatent, scaleFactor: number, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
-  encodeImageMoments(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
+  decodeLatent(
+    latent: NativeLatent,
+    scaleFactor: number,
+    tiling?: NativeVaeTiling,
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<NativeImage>;
+  /** The posterior's moments: channels [mean..., logvar...], unscaled. */
+  encodeImageMoments(image: NativeImage, tiling?: NativeVaeTiling, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
+  /** mean + exp(logvar / 2) · randn(seed) (the mean without a seed), times scale. */
+  encodeImage(
+    image: NativeImage,
+    options: { scale: number; seed?: bigint; rng: 'cuda' | 'cpu'; tiling?: NativeVaeTiling },
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<NativeLatent>;
+  /** Compute-buffer bytes of one untiled pass over a width × height pixel image; null where that half of the VAE is missing. */
+  vaeComputeBytes(width: number, height: number): { decode: number | null; encode: number | null };
   dispose(): void;
 }
 
+/** A compute device as ggml lists it (public as Device). */
 export interface NativeDevice {
+  /** What `device` options take: "cpu", "cuda:0", "vulkan:0", "metal:0". */
   id: string;
+  /** The ggml backend: "CPU", "CUDA", "Vulkan", "Metal". */
   backend: string;
+  /** The backend's device name, e.g. "CUDA0". */
   name: string;
+  /** What the driver calls it, e.g. the GPU's model. */
   description: string;
+  /** 'igpu': integrated GPU sharing system memory; 'accel': an accelerator ggml runs beside the CPU. */
   type: 'cpu' | 'gpu' | 'igpu' | 'accel';
+  /** Bytes free now, as the driver reports it (0 where unknown). */
   memoryFree: number;
+  /** Bytes in all (0 where unknown). */
   memoryTotal: number;
 }
 
+/** ggml's build as the addon reports it (see SystemInfo). */
 export interface NativeSystemInfo {
   ggmlVersion: string;
   ggmlCommit: string;
@@ -146,6 +208,7 @@ export interface NativeSystemInfo {
   cpuFeatures: Record<string, string>;
 }
 
+/** A model file's index as the addon reads it (see ModelInspection). */
 export interface NativeModelFile {
   format: 'safetensors' | 'gguf' | 'torch';
   fileSize: number;
@@ -153,11 +216,13 @@ export interface NativeModelFile {
   tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number; checksum?: string }>;
 }
 
+/** What the addon's conversion wrote (see ConvertResult). */
 export interface NativeConvertResult {
   tensors: Array<{ name: string; from: string; to: string }>;
   dropped: string[];
 }
 
+/** Everything the addon exports. */
 export interface NativeBinding {
   convertModel(
     src: string,

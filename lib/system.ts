@@ -1,11 +1,18 @@
 /** What this machine offers: ggml's version, backends, CPU features and devices. */
 import { native, nativePath, type NativeDevice } from './native.js';
 
+/**
+ * A compute device: `id` ("cpu", "cuda:0", "vulkan:0", "metal:0") is what `device` options take;
+ * `backend` the ggml backend, `name`/`description` what the driver reports, `type` 'cpu', 'gpu',
+ * 'igpu' (integrated) or 'accel', `memoryFree`/`memoryTotal` in bytes (0 where unknown).
+ */
 export type Device = NativeDevice;
 
+/** The ggml build and this machine, as systemInfo() reports them. */
 export interface SystemInfo {
   /** ggml version compiled in, e.g. "0.23.0". */
   ggmlVersion: string;
+  /** The commit of the vendored ggml source. */
   ggmlCommit: string;
   /** Backends whose modules were loaded, e.g. ["CPU"] or ["Vulkan", "CPU"]. */
   backends: string[];
@@ -17,6 +24,7 @@ export interface SystemInfo {
   forceCpu: boolean;
 }
 
+/** SDNODE_FORCE_CPU is set (to anything but '', '0' or 'false'): every job runs on the CPU. */
 export function forceCpu(): boolean {
   const v = process.env.SDNODE_FORCE_CPU;
   return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';

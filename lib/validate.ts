@@ -26,6 +26,7 @@ export function checkKeys(what: string, value: object, known: readonly string[])
   }
 }
 
+/** An options object: `{}` for undefined; TypeError for null, arrays and non-objects. */
 export function checkObject(what: string, value: unknown): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -34,6 +35,7 @@ export function checkObject(what: string, value: unknown): Record<string, unknow
   return value as Record<string, unknown>;
 }
 
+/** A file path: TypeError unless a string; RangeError if empty or containing NUL. */
 export function checkPath(what: string, value: unknown): string {
   if (typeof value !== 'string') throw new TypeError(`${what} must be a string path, got ${typeof value}`);
   if (value.length === 0) throw new RangeError(`${what} must not be empty`);
@@ -41,6 +43,7 @@ export function checkPath(what: string, value: unknown): string {
   return value;
 }
 
+/** An integer in [min, max]: TypeError unless a number, RangeError otherwise (NaN and ±Infinity included). */
 export function checkInteger(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number') throw new TypeError(`${what} must be a number, got ${typeof value}`);
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -49,24 +52,28 @@ export function checkInteger(what: string, value: unknown, min: number, max: num
   return value;
 }
 
+/** undefined, or an AbortSignal (TypeError otherwise). */
 export function checkSignal(what: string, value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;
   if (!(value instanceof AbortSignal)) throw new TypeError(`${what} must be an AbortSignal`);
   return value;
 }
 
+/** undefined, or a function (TypeError otherwise). */
 export function checkFunction<T extends (...args: never[]) => unknown>(what: string, value: unknown): T | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'function') throw new TypeError(`${what} must be a function`);
   return value as T;
 }
 
+/** One of `allowed`: TypeError unless a string, RangeError listing the allowed values otherwise. */
 export function checkEnum<T extends string>(what: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string') throw new TypeError(`${what} must be a string`);
   if (!allowed.includes(value as T)) throw new RangeError(`${what} must be one of ${allowed.join(', ')}, got '${value}'`);
   return value as T;
 }
 
+/** true or false (TypeError otherwise). */
 export function checkBoolean(what: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${what} must be a boolean, got ${typeof value}`);
   return value;

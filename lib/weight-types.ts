@@ -13,4 +13,5 @@ export const WEIGHT_TYPES = [
   'q5_k',
   'q6_k',
 ] as const;
+/** One of WEIGHT_TYPES: 'f32', 'f16', 'q8_0', … 'q6_k'. */
 export type WeightType = (typeof WEIGHT_TYPES)[number];

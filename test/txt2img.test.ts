@@ -197,11 +197,4 @@ describe('generate', () => {
     expect(() => model.generate({ prompt: 'x', vae: 'tae' })).toThrow(TypeError);
     await expect(loadModel({ model: path, tae: taeDecoder }, cpu)).rejects.toBeInstanceOf(ModelCompatibilityError);
   });
-
-  it('an inpainting model refuses plain text-to-image with a coded error', async () => {
-    const inpaint = join(dir, 'inpaint.safetensors');
-    await generateModel({ out: inpaint, preset: 'tiny-inpaint', dtype: 'f16', seed: 3 });
-    await using m = await loadModel(inpaint, cpu);
-    await expect(m.generate({ prompt: 'x', ...small })).rejects.toBeInstanceOf(ModelCompatibilityError);
-  });
 });

@@ -248,7 +248,7 @@ const load = (path: string) =>
   native().NativeModel.load({ model: path, ema: false, device: 'cpu', threads: 2, weightType: '' }).promise;
 
 const decode = (model: NativeModel, latent: NativeLatent, scale = SCALE, onProgress?: (p: { step: number }) => void) =>
-  model.decodeLatent(latent, scale, onProgress).promise;
+  model.decodeLatent(latent, scale, undefined, onProgress).promise;
 const encode = (model: NativeModel, image: NativeImage) => model.encodeImageMoments(image).promise;
 
 // Latent 4 × 6 × 5 (C × H × W) -> image 40 × 48; image 40 × 24 (W × H) -> moments 8 × 3 × 5.

@@ -147,7 +147,8 @@ function fixText(text: string): string {
 /** CLIP's `basic_clean` + `whitespace_clean` + `lower()`. */
 function cleanText(text: string): string {
   const unescaped = htmlUnescape(htmlUnescape(fixText(text)));
-  return unescaped.replace(EDGE_SPACE, '').replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
+  // Runs collapsed before the edges are trimmed: `[…]+$` tried at every position of a long inner run is quadratic.
+  return unescaped.replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
 }
 
 /** Lets the event loop run between the stages of a long parse. */
@@ -359,7 +360,8 @@ export class ClipTokenizer {
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new TypeError('text must be a string');
     const ids: number[] = [];
-    for (const [piece] of cleanText(text).matchAll(PIECE)) ids.push(...this.#encodePiece(piece));
+    // Not push(...ids): one piece (a letter with 100k combining marks) can be more tokens than call arguments fit on the stack.
+    for (const [piece] of cleanText(text).matchAll(PIECE)) for (const id of this.#encodePiece(piece)) ids.push(id);
     return ids;
   }
 

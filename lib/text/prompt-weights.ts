@@ -23,8 +23,12 @@ const BREAK_WEIGHT = -1;
  * backslash, brackets, `:weight)`, closers, plain text, a lone colon.
  */
 const ATTENTION = /\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:/gu;
-/** `BREAK` as a whole word (Python's `\b`, with Unicode word characters), with the spaces around it. */
-const BREAK = /\s*(?<![\p{L}\p{N}_])BREAK(?![\p{L}\p{N}_])\s*/u;
+/**
+ * `BREAK` as a whole word (Python's `\b`, with Unicode word characters). webui splits on
+ * `\s*BREAK\s*`; the spaces around it are trimmed off the parts instead, since a leading `\s*`
+ * retried at every position of a long run of spaces is quadratic.
+ */
+const BREAK = /(?<![\p{L}\p{N}_])BREAK(?![\p{L}\p{N}_])/u;
 
 interface Span {
   text: string;
@@ -42,9 +46,11 @@ function parseSpans(text: string): Span[] {
     for (let i = start; i < spans.length; i++) if (!spans[i]!.isBreak) spans[i]!.weight *= by;
   };
   const addText = (s: string) => {
-    s.split(BREAK).forEach((part, i) => {
+    const parts = s.split(BREAK);
+    parts.forEach((part, i) => {
       if (i > 0) spans.push({ text: 'BREAK', weight: BREAK_WEIGHT, isBreak: true });
-      spans.push({ text: part, weight: 1, isBreak: false });
+      const trimmed = i === 0 ? part : part.trimStart();
+      spans.push({ text: i === parts.length - 1 ? trimmed : trimmed.trimEnd(), weight: 1, isBreak: false });
     });
   };
 

@@ -50,6 +50,16 @@ Napi::Value NativeAutoencoder::Load(const Napi::CallbackInfo& info) {
       });
 }
 
+std::shared_ptr<sdn::TinyAutoencoder> NativeAutoencoder::Shared(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  if (value.IsUndefined() || value.IsNull()) return nullptr;
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(env).autoencoder_ctor.Value()))
+    throw Napi::TypeError::New(env, "expected a NativeAutoencoder");
+  NativeAutoencoder* self = Unwrap(value.As<Napi::Object>());
+  self->engine(env);  // throws if disposed
+  return self->engine_;
+}
+
 sdn::TinyAutoencoder& NativeAutoencoder::engine(Napi::Env env) {
   if (!engine_) {
     Napi::Error e = Napi::Error::New(env, "the autoencoder has been disposed");

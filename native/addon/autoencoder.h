@@ -15,6 +15,11 @@ class NativeAutoencoder : public Napi::ObjectWrap<NativeAutoencoder> {
   static void Init(Napi::Env env, Napi::Object exports, AddonData& data);
   explicit NativeAutoencoder(const Napi::CallbackInfo& info);
 
+  // The engine behind a JS NativeAutoencoder, for another job to share (generate's TAE
+  // previews): null for undefined/null, TypeError for anything else that is not one, and the
+  // disposed error for a disposed one.
+  static std::shared_ptr<sdn::TinyAutoencoder> Shared(const Napi::Value& value);
+
  private:
   // static load(options, onProgress) -> JobHandle<NativeAutoencoder>
   static Napi::Value Load(const Napi::CallbackInfo& info);

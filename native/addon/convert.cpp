@@ -68,15 +68,19 @@ sdn::Image image_from_js(const Napi::Value& value) {
   return image;
 }
 
-Napi::Object image_to_js(Napi::Env env, sdn::Image& image) {
+Napi::Object pixels_to_js(Napi::Env env, int width, int height, int channels, const std::vector<uint8_t>& pixels) {
   Napi::Object obj = Napi::Object::New(env);
-  obj.Set("width", image.width);
-  obj.Set("height", image.height);
-  obj.Set("channels", image.channels);
-  Napi::Uint8Array data = Napi::Uint8Array::New(env, image.data.size());
-  std::memcpy(data.Data(), image.data.data(), image.data.size());
+  obj.Set("width", width);
+  obj.Set("height", height);
+  obj.Set("channels", channels);
+  Napi::Uint8Array data = Napi::Uint8Array::New(env, pixels.size());
+  std::memcpy(data.Data(), pixels.data(), pixels.size());
   obj.Set("data", data);
   return obj;
+}
+
+Napi::Object image_to_js(Napi::Env env, sdn::Image& image) {
+  return pixels_to_js(env, image.width, image.height, image.channels, image.data);
 }
 
 sdn::Latent latent_from_js(const Napi::Value& value) {

@@ -25,6 +25,8 @@ std::string checksum_hex(uint64_t checksum);
 // { width, height, channels, data: Uint8Array }
 sdn::Image image_from_js(const Napi::Value& value);
 Napi::Object image_to_js(Napi::Env env, sdn::Image& image);
+// { width, height, channels, data: Uint8Array } from interleaved 8-bit pixels (a copy).
+Napi::Object pixels_to_js(Napi::Env env, int width, int height, int channels, const std::vector<uint8_t>& pixels);
 // { channels, width, height, data: Float32Array }
 sdn::Latent latent_from_js(const Napi::Value& value);
 Napi::Object latent_to_js(Napi::Env env, sdn::Latent& latent);

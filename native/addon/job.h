@@ -11,6 +11,7 @@
 #include <napi.h>
 
 #include "core/job_control.h"
+#include "convert.h"
 #include "errors.h"
 
 namespace sdnode {
@@ -108,6 +109,10 @@ class Job : public JobBase {
     event.Set("step", p.step);
     event.Set("steps", p.steps);
     event.Set("elapsedMs", p.elapsed_ms);
+    if (p.preview) {
+      const sdn::ProgressImage& image = *p.preview;
+      event.Set("preview", pixels_to_js(env, image.width, image.height, image.channels, image.data));
+    }
     try {
       on_progress_.Call({event});
     } catch (const Napi::Error&) {

@@ -1,9 +1,13 @@
 #include "model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 
+#include "autoencoder.h"
 #include "convert.h"
-#include "pipeline/txt2img.h"
+#include "pipeline/generate.h"
+#include "sample/rng.h"
 
 namespace sdnode {
 
@@ -18,6 +22,8 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::RunUnet>("runUnet"),
                                         InstanceMethod<&NativeModel::DecodeLatent>("decodeLatent"),
                                         InstanceMethod<&NativeModel::EncodeImageMoments>("encodeImageMoments"),
+                                        InstanceMethod<&NativeModel::EncodeImage>("encodeImage"),
+                                        InstanceMethod<&NativeModel::VaeComputeBytes>("vaeComputeBytes"),
                                         InstanceMethod<&NativeModel::Generate>("generate"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
                                     });
@@ -155,6 +161,19 @@ Napi::Float32Array to_float32_array(Napi::Env env, const std::vector<float>& v) 
   return a;
 }
 
+// { enabled, tile, overlap } (latent cells), or undefined: untiled. The engine checks the ranges.
+sdn::VaeTiling tiling_from_js(const Napi::Value& v, const char* what) {
+  sdn::VaeTiling tiling;
+  if (v.IsUndefined()) return tiling;
+  if (!v.IsObject() || v.IsFunction())
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be { enabled, tile, overlap } or undefined");
+  Napi::Object o = v.As<Napi::Object>();
+  tiling.enabled = get_bool(o, "enabled", false);
+  tiling.tile = get_int(o, "tile", tiling.tile);
+  tiling.overlap = get_int(o, "overlap", tiling.overlap);
+  return tiling;
+}
+
 }  // namespace
 
 Napi::Value NativeModel::EncodeTokens(const Napi::CallbackInfo& info) {
@@ -210,14 +229,15 @@ Napi::Value NativeModel::DecodeLatent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
   sdn::Latent latent = latent_from_js(info[0]);
-  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "decodeLatent(latent, scaleFactor)");
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "decodeLatent(latent, scaleFactor, tiling?)");
   const float scale = info[1].As<Napi::Number>().FloatValue();
+  const sdn::VaeTiling tiling = tiling_from_js(info[2], "tiling");
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::Image>::Start(
-      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
-      [engine, latent = std::move(latent), scale](sdn::JobControl& job) {
+      env, info.This().As<Napi::Object>(), info.Length() > 3 ? info[3] : env.Undefined(),
+      [engine, latent = std::move(latent), scale, tiling](sdn::JobControl& job) {
         std::lock_guard<std::mutex> lock(engine->compute_mutex());
-        return engine->decode_latent(latent, scale, job);
+        return engine->decode_latent(latent, scale, tiling, job);
       },
       [](Napi::Env env, sdn::Image& image) -> Napi::Value { return image_to_js(env, image); });
 }
@@ -226,14 +246,68 @@ Napi::Value NativeModel::EncodeImageMoments(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
   sdn::Image image = image_from_js(info[0]);
+  const sdn::VaeTiling tiling = tiling_from_js(info[1], "tiling");
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::Latent>::Start(
-      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [engine, image = std::move(image)](sdn::JobControl& job) {
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, image = std::move(image), tiling](sdn::JobControl& job) {
         std::lock_guard<std::mutex> lock(engine->compute_mutex());
-        return engine->encode_image_moments(image, job);
+        return engine->encode_image_moments(image, tiling, job);
       },
       [](Napi::Env env, sdn::Latent& latent) -> Napi::Value { return latent_to_js(env, latent); });
+}
+
+Napi::Value NativeModel::EncodeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  sdn::Image image = image_from_js(info[0]);
+  if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "encodeImage(image, { scale, seed?, rng, tiling? })");
+  Napi::Object o = info[1].As<Napi::Object>();
+  Napi::Value scale_value = o.Get("scale"), seed_value = o.Get("seed");
+  if (!scale_value.IsNumber()) throw Napi::TypeError::New(env, "scale must be a number");
+  const float scale = scale_value.As<Napi::Number>().FloatValue();
+  std::optional<uint64_t> seed;
+  if (!seed_value.IsUndefined()) {
+    if (!seed_value.IsBigInt()) throw Napi::TypeError::New(env, "seed must be a bigint or undefined");
+    bool lossless = false;
+    seed = seed_value.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(env, "seed must fit in 64 bits");
+  }
+  const std::string rng = get_string(o, "rng", true);
+  const sdn::VaeTiling tiling = tiling_from_js(o.Get("tiling"), "tiling");
+  std::shared_ptr<sdn::Model> engine = engine_;
+  return Job<sdn::Latent>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, image = std::move(image), scale, seed, rng, tiling](sdn::JobControl& job) {
+        if (!std::isfinite(scale) || scale <= 0) sdn::fail(sdn::ErrorCode::InvalidArgument, "the scale must be a positive finite number");
+        const sdn::RngKind kind = sdn::parse_rng_kind(rng);
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        const sdn::Latent moments = engine->encode_image_moments(image, tiling, job);
+        std::unique_ptr<sdn::Rng> noise = seed ? sdn::make_rng(kind, *seed) : nullptr;
+        return sdn::latent_from_moments(moments, noise.get(), scale);
+      },
+      [](Napi::Env env, sdn::Latent& latent) -> Napi::Value { return latent_to_js(env, latent); });
+}
+
+Napi::Value NativeModel::VaeComputeBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sdn::Model& model = engine(env);
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "vaeComputeBytes(width: number, height: number)");
+  const int width = info[0].As<Napi::Number>().Int32Value(), height = info[1].As<Napi::Number>().Int32Value();
+  Napi::Object out = Napi::Object::New(env);
+  for (const bool decode : {true, false}) {
+    Napi::Value bytes = env.Null();
+    try {
+      bytes = Napi::Number::New(env, model.vae_compute_bytes(decode, width, height));
+    } catch (const sdn::Error& e) {
+      if (e.code() != sdn::ErrorCode::ModelCompatibility) throw make_error(env, describe_current_exception());
+    } catch (...) {
+      throw make_error(env, describe_current_exception());
+    }
+    out.Set(decode ? "decode" : "encode", bytes);
+  }
+  return out;
 }
 
 namespace {
@@ -287,6 +361,21 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.rng = get_string(o, "rng", true);
   p.batch_count = get_int(o, "batchCount", 1);
   p.decode = get_bool(o, "decode", true);
+  p.vae_tiling = tiling_from_js(o.Get("vaeTiling"), "vaeTiling");
+  // Image-to-image and inpainting (lib/ checked sizes and ranges; the engine checks again).
+  if (!o.Get("initImage").IsUndefined()) p.init_image = image_from_js(o.Get("initImage"));
+  if (!o.Get("mask").IsUndefined()) p.mask = image_from_js(o.Get("mask"));
+  Napi::Value strength = o.Get("strength");
+  if (!strength.IsUndefined()) {
+    if (!strength.IsNumber()) throw Napi::TypeError::New(env, "strength must be a number");
+    p.strength = strength.As<Napi::Number>().FloatValue();
+  }
+  p.mask_blur = get_int(o, "maskBlur", 4);
+  // Live previews: 'none' | 'latent2rgb' | 'tae' (the engine checks), every previewInterval steps.
+  p.preview.method = get_string(o, "preview", false);
+  p.preview.interval = get_int(o, "previewInterval", 1);
+  p.preview.tae = NativeAutoencoder::Shared(o.Get("tae"));
+  p.tae_decoder = NativeAutoencoder::Shared(o.Get("taeDecoder"));
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::GenerateResult>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
@@ -299,7 +388,9 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         Napi::Array latents = Napi::Array::New(env, r.latents.size());
         for (size_t i = 0; i < r.latents.size(); ++i) latents.Set(i, latent_to_js(env, r.latents[i]));
         out.Set("latents", latents);
+        out.Set("stepsRun", r.steps_run);
         out.Set("textEncodeMs", r.text_encode_ms);
+        out.Set("imageEncodeMs", r.image_encode_ms);
         out.Set("samplingMs", r.sampling_ms);
         out.Set("decodeMs", r.decode_ms);
         return out;

@@ -31,10 +31,17 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // runUnet({ x, batch, channels, height, width, timesteps, context, contextTokens, heads?, headDim? },
   //   onProgress) -> JobHandle<Float32Array>
   Napi::Value RunUnet(const Napi::CallbackInfo& info);
-  // decodeLatent(latent, scaleFactor, onProgress) -> JobHandle<Image>
+  // decodeLatent(latent, scaleFactor, tiling?, onProgress) -> JobHandle<Image>
+  // (tiling: { enabled, tile, overlap } in latent cells, or undefined = whole)
   Napi::Value DecodeLatent(const Napi::CallbackInfo& info);
-  // encodeImageMoments(image, onProgress) -> JobHandle<Latent> (mean and log-variance channels)
+  // encodeImageMoments(image, tiling?, onProgress) -> JobHandle<Latent> (mean and log-variance channels)
   Napi::Value EncodeImageMoments(const Napi::CallbackInfo& info);
+  // encodeImage(image, { scale, seed?: bigint, rng: 'cuda'|'cpu', tiling? }, onProgress) -> JobHandle<Latent>:
+  // the posterior sampled with a seeded RNG (its mean without a seed), times scale
+  Napi::Value EncodeImage(const Napi::CallbackInfo& info);
+  // vaeComputeBytes(width, height) -> { decode, encode }: compute-buffer bytes of one untiled
+  // pass over a width × height pixel image (null where that half of the VAE is missing)
+  Napi::Value VaeComputeBytes(const Napi::CallbackInfo& info);
   // generate(params, onProgress) -> JobHandle<{ images, textEncodeMs, samplingMs, decodeMs }>
   // (params: see lib/native.ts NativeGenerateParams)
   Napi::Value Generate(const Napi::CallbackInfo& info);

@@ -4,16 +4,32 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <memory>
+#include <vector>
 
 #include "core/error.h"
 
 namespace sdn {
 
+// A picture that travels with a progress report (a live preview of the step's result):
+// interleaved 8-bit pixels, rows top to bottom. Core's own type, since pipeline's Image sits
+// above this layer.
+struct ProgressImage {
+  int width = 0;
+  int height = 0;
+  int channels = 3;
+  std::vector<uint8_t> data;
+};
+
 struct Progress {
   int step = 0;      // 1-based, increasing
   int steps = 0;     // total for this job
   double elapsed_ms = 0;
+  // Null unless a preview was made at this step. Shared and immutable: a report is copied
+  // into the thread hop to JS, the pixels are not.
+  std::shared_ptr<const ProgressImage> preview;
 };
 
 class JobControl {
@@ -35,11 +51,12 @@ class JobControl {
   }
 
   void set_progress_sink(ProgressSink sink) { sink_ = std::move(sink); }
-  void report(int step, int steps) const {
+  void report(int step, int steps, std::shared_ptr<const ProgressImage> preview = nullptr) const {
     if (!sink_) return;
     Progress p;
     p.step = step;
     p.steps = steps;
+    p.preview = std::move(preview);
     p.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
     sink_(p);
   }

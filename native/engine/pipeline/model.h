@@ -38,6 +38,17 @@ struct UnetParams {
   int head_dim = 0;
 };
 
+// The VAE run in overlapping tiles blended without seams, so its compute buffer stays that of
+// one tile (pipeline/vae_tiling.h). Sizes in latent cells; the encoder's tiles are as many
+// pixels as those cells cover.
+struct VaeTiling {
+  bool enabled = false;
+  int tile = 64;     // 512 pixels
+  int overlap = 16;  // at most tile / 2
+};
+
+class Rng;
+
 struct ModelInfo {
   std::string device;
   std::string weight_type;  // as asked ("" = as stored)
@@ -74,11 +85,19 @@ class Model {
                               const std::vector<float>& timesteps, const std::vector<float>& context,
                               int context_tokens, const UnetParams& params, const JobControl& job);
   // VAE decoder: a latent as the sampler leaves it, divided by `scale_factor` (0.18215 for
-  // SD1.x/2.x) inside, -> 8-bit RGB.
-  Image decode_latent(const Latent& latent, float scale_factor, const JobControl& job);
+  // SD1.x/2.x) inside, -> 8-bit RGB. Tiled: one progress step per tile.
+  Image decode_latent(const Latent& latent, float scale_factor, const VaeTiling& tiling, const JobControl& job);
+  // Throws Resource when decode_latent would refuse a latent of these sides as too large (a
+  // job checks this before it spends minutes sampling).
+  void check_decode_size(int latent_width, int latent_height, const VaeTiling& tiling);
   // VAE encoder: an RGB(A) image (alpha ignored) -> the posterior's mean and log-variance,
-  // channels [mean..., logvar...], unscaled.
-  Latent encode_image_moments(const Image& image, const JobControl& job);
+  // channels [mean..., logvar...], unscaled. Tiled: one progress step per tile.
+  Latent encode_image_moments(const Image& image, const VaeTiling& tiling, const JobControl& job);
+  // Compute-buffer bytes one untiled decode (or encode) of a width × height pixel image needs
+  // on this model's device, as ggml's allocator would plan them (nothing is allocated).
+  // Throws ModelCompatibility when that half of the VAE is missing, InvalidArgument for sides
+  // that are not positive multiples of the VAE's scale or pass 65536.
+  double vae_compute_bytes(bool decode, int width, int height);
 
  private:
   OpenedModel opened_;  // owns the memory maps that mapped weights point into
@@ -87,5 +106,11 @@ class Model {
   ModelInfo info_;
   std::mutex mutex_;
 };
+
+// Moments [mean..., logvar...] (as encode_image_moments returns them) -> a latent of the mean's
+// channels: mean + exp(logvar / 2) · noise (one rng->randn over the mean's size), or the mean
+// when `rng` is null; logvar clamped to [-30, 20] as LDM's DiagonalGaussianDistribution; times
+// `scale`.
+Latent latent_from_moments(const Latent& moments, Rng* rng, float scale);
 
 }  // namespace sdn

@@ -9,15 +9,16 @@ namespace sdn {
 
 UnetRunner::UnetRunner(WeightLookup& weights, Runtime& runtime, const UnetShape& shape, const UnetParams& params)
     : runtime_(runtime), shape_(shape), net_(UnetNetwork::load(weights)) {
+  if (shape_.channels == 0) shape_.channels = static_cast<int>(net_.in_channels());
   net_.check_heads(params.heads, params.head_dim);
-  net_.check_shape(shape.batch, shape.channels, shape.height, shape.width, shape.context_tokens);
+  net_.check_shape(shape_.batch, shape_.channels, shape_.height, shape_.width, shape_.context_tokens);
 
   // Every spatial transformer builds its attention twice when the fused op is probed.
   graph_ = std::make_unique<GraphContext>(net_.graph_nodes_estimate() * 2);
   ggml_context* ctx = graph_->ctx;
-  x_ = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, shape.width, shape.height, shape.channels, shape.batch);
-  t_freq_ = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, net_.model_channels(), shape.batch);
-  context_ = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, net_.context_dim(), shape.context_tokens, shape.batch);
+  x_ = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, shape_.width, shape_.height, shape_.channels, shape_.batch);
+  t_freq_ = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, net_.model_channels(), shape_.batch);
+  context_ = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, net_.context_dim(), shape_.context_tokens, shape_.batch);
   ggml_set_name(x_, "unet.x");
   ggml_set_name(t_freq_, "unet.t_freq");
   ggml_set_name(context_, "unet.context");

@@ -104,7 +104,7 @@ const char* sampler_name(SamplerKind kind) {
 }
 
 void sample(SamplerKind kind, std::vector<float>& xs, const std::vector<float>& sigmas, const Denoiser& denoiser,
-            Rng& rng, JobControl& job) {
+            Rng& rng, JobControl& job, const StepHook& after_step) {
   check_inputs(xs, sigmas);
   const int steps = static_cast<int>(sigmas.size() - 1);
   Run run(xs, denoiser, rng);
@@ -272,6 +272,7 @@ void sample(SamplerKind kind, std::vector<float>& xs, const std::vector<float>& 
         break;
       }
     }
+    if (after_step) after_step(i + 1, static_cast<float>(sigma_next), xs);
     job.report(i + 1, steps);
   }
 }

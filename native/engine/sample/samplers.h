@@ -16,6 +16,8 @@
 //     model calls of that step), as stable-diffusion.cpp and k-diffusion draw it.
 //   - job: cancellation is checked before every step (Aborted error); one progress report
 //     (step i+1 of steps) after every step, whatever the number of model calls in it.
+//   - after_step (optional): called after every step, before its progress report, with the
+//     step's end sigma and x, which it may change (inpainting puts back the known latent).
 #pragma once
 
 #include <functional>
@@ -42,8 +44,9 @@ enum class SamplerKind {
 SamplerKind parse_sampler(const std::string& name);
 const char* sampler_name(SamplerKind kind);
 using Denoiser = std::function<void(const float* x, float sigma, float* denoised)>;
+using StepHook = std::function<void(int step, float sigma_next, std::vector<float>& x)>;
 
 void sample(SamplerKind kind, std::vector<float>& x, const std::vector<float>& sigmas, const Denoiser& denoiser,
-            Rng& rng, JobControl& job);
+            Rng& rng, JobControl& job, const StepHook& after_step = nullptr);
 
 }  // namespace sdn

@@ -1,0 +1,73 @@
+// @ts-check
+// What the examples (and `npm run demo`) use when the command line gives no model or picture:
+//
+// - a tiny random-weight SD1.x checkpoint written by this repository's generator
+//   (scripts/generate-model.mjs), about 7 MB, cached in the OS temp folder. Its images are
+//   noise, not cats, but it runs every stage of the real pipeline in seconds, so each example
+//   can be tried without downloading a 2 GB checkpoint;
+// - a picture drawn in code (a sunset over the sea), the kind of rough sketch image-to-image
+//   turns into a painting with a real model.
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { readImage } from 'sdnode';
+
+import { GENERATOR_VERSION, generateModel } from '../scripts/generate-model.mjs';
+
+/**
+ * The checkpoint to use: `given` when it is a non-empty path, else the cached tiny model
+ * (written on first use). `tiny` tells the caller to pick small sizes and few steps.
+ * @param {string | undefined} given
+ * @returns {Promise<{ path: string, tiny: boolean }>}
+ */
+export async function exampleModel(given) {
+  if (given) return { path: given, tiny: false };
+  // The generator's version is in the name, so a cache from an older generator is not reused.
+  const path = join(tmpdir(), `sdnode-example-tiny-v${GENERATOR_VERSION}.safetensors`);
+  // generateModel writes to a temporary file and renames it into place, so two examples
+  // started at once never see half a file.
+  if (!existsSync(path)) await generateModel({ out: path, preset: 'tiny', seed: 1 });
+  return { path, tiny: true };
+}
+
+/**
+ * The picture at `given` (any PNG, JPEG or WebP), else a drawn 512 × 384 sunset: sky gradient,
+ * sun, sea. 8-bit RGB.
+ * @param {string | undefined} given
+ * @returns {Promise<import('sdnode').Image>}
+ */
+export async function examplePicture(given) {
+  if (given) return readImage(given);
+  const width = 512, height = 384, horizon = 240;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const t = y / horizon;
+      const inSun = (x - 256) ** 2 + (y - 200) ** 2 < 48 ** 2;
+      const rgb = y >= horizon
+        ? [20, 40 + (y - horizon) / 6, 90 + (y - horizon) / 3] // sea, darker near the horizon
+        : inSun
+          ? [255, 220, 120]
+          : [60 + 190 * t, 60 + 80 * t, 140 - 60 * t]; // sky, from blue to orange
+      data.set(rgb.map(Math.round), (y * width + x) * 3);
+    }
+  }
+  return { width, height, channels: 3, data };
+}
+
+/**
+ * width × height with the longer side about `long`, keeping the picture's aspect ratio
+ * (generate() stretches the init image to the size it is given). Sides are rounded to
+ * multiples of `multiple`: the UNet halves the latent (1/8 of the pixels) at each level, and
+ * the engine needs latent sides it can halve evenly — 64 pixels for SD1.x's four levels, 16 for
+ * the tiny model's two.
+ * @param {{ width: number, height: number }} picture
+ * @param {number} long
+ * @param {number} multiple
+ */
+export function sizeFor({ width, height }, long, multiple) {
+  const scale = long / Math.max(width, height);
+  const side = (/** @type {number} */ n) => Math.max(multiple, Math.round((n * scale) / multiple) * multiple);
+  return { width: side(width), height: side(height) };
+}

@@ -1,0 +1,76 @@
+/**
+ * A generation's settings as stable-diffusion-webui's infotext: its display names for samplers
+ * and schedule types, its keys, in the order its create_infotext writes them.
+ */
+import type { Sampler, Scheduler } from '../index.js';
+import { formatParameters } from './png-parameters.js';
+
+/** The webui's sampler labels (modules/sd_samplers_*.py). */
+export const WEBUI_SAMPLER: Record<Sampler, string> = {
+  euler_a: 'Euler a',
+  euler: 'Euler',
+  heun: 'Heun',
+  dpm2: 'DPM2',
+  'dpm++2m': 'DPM++ 2M',
+  'dpm++2s_a': 'DPM++ 2S a',
+  lcm: 'LCM',
+  ddim: 'DDIM',
+};
+
+/**
+ * The webui's schedule-type labels (modules/sd_schedulers.py). 'discrete' is its "Uniform" (the
+ * model's own sigmas at evenly spaced timesteps, k-diffusion's get_sigmas), written out rather
+ * than "Automatic", which for some of its samplers (DPM++ 2M) means Karras.
+ */
+export const WEBUI_SCHEDULE: Record<Scheduler, string> = {
+  discrete: 'Uniform',
+  karras: 'Karras',
+  exponential: 'Exponential',
+  sgm_uniform: 'SGM Uniform',
+};
+
+export interface ImageSettings {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  sampler: Sampler;
+  scheduler: Scheduler;
+  cfgScale: number;
+  seed: number | bigint;
+  width: number;
+  height: number;
+  /** The checkpoint's name without folder and extension, as the webui's "Model". */
+  model: string;
+  /** A separate VAE file's name (the webui's "VAE"). */
+  vae?: string;
+  /** Decoded with the TAESD decoder (the webui's "VAE Decoder: TAESD"). */
+  taesd: boolean;
+  /** Image-to-image only. */
+  strength?: number;
+  /** Only when given (the webui writes it when above 1). */
+  clipSkip?: number;
+  rng: 'cuda' | 'cpu';
+  /** Inpainting only. */
+  maskBlur?: number;
+  version: string;
+}
+
+export function infotext(s: ImageSettings): string {
+  return formatParameters(s.prompt, s.negativePrompt, [
+    ['Steps', s.steps],
+    ['Sampler', WEBUI_SAMPLER[s.sampler]],
+    ['Schedule type', WEBUI_SCHEDULE[s.scheduler]],
+    ['CFG scale', s.cfgScale],
+    ['Seed', String(s.seed)],
+    ['Size', `${s.width}x${s.height}`],
+    ['Model', s.model],
+    ['VAE', s.vae],
+    ['Denoising strength', s.strength],
+    ['Clip skip', s.clipSkip !== undefined && s.clipSkip > 1 ? s.clipSkip : undefined],
+    // The webui's GPU generator is torch's CUDA randn, its default, which it leaves unwritten.
+    ['RNG', s.rng === 'cpu' ? 'CPU' : undefined],
+    ['Mask blur', s.maskBlur],
+    ['VAE Decoder', s.taesd ? 'TAESD' : undefined],
+    ['Version', `sdnode ${s.version}`],
+  ]);
+}

@@ -1,0 +1,296 @@
+#include "pipeline/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <mutex>
+
+#include "core/error.h"
+#include "nn/unet.h"
+#include "pipeline/mask.h"
+#include "pipeline/preview.h"
+#include "pipeline/unet_runner.h"
+#include "sample/rng.h"
+#include "sample/samplers.h"
+#include "sample/schedule.h"
+
+namespace sdn {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Hidden states [windows][positions][width] of a prompt, its token weights applied as the
+// webui does per window: scale each token's state by its weight, then rescale the window so
+// its mean is what it was before weighting.
+std::vector<float> encode_prompt(Model& model, const PromptTokens& p, const TextEncoderParams& te, const JobControl& job) {
+  if (p.windows <= 0 || p.ids.empty() || p.ids.size() % p.windows != 0 || p.weights.size() != p.ids.size())
+    fail(ErrorCode::InvalidArgument, "prompt tokens: ids and weights must fill whole windows");
+  std::vector<float> z = model.encode_tokens(p.ids, p.windows, te, job);
+  const size_t positions = p.ids.size() / p.windows;
+  const size_t width = z.size() / p.ids.size();
+  for (int w = 0; w < p.windows; ++w) {
+    float* zw = z.data() + w * positions * width;
+    const float* weights = p.weights.data() + w * positions;
+    bool weighted = false;
+    for (size_t t = 0; t < positions; ++t) weighted = weighted || weights[t] != 1.0f;
+    if (!weighted) continue;
+    double before = 0, after = 0;
+    for (size_t i = 0; i < positions * width; ++i) before += zw[i];
+    for (size_t t = 0; t < positions; ++t) {
+      for (size_t c = 0; c < width; ++c) zw[t * width + c] *= weights[t];
+    }
+    for (size_t i = 0; i < positions * width; ++i) after += zw[i];
+    if (after != 0) {
+      const float k = static_cast<float>(before / after);
+      for (size_t i = 0; i < positions * width; ++i) zw[i] *= k;
+    }
+  }
+  return z;
+}
+
+// Appends `pad` (one window's states) until `z` holds `windows` windows: the webui pads the
+// shorter of prompt and negative prompt with the empty prompt's encoding.
+void pad_windows(std::vector<float>& z, size_t window_floats, size_t windows, const std::vector<float>& pad) {
+  while (z.size() < windows * window_floats) z.insert(z.end(), pad.begin(), pad.begin() + window_floats);
+}
+
+// The UNet's text context: the prompt's hidden states and, with guidance, the negative
+// prompt's, padded to equal lengths, in batch order [uncond, cond] so one evaluation gives both.
+struct TextContext {
+  std::vector<float> states;  // [batch][tokens][width]
+  int tokens = 0;
+  int batch = 1;
+};
+
+TextContext encode_text(Model& model, const GenerateParams& p, bool guided, const JobControl& job) {
+  std::vector<float> cond = encode_prompt(model, p.prompt, p.text_encoder, job);
+  TextContext c;
+  c.tokens = static_cast<int>(p.prompt.ids.size() / p.prompt.windows) * std::max(p.prompt.windows, guided ? p.negative.windows : 0);
+  if (!guided) {
+    c.states = std::move(cond);
+    return c;
+  }
+  std::vector<float> uncond = encode_prompt(model, p.negative, p.text_encoder, job);
+  if (p.prompt.windows != p.negative.windows) {
+    const std::vector<float> empty = encode_prompt(model, p.empty, p.text_encoder, job);
+    const size_t window_floats = empty.size() / p.empty.windows;
+    const size_t windows = std::max(p.prompt.windows, p.negative.windows);
+    pad_windows(cond, window_floats, windows, empty);
+    pad_windows(uncond, window_floats, windows, empty);
+  }
+  c.states = std::move(uncond);
+  c.states.insert(c.states.end(), cond.begin(), cond.end());
+  c.batch = 2;
+  return c;
+}
+
+// What an init image (and mask) give the sampler loop.
+struct ImageConditioning {
+  std::optional<Latent> init;      // the encoded init image, scaled as the sampler works
+  std::optional<Mask> pixel_mask;  // the blurred mask, for the final composite
+  std::vector<float> keep_mask;    // [lh][lw]: 1 = sample freely, 0 = keep the init latent (standard UNets)
+  std::vector<float> unet_extra;   // [extra channels][lh][lw]: an inpainting UNet's mask and masked-image latent
+};
+
+// The init image encoded (mean + std·noise, the noise from an RNG seeded with the job's seed,
+// as stable-diffusion.cpp draws it), the mask softened and brought to latent size, and for an
+// inpainting UNet (`extra_channels` 5) its conditioning: [mask, masked-image latent], with
+// stable-diffusion.cpp's choices where no init image or mask is given (all repainted; a zero
+// latent without an init image).
+ImageConditioning condition_on_image(Model& model, const GenerateParams& p, RngKind rng_kind, int extra_channels,
+                                     const JobControl& job) {
+  ImageConditioning c;
+  const int lh = p.height / 8, lw = p.width / 8;
+  const size_t cells = size_t(lh) * lw;
+  std::unique_ptr<Rng> rng = make_rng(rng_kind, p.seed);
+  const auto encode = [&](const Image& image) {
+    return latent_from_moments(model.encode_image_moments(image, p.vae_tiling, job), rng.get(), p.vae_scale);
+  };
+  std::optional<Mask> mask;
+  if (p.mask) mask = mask_from_pixels(*p.mask);
+  if (p.init_image) {
+    c.init = encode(*p.init_image);
+    if (c.init->channels != 4 || c.init->width != lw || c.init->height != lh)
+      fail(ErrorCode::ModelCompatibility, "the VAE encoder makes a " + std::to_string(c.init->channels) + "-channel latent, not 4");
+  }
+  if (mask) {
+    c.pixel_mask = blur_mask(*mask, p.mask_blur);
+    if (extra_channels == 0) c.keep_mask = downsample_mean(*c.pixel_mask, 8).data;
+  }
+  if (extra_channels == 0) return c;
+  if (extra_channels != 5)
+    fail(ErrorCode::ModelCompatibility, "the UNet takes " + std::to_string(4 + extra_channels) +
+                                            " input channels; 4 (standard) or 9 (inpainting) are supported");
+  // Inpainting UNet input after the noisy latent: the mask (1 channel), then the latent of the
+  // image with the repainted area grayed out.
+  c.unet_extra.assign(cells * 5, 0.0f);
+  if (mask) {
+    const Mask cellmask = downsample_any(*mask, 8);
+    std::copy(cellmask.data.begin(), cellmask.data.end(), c.unet_extra.begin());
+  } else {
+    std::fill(c.unet_extra.begin(), c.unet_extra.begin() + cells, 1.0f);
+  }
+  if (p.init_image) {
+    Mask all{p.width, p.height, std::vector<float>(size_t(p.width) * p.height, 1.0f)};
+    const Latent masked = encode(masked_image(*p.init_image, mask ? *mask : all));
+    std::copy(masked.data.begin(), masked.data.end(), c.unet_extra.begin() + cells);
+  }
+  return c;
+}
+
+void check_image_size(const std::optional<Image>& image, const GenerateParams& p, const char* what) {
+  if (image && (image->width != p.width || image->height != p.height))
+    fail(ErrorCode::InvalidArgument, std::string(what) + " is " + std::to_string(image->width) + "x" + std::to_string(image->height) +
+                                         ", the job " + std::to_string(p.width) + "x" + std::to_string(p.height));
+}
+
+}  // namespace
+
+int steps_for_strength(int steps, float strength) {
+  // The tolerance keeps e.g. 20 × 0.35 (7.000001 in float) at 7 steps.
+  return std::clamp(static_cast<int>(std::ceil(double(steps) * double(strength) - 1e-4)), 0, steps);
+}
+
+GenerateResult generate(Model& model, const GenerateParams& p, const JobControl& job) {
+  if (p.width <= 0 || p.height <= 0 || p.width % 8 || p.height % 8)
+    fail(ErrorCode::InvalidArgument, "width and height must be positive multiples of 8");
+  if (p.batch_count < 1) fail(ErrorCode::InvalidArgument, "batch count must be at least 1");
+  if (p.mask && !p.init_image) fail(ErrorCode::InvalidArgument, "a mask needs an init image");
+  if (!(p.strength >= 0.0f && p.strength <= 1.0f)) fail(ErrorCode::InvalidArgument, "strength must be in [0, 1]");
+  if (p.mask_blur < 0) fail(ErrorCode::InvalidArgument, "the mask blur must be >= 0");
+  check_image_size(p.init_image, p, "the init image");
+  check_image_size(p.mask, p, "the mask");
+  const SamplerKind sampler = parse_sampler(p.sampler);
+  const SchedulerKind scheduler = parse_scheduler(p.scheduler);
+  const RngKind rng_kind = parse_rng_kind(p.rng);
+  const PreviewMaker previews(p.preview);
+  const DiscreteSchedule schedule;
+  // Image-to-image runs the schedule's last steps_run steps, from the sigma the strength reaches.
+  std::vector<float> sigmas = make_sigmas(scheduler, p.steps, schedule);
+  const int steps_run = p.init_image ? steps_for_strength(p.steps, p.strength) : p.steps;
+  sigmas.erase(sigmas.begin(), sigmas.end() - (steps_run + 1));
+
+  std::lock_guard<std::mutex> lock(model.compute_mutex());
+  if (p.decode && !p.tae_decoder) model.check_decode_size(p.width / 8, p.height / 8, p.vae_tiling);
+  GenerateResult result;
+  result.steps_run = steps_run;
+  // The stages' own progress (layers, graph chunks) stays out of the job's: it reports sampler steps.
+  const JobControl quiet(&job);
+
+  // 1. Text: the prompt and (with guidance) the negative prompt.
+  auto t0 = Clock::now();
+  const bool guided = p.cfg_scale != 1.0f;
+  const TextContext text = encode_text(model, p, guided, quiet);
+  const std::vector<float>& context = text.states;
+  const int batch = text.batch;
+  result.text_encode_ms = ms_since(t0);
+
+  // 2. The init image and mask, encoded before the UNet takes the runtime's buffers.
+  t0 = Clock::now();
+  const int channels = 4, lh = p.height / 8, lw = p.width / 8;
+  const int unet_channels = static_cast<int>(UnetNetwork::load(model.weight_lookup()).in_channels());
+  const ImageConditioning image = condition_on_image(model, p, rng_kind, unet_channels - channels, quiet);
+  result.image_encode_ms = ms_since(t0);
+
+  // 3. The sampler loop, one image at a time (image i: seed + i).
+  const size_t latent_size = static_cast<size_t>(channels) * lh * lw;
+  const size_t extra_size = image.unet_extra.size();
+  std::vector<Latent> latents;
+  t0 = Clock::now();
+  // One graph for the whole loop, allocated once; released before the VAE needs the runtime.
+  std::unique_ptr<UnetRunner> unet;
+  if (steps_run > 0) {
+    UnetShape shape;
+    shape.batch = batch;
+    shape.channels = unet_channels;
+    shape.height = lh;
+    shape.width = lw;
+    shape.context_tokens = text.tokens;
+    unet = std::make_unique<UnetRunner>(model.weight_lookup(), model.runtime(), shape, p.unet);
+    if (unet->out_channels() != channels)
+      fail(ErrorCode::ModelCompatibility, "the UNet outputs " + std::to_string(unet->out_channels()) + " channels, the latent has 4");
+  }
+  Latent denoised{channels, lw, lh, {}};  // the latest D(x, sigma), for previews
+  for (int index = 0; index < p.batch_count; ++index) {
+    if (steps_run == 0) {  // strength 0: the init image's latent as it is
+      latents.push_back(*image.init);
+      continue;
+    }
+    std::unique_ptr<Rng> rng = make_rng(rng_kind, p.seed + static_cast<uint64_t>(index));
+    std::vector<float> noise(latent_size);
+    rng->randn(noise.data(), noise.size());
+    std::vector<float> x(latent_size);
+    for (size_t i = 0; i < latent_size; ++i) x[i] = (image.init ? image.init->data[i] : 0.0f) + noise[i] * sigmas.front();
+
+    // D(x, sigma): the UNet's prediction turned into a denoised latent (k-diffusion's
+    // discrete-model wrappers), guided: D = D_u + cfg (D_c - D_u). An inpainting UNet's extra
+    // channels follow the scaled latent in its input.
+    std::vector<float> in((latent_size + extra_size) * batch), timesteps(batch);
+    Denoiser denoise = [&](const float* xs, float sigma, float* out) {
+      const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+      std::fill(timesteps.begin(), timesteps.end(), schedule.sigma_to_t(sigma));
+      for (int b = 0; b < batch; ++b) {
+        float* ib = in.data() + b * (latent_size + extra_size);
+        for (size_t i = 0; i < latent_size; ++i) ib[i] = xs[i] * c_in;
+        std::copy(image.unet_extra.begin(), image.unet_extra.end(), ib + latent_size);
+      }
+      std::vector<float> y = unet->run(in, timesteps, context, quiet, /*progress_steps=*/0);
+      for (int b = 0; b < batch; ++b) {
+        float* yb = y.data() + b * latent_size;
+        for (size_t i = 0; i < latent_size; ++i) {
+          if (p.prediction == Prediction::Epsilon) {
+            yb[i] = xs[i] - sigma * yb[i];
+          } else {  // v: c_skip x + c_out v
+            const float s2 = sigma * sigma + 1.0f;
+            yb[i] = xs[i] / s2 - yb[i] * sigma / std::sqrt(s2);
+          }
+        }
+      }
+      for (size_t i = 0; i < latent_size; ++i)
+        out[i] = guided ? y[i] + p.cfg_scale * (y[latent_size + i] - y[i]) : y[i];
+      if (previews.enabled()) denoised.data.assign(out, out + latent_size);
+    };
+
+    // Inpainting with a standard UNet: after every step the kept area is the init latent
+    // noised to the step's end sigma (with the job's starting noise), the rest as sampled.
+    StepHook keep_known;
+    if (!image.keep_mask.empty()) {
+      const size_t cells = size_t(lh) * lw;
+      keep_known = [&, cells](int, float sigma_next, std::vector<float>& xs) {
+        for (size_t i = 0; i < latent_size; ++i) {
+          const float m = image.keep_mask[i % cells];
+          xs[i] = m * xs[i] + (1.0f - m) * (image.init->data[i] + noise[i] * sigma_next);
+        }
+      };
+    }
+
+    // Progress over all images: this image's steps after the earlier ones'.
+    JobControl step_job(&job);
+    step_job.set_progress_sink([&job, index, steps_run, &p, &previews, &denoised, &quiet](const Progress& s) {
+      job.report(index * steps_run + s.step, steps_run * p.batch_count, previews.at(s.step, s.steps, denoised, quiet));
+    });
+    sample(sampler, x, sigmas, denoise, *rng, step_job, keep_known);
+    latents.push_back({channels, lw, lh, std::move(x)});
+  }
+  unet.reset();
+  result.sampling_ms = ms_since(t0);
+
+  // 4. Decode; inpainting keeps the original pixels outside the (blurred) mask.
+  if (!p.decode) {
+    result.latents = std::move(latents);
+    return result;
+  }
+  t0 = Clock::now();
+  for (const Latent& latent : latents) {
+    job.throw_if_cancelled();
+    Image decoded = p.tae_decoder ? p.tae_decoder->decode(latent, quiet) : model.decode_latent(latent, p.vae_scale, p.vae_tiling, quiet);
+    if (image.pixel_mask) decoded = composite(*p.init_image, decoded, *image.pixel_mask);
+    result.images.push_back(std::move(decoded));
+  }
+  result.decode_ms = ms_since(t0);
+  return result;
+}
+
+}  // namespace sdn
