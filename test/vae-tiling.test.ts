@@ -146,6 +146,12 @@ describe('tiled VAE (native, tiny model)', () => {
       message: expect.stringMatching(/overlap/),
     });
     await expect(parts.encodeImageMoments(photo, { enabled: true, tile: 16, overlap: -1 }).promise).rejects.toMatchObject(invalid);
+    // 8192² pixels: the whole-image activations a tiled run keeps would pass the size limit.
+    const huge = { channels: 4, width: 1024, height: 1024, data: new Float32Array(4 * 1024 * 1024) };
+    await expect(parts.decodeLatent(huge, SCALE, { enabled: true, tile: 64, overlap: 16 }).promise).rejects.toMatchObject({
+      code: 'ERR_RESOURCE',
+      message: expect.stringMatching(/too large to tile/),
+    });
     // The old call shape (a progress callback third) is refused, not silently untiled.
     expect(() => parts.decodeLatent(latent, SCALE, (() => {}) as unknown as NativeVaeTiling)).toThrow(TypeError);
     expect(() => parts.encodeImageMoments(photo, 'on' as unknown as NativeVaeTiling)).toThrow(TypeError);

@@ -85,13 +85,13 @@ class Model {
                               const std::vector<float>& timesteps, const std::vector<float>& context,
                               int context_tokens, const UnetParams& params, const JobControl& job);
   // VAE decoder: a latent as the sampler leaves it, divided by `scale_factor` (0.18215 for
-  // SD1.x/2.x) inside, -> 8-bit RGB. Tiled: one progress step per tile.
+  // SD1.x/2.x) inside, -> 8-bit RGB. Tiled: one progress step per tile and stage (vae_tiling.h).
   Image decode_latent(const Latent& latent, float scale_factor, const VaeTiling& tiling, const JobControl& job);
   // Throws Resource when decode_latent would refuse a latent of these sides as too large (a
   // job checks this before it spends minutes sampling).
   void check_decode_size(int latent_width, int latent_height, const VaeTiling& tiling);
   // VAE encoder: an RGB(A) image (alpha ignored) -> the posterior's mean and log-variance,
-  // channels [mean..., logvar...], unscaled. Tiled: one progress step per tile.
+  // channels [mean..., logvar...], unscaled. Tiled: one progress step per tile and stage.
   Latent encode_image_moments(const Image& image, const VaeTiling& tiling, const JobControl& job);
   // Compute-buffer bytes one untiled decode (or encode) of a width × height pixel image needs
   // on this model's device, as ggml's allocator would plan them (nothing is allocated).

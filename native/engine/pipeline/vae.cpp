@@ -95,6 +95,10 @@ void Model::check_decode_size(int latent_width, int latent_height, const VaeTili
   if (tiling.enabled) check_tiling(tiling);
   check_size(decoder.peak_elements(pass_side(latent_width, 1, tiling), pass_side(latent_height, 1, tiling)),
              tiling.enabled ? "a tile of the latent" : "the latent");
+  if (tiling.enabled) {
+    const GraphBuild build = [&](ggml_context* ctx, ggml_tensor* x) { return decoder.build(ctx, x); };
+    check_tiled_size(latent_width, latent_height, tiling, 1, int(decoder.latent_channels()), build, "vae.latent", kGraphNodes);
+  }
 }
 
 Latent Model::encode_image_moments(const Image& image, const VaeTiling& tiling, const JobControl& job) {

@@ -490,7 +490,36 @@ int per_cell(const Latent& t, int cells_w, int cells_h) {
   return t.width / cells_w;
 }
 
+// Elements the host holds at once: two consecutive cuts over the whole image, `scale` times the
+// tile's.
+double host_elements(const NetGraph& probe, const Plan& plan, double scale) {
+  double previous = 0, peak = 0;
+  for (const std::vector<size_t>& cut : plan.cuts) {
+    double elements = 0;
+    for (size_t p : cut) elements += double(ggml_nelements(probe.order[p])) * scale;
+    peak = std::max(peak, previous + elements);
+    previous = elements;
+  }
+  return peak;
+}
+
+void check_host_size(double elements) {
+  check_intermediate_size(elements, "the image is too large to tile: the activations crossing one GroupNorm would not fit");
+}
+
 }  // namespace
+
+void check_tiled_size(int cells_w, int cells_h, const VaeTiling& tiling, int in_per_cell, int channels,
+                      const GraphBuild& build, const char* input_name, size_t max_nodes) {
+  check_tiling(tiling);
+  const std::vector<TileSpan> xs = tile_spans(cells_w, tiling.tile, tiling.overlap);
+  const std::vector<TileSpan> ys = tile_spans(cells_h, tiling.tile, tiling.overlap);
+  if (xs.size() * ys.size() == 1) return;  // runs untiled
+  const TileGraph net{build, input_name, max_nodes};
+  const int tile_w = xs[0].size, tile_h = ys[0].size;
+  const NetGraph probe = build_net(net, tile_w * in_per_cell, tile_h * in_per_cell, channels);
+  check_host_size(host_elements(probe, make_plan(probe, tile_w), double(cells_w) * cells_h / (double(tile_w) * tile_h)));
+}
 
 void check_tiling(const VaeTiling& tiling) {
   if (tiling.tile < 1 || tiling.tile > kMaxTile) {
@@ -536,16 +565,7 @@ Latent run_tiled(Runtime& runtime, const Latent& input, const VaeTiling& tiling,
   NetGraph probe = build_net(net, tile_w * in_per_cell, tile_h * in_per_cell, input.channels);
   const Plan plan = make_plan(probe, tile_w);
   const size_t stages = plan.norms.size() + 1;
-  // Host memory: two consecutive cuts over the whole image at once.
-  const double scale = double(cells_w) * cells_h / (double(tile_w) * tile_h);
-  double previous = 0, peak = 0;
-  for (const std::vector<size_t>& cut : plan.cuts) {
-    double elements = 0;
-    for (size_t p : cut) elements += double(ggml_nelements(probe.order[p])) * scale;
-    peak = std::max(peak, previous + elements);
-    previous = elements;
-  }
-  check_intermediate_size(peak, "the image is too large to tile: the activations crossing one GroupNorm would not fit");
+  check_host_size(host_elements(probe, plan, double(cells_w) * cells_h / (double(tile_w) * tile_h)));
 
   // An attention stage runs over the whole image, its queries in as many slices as keep it
   // within what one full tile pass needs: exact. Where no slicing fits (or the attention has

@@ -44,12 +44,19 @@ void check_tiling(const VaeTiling& tiling);
 // overlap more). One tile of `length` when that is not longer than `tile`.
 std::vector<TileSpan> tile_spans(int length, int tile, int overlap);
 
+// Throws Resource when run_tiled would refuse an input of cells_w × cells_h latent cells (the
+// whole-image activations it keeps would pass the size limit), InvalidArgument for tiling out
+// of range; a job checks this before it spends minutes on what comes first.
+void check_tiled_size(int cells_w, int cells_h, const VaeTiling& tiling, int in_per_cell, int channels,
+                      const GraphBuild& build, const char* input_name, size_t max_nodes);
+
 // The network `build` (as run_planar takes it: planar f32 input [c][h][w] named `input_name`,
 // graphs of at most `max_nodes` nodes) over the tiles of `input`, which has `in_per_cell`
 // values per latent cell along each side; the output has `out_per_cell` per cell. Progress:
 // one step per tile per stage (one step in all when a single tile covers the input, which then
 // runs once, exactly as untiled); cancellation between tiles and inside each. Throws what the
-// network's passes throw, Internal when the graph cannot be cut at a GroupNorm.
+// network's passes throw, Resource as check_tiled_size does, Internal when the graph cannot be
+// cut at a GroupNorm.
 Latent run_tiled(Runtime& runtime, const Latent& input, const VaeTiling& tiling, int in_per_cell, int out_per_cell,
                  const GraphBuild& build, const char* input_name, size_t max_nodes, const JobControl& job);
 
