@@ -228,13 +228,14 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     // discrete-model wrappers), guided: D = D_u + cfg (D_c - D_u). An inpainting UNet's extra
     // channels follow the scaled latent in its input.
     std::vector<float> in((latent_size + extra_size) * batch), timesteps(batch);
+    for (int b = 0; b < batch; ++b)  // constant over the loop: written once
+      std::copy(image.unet_extra.begin(), image.unet_extra.end(), in.begin() + b * (latent_size + extra_size) + latent_size);
     Denoiser denoise = [&](const float* xs, float sigma, float* out) {
       const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
       std::fill(timesteps.begin(), timesteps.end(), schedule.sigma_to_t(sigma));
       for (int b = 0; b < batch; ++b) {
         float* ib = in.data() + b * (latent_size + extra_size);
         for (size_t i = 0; i < latent_size; ++i) ib[i] = xs[i] * c_in;
-        std::copy(image.unet_extra.begin(), image.unet_extra.end(), ib + latent_size);
       }
       std::vector<float> y = unet->run(in, timesteps, context, quiet, /*progress_steps=*/0);
       for (int b = 0; b < batch; ++b) {
