@@ -20,13 +20,17 @@ Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name,
   ggml_backend_tensor_set(in, input.data.data(), 0, input.data.size() * sizeof(float));
   runtime.compute(g.graph, job, progress_steps);
 
-  Latent result;
-  result.width = static_cast<int>(out->ne[0]);
-  result.height = static_cast<int>(out->ne[1]);
-  result.channels = static_cast<int>(out->ne[2]);
-  result.data.resize(ggml_nelements(out));
-  ggml_backend_tensor_get(out, result.data.data(), 0, result.data.size() * sizeof(float));
-  return result;
+  return read_latent(out);
+}
+
+Latent read_latent(ggml_tensor* t) {
+  Latent l;
+  l.width = static_cast<int>(t->ne[0]);
+  l.height = static_cast<int>(t->ne[1]);
+  l.channels = static_cast<int>(t->ne[2]);
+  l.data.resize(ggml_nelements(t));
+  ggml_backend_tensor_get(t, l.data.data(), 0, l.data.size() * sizeof(float));
+  return l;
 }
 
 }  // namespace sdn

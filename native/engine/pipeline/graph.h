@@ -48,6 +48,9 @@ struct ResetOnExit {
   ~ResetOnExit() { runtime.reset(); }
 };
 
+// A computed f32 tensor [W, H, C] read back as a planar latent [c][h][w].
+Latent read_latent(ggml_tensor* t);
+
 using GraphBuild = std::function<ggml_tensor*(ggml_context* ctx, ggml_tensor* input)>;
 
 // One forward pass of the graph `build` makes from a planar f32 input [c][h][w] (tensor

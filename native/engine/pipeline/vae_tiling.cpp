@@ -397,16 +397,6 @@ double graph_bytes(Runtime& runtime, ggml_cgraph* graph) {
   return double(bytes);
 }
 
-Latent tensor_latent(ggml_tensor* t) {
-  Latent l;
-  l.width = static_cast<int>(t->ne[0]);
-  l.height = static_cast<int>(t->ne[1]);
-  l.channels = static_cast<int>(t->ne[2]);
-  l.data.resize(ggml_nelements(t));
-  ggml_backend_tensor_get(t, l.data.data(), 0, l.data.size() * sizeof(float));
-  return l;
-}
-
 // Runs the stage on `inputs` (index-aligned with s.inputs); returns its outputs (empty where
 // carried over).
 std::vector<Latent> run_stage(Runtime& runtime, StageGraph& s, const std::vector<Latent>& inputs,
@@ -428,7 +418,7 @@ std::vector<Latent> run_stage(Runtime& runtime, StageGraph& s, const std::vector
   }
   runtime.compute(s.net.g->graph, job, 0);
   std::vector<Latent> out;
-  for (ggml_tensor* t : s.outputs) out.push_back(t ? tensor_latent(t) : Latent{});
+  for (ggml_tensor* t : s.outputs) out.push_back(t ? read_latent(t) : Latent{});
   return out;
 }
 
