@@ -42,7 +42,8 @@ if [ ! -f "$sdk/usr/include/vulkan/vulkan_core.h" ]; then
 fi
 # FindVulkan looks in $VULKAN_SDK/{include,lib}: headers from trixie, the system's loader.
 mkdir -p "$sdk/usr/lib"
-loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64|libvulkan\.so\.1 \(libc6,AArch64/ {print $NF; exit}')
+# awk reads to the end: exiting at the first match would kill ldconfig with SIGPIPE (pipefail).
+loader=$(ldconfig -p | awk '!found && (/libvulkan\.so\.1 .*x86-64/ || /libvulkan\.so\.1 \(libc6,AArch64/) {print $NF; found=1}')
 ln -sf "$loader" "$sdk/usr/lib/libvulkan.so"
 export VULKAN_SDK="${VULKAN_SDK:-$sdk/usr}"
 
