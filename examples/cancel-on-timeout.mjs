@@ -6,7 +6,7 @@
 //   node examples/cancel-on-timeout.mjs [model.safetensors] [milliseconds]
 //
 // Without a model, a tiny random-weight one is used, with a job far too big for the time
-// limit (1024 × 1024, 50 steps), so the timeout fires.
+// limit even on a fast GPU (1024 × 1024, 1000 steps), so the timeout fires.
 import { AbortError, loadModel, writeImage } from 'sdnode';
 
 import { exampleModel } from './inputs.mjs';
@@ -23,7 +23,7 @@ try {
     prompt: 'an intricate clockwork city, highly detailed',
     width: tiny ? 1024 : 512,
     height: tiny ? 1024 : 512,
-    steps: tiny ? 50 : 20,
+    steps: tiny ? 1000 : 20,
     signal: AbortSignal.timeout(ms),
     onProgress: ({ step, steps }) => {
       stepsDone = step;
