@@ -3,7 +3,7 @@
 // step, stage timings, peak RSS, event-loop lag while generating.
 // Run after `npm install`: `node bench/txt2img.mjs`. Options: --model (default
 // ~/.cache/sdnode/bench/sd15-f16.safetensors, written if missing), --size, --steps, --sampler,
-// --cfg, --seed, --threads, --device, --out PNG, and --peer PATH: a stable-diffusion.cpp `sd-cli`
+// --cfg, --seed, --threads, --device, --weight-type (quantize on load, e.g. q8_0), --out PNG, and --peer PATH: a stable-diffusion.cpp `sd-cli`
 // binary (built by you, outside this repository) to run at the same settings, after ours, for
 // its times and the PSNR between the two images (--peer-args: extra arguments for it).
 import { existsSync, mkdirSync } from 'node:fs';
@@ -25,6 +25,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '42' },
     threads: { type: 'string', default: '2' },
     device: { type: 'string', default: 'cpu' },
+    'weight-type': { type: 'string' },
     out: { type: 'string', default: join(tmpdir(), 'sdnode-txt2img.png') },
     peer: { type: 'string' },
     'peer-args': { type: 'string', default: '--eager-load' },  // load weights before timing sampling
@@ -44,11 +45,11 @@ if (!existsSync(values.model)) {
 }
 
 const info = systemInfo();
-console.log(`sdnode txt2img bench: ggml ${info.ggmlVersion}, device ${values.device}, ${threads} threads`);
+console.log(`sdnode txt2img bench: ggml ${info.ggmlVersion}, device ${values.device}, ${threads} threads${values['weight-type'] ? `, weights ${values['weight-type']} on load` : ''}`);
 console.log(`${values.model}: ${size}x${size}, ${steps} steps ${values.sampler}, cfg ${values.cfg}, seed ${values.seed}\n`);
 
 const t0 = performance.now();
-const model = await loadModel(values.model, { device: values.device, threads });
+const model = await loadModel(values.model, { device: values.device, threads, ...(values['weight-type'] ? { weightType: values['weight-type'] } : {}) });
 const loadMs = performance.now() - t0;
 // The first tokenize loads the CLIP vocabulary synchronously, on this thread: timed on its own.
 const t2 = performance.now();
