@@ -42,7 +42,8 @@ export type Scheduler = (typeof SCHEDULERS)[number];
 export interface GenerateOptions {
   /**
    * What to draw, in the webui's syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, `BREAK`.
-   * At most 32 windows of 75 tokens (RangeError beyond). Required.
+   * At most 32 windows of 75 tokens, 100,000 characters and brackets nested 100 deep
+   * (RangeError beyond). Required.
    */
   prompt: string;
   /** Default '' (the empty prompt is encoded, as the webui does). */
@@ -154,6 +155,31 @@ const MAX_SEED = (1n << 64n) - 1n;
 const MAX_PIXELS = 4096 * 4096;
 /** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
 const MAX_PROMPT_WINDOWS = 32;
+/**
+ * Characters per prompt (and per tokenize() call): ten times what 2400 tokens of ordinary text
+ * take. Prompts are tokenized on the caller's thread, so this bounds the time it is held.
+ */
+const MAX_PROMPT_CHARS = 100_000;
+
+function checkPromptText(what: string, text: unknown): string {
+  if (typeof text !== 'string') throw new TypeError(`${what} must be a string, got ${typeof text}`);
+  if (text.length > MAX_PROMPT_CHARS) throw new RangeError(`${what} has ${text.length} characters; at most ${MAX_PROMPT_CHARS} are taken`);
+  return text;
+}
+
+/** The prompt's windows, with the option named in any error of its syntax. */
+function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): EncodedPrompt {
+  let encoded: EncodedPrompt;
+  try {
+    encoded = encodePrompt(tokenizer, text);
+  } catch (err) {
+    if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
+    throw err;
+  }
+  if (encoded.chunkCount > MAX_PROMPT_WINDOWS)
+    throw new RangeError(`${what} has ${encoded.chunkCount} windows of 75 tokens; at most ${MAX_PROMPT_WINDOWS} are taken`);
+  return encoded;
+}
 
 function checkSeed(value: unknown): bigint | undefined {
   if (value === undefined || value === -1 || value === -1n) return undefined;
@@ -444,8 +470,7 @@ export class Model implements AsyncDisposable {
    */
   tokenize(text: string): number[] {
     this.#checkOpen();
-    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
-    return this.#clipTokenizer().tokenize(text);
+    return this.#clipTokenizer().tokenize(checkPromptText('text', text));
   }
 
   /**
@@ -460,9 +485,8 @@ export class Model implements AsyncDisposable {
     this.#checkOpen();
     const o = checkObject('options', options);
     checkKeys('options', o, GENERATE_KEYS);
-    if (typeof o.prompt !== 'string') throw new TypeError('options.prompt must be a string');
-    const negativePrompt = o.negativePrompt === undefined ? '' : o.negativePrompt;
-    if (typeof negativePrompt !== 'string') throw new TypeError('options.negativePrompt must be a string');
+    const promptText = checkPromptText('options.prompt', o.prompt);
+    const negativePrompt = o.negativePrompt === undefined ? '' : checkPromptText('options.negativePrompt', o.negativePrompt);
     const initImage = o.initImage === undefined ? undefined : (checkImage('options.initImage', o.initImage), o.initImage);
     const mask = o.mask === undefined ? undefined : (checkImage('options.mask', o.mask, [1, 3, 4]), o.mask as MaskImage);
     if (mask && !initImage) throw new TypeError('options.mask needs options.initImage (the image to inpaint)');
@@ -517,12 +541,8 @@ export class Model implements AsyncDisposable {
     }
     const seed = given ?? BigInt(randomInt(0, 2 ** 32));
     const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
-    const prompt = encodePrompt(tokenizer, o.prompt);
-    const negative = encodePrompt(tokenizer, negativePrompt);
-    for (const [what, p] of [['prompt', prompt], ['negativePrompt', negative]] as const) {
-      if (p.chunkCount > MAX_PROMPT_WINDOWS)
-        throw new RangeError(`options.${what} has ${p.chunkCount} windows of 75 tokens; at most ${MAX_PROMPT_WINDOWS} are taken`);
-    }
+    const prompt = encodeOption('options.prompt', tokenizer, promptText);
+    const negative = encodeOption('options.negativePrompt', tokenizer, negativePrompt);
     const vaeTiling = this.#vaeTiling(vaeTilingOption, width, height, [
       ...(vae === 'full' ? (['decode'] as const) : []),
       ...(initImage ? (['encode'] as const) : []),

@@ -194,10 +194,29 @@ describe('prompts (22)', () => {
     [{ prompt: `e${'\u0301'.repeat(99_999)}` }, RangeError, /options\.prompt has \d+ windows/],
     [{ prompt: '\uD800'.repeat(100_000) }, RangeError, /options\.prompt has \d+ windows/],
     [{ negativePrompt: '🐈‍⬛'.repeat(25_000) }, RangeError, /options\.negativePrompt has \d+ windows/],
+    // Past 100k characters nothing is tokenized.
+    [{ prompt: 'a cat '.repeat(20_000) }, RangeError, /options\.prompt has 120000 characters; at most 100000 are taken/],
+    [{ negativePrompt: ' '.repeat(100_001) }, RangeError, /options\.negativePrompt has 100001 characters/],
+    // Brackets nested past 100: each close would rescale everything since its opening.
+    [{ prompt: '('.repeat(101) + 'x' }, RangeError, /options\.prompt opens more than 100 brackets without closing them \(at character 100\)/],
+    [{ negativePrompt: '[a '.repeat(200) }, RangeError, /options\.negativePrompt opens more than 100 brackets/],
+    [{ prompt: '(x:1.2.3)' }, RangeError, /options\.prompt weight "1\.2\.3" is not a number/],
   ]);
 
+  it('model.tokenize takes the same 100k characters at most', () => {
+    expect(model.tokenize('a cat'.padEnd(100_000))).toHaveLength(4);
+    expect(() => model.tokenize('x'.repeat(100_001))).toThrow(/text has 100001 characters; at most 100000/);
+    expect(() => model.tokenize(42 as never)).toThrow(TypeError);
+  });
+
+  it('a prompt of 100 nested brackets is taken, as webui weighs it', async () => {
+    const r = await model.generate({ prompt: `${'('.repeat(50)}${'['.repeat(50)}a cat`, ...tinyJob, seed: 1 });
+    expect(r.images).toHaveLength(1);
+  });
+
   it('100k-character prompts pass the synchronous checks in well under a second each (no quadratic pass over the text)', () => {
-    for (const prompt of ['x'.repeat(100_000), `e${'\u0301'.repeat(99_999)}`, `a${' '.repeat(100_000)}b BREAK c`]) {
+    // The last two: thousands of brackets left open (each close rescales all since its opening).
+    for (const prompt of ['x'.repeat(100_000), `e${'\u0301'.repeat(99_999)}`, `a${' '.repeat(100_000)}b BREAK c`, '(x:'.repeat(33_333), 'x('.repeat(50_000)]) {
       const t0 = performance.now();
       try {
         model.generate({ prompt, ...tinyJob, seed: 1 }).catch(() => {});

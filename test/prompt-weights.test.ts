@@ -68,6 +68,15 @@ describe('parsePromptAttention (webui parse_prompt_attention)', () => {
     expect(() => parsePromptAttention('(a:.)')).toThrow(RangeError);
   });
 
+  it('takes brackets 100 deep and refuses a 101st open one (each close rescales all since its opening)', () => {
+    const deep = parsePromptAttention(`${'('.repeat(60)}${'['.repeat(40)}x`);
+    expect(deep).toHaveLength(1);
+    expect(deep[0]![1]).toBeCloseTo(1.1 ** 20, 10);
+    expect(() => parsePromptAttention(`(${'('.repeat(60)}${'['.repeat(40)}x`)).toThrow(/opens more than 100 brackets without closing them \(at character 100\)/);
+    // Closed brackets do not count: 10,000 pairs in a row are fine.
+    expect(parsePromptAttention('(a) '.repeat(10_000))).toHaveLength(20_000);
+  });
+
   it('marks BREAK as a whole upper-case word', () => {
     expect(parsePromptAttention('a cat BREAK a dog')).toEqual([['a cat', 1], ['BREAK', -1], ['a dog', 1]]);
     expect(parsePromptAttention('a break BREAKfast BREAK_')).toEqual([['a break BREAKfast BREAK_', 1]]);

@@ -15,6 +15,13 @@ export const CHUNK_WINDOW = CHUNK_TOKENS + 2;
 /** webui's `comma_padding_backtrack` default: how far back a full chunk looks for a comma. */
 const COMMA_BACKTRACK = 20;
 
+/**
+ * Brackets open at once, at most. webui has no limit, but each close rescales every run since
+ * its opening, so a prompt of thousands of unclosed `(` costs seconds of the caller's thread
+ * (and weights of 1.1^depth mean nothing past a few levels). Deeper is a RangeError.
+ */
+export const MAX_BRACKET_DEPTH = 100;
+
 /** webui's marker entry for BREAK in `parse_prompt_attention`'s result. */
 const BREAK_WEIGHT = -1;
 
@@ -60,10 +67,10 @@ function parseSpans(text: string): Span[] {
     if (token.startsWith('\\')) {
       // An escape gives its character; a backslash before anything else vanishes (as in webui).
       spans.push({ text: token.slice(1), weight: 1, isBreak: false });
-    } else if (token === '(') {
-      round.push(spans.length);
-    } else if (token === '[') {
-      square.push(spans.length);
+    } else if (token === '(' || token === '[') {
+      if (round.length + square.length === MAX_BRACKET_DEPTH)
+        throw new RangeError(`prompt opens more than ${MAX_BRACKET_DEPTH} brackets without closing them (at character ${m.index})`);
+      (token === '(' ? round : square).push(spans.length);
     } else if (weight !== undefined && round.length > 0) {
       const value = Number(weight);
       // webui's float() raises on "1.2.3" or "."; say so rather than guess.
