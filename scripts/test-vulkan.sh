@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Vulkan backend and runs the TAEF2 round trip on it. On a machine without a GPU
-# the device is Mesa's lavapipe (a CPU Vulkan driver), which proves the Vulkan path computes
-# the same images, not only that it compiles.
+# Builds the Vulkan backend and runs on it the TAEF2 round trip, the UNet and whole images
+# against the CPU, and graphs that outgrow each other's buffers (what crashed lavapipe until
+# each graph got a fresh context). On a machine without a GPU the device is Mesa's lavapipe
+# (a CPU Vulkan driver), which proves the Vulkan path computes the same images, not only that
+# it compiles.
 #
 # Debian 12's Vulkan headers (1.3.239) are too old for ggml 0.23 (VK_EXT_layer_settings);
 # Debian 13's headers (header-only packages) work with Debian 12's loader, glslc and Mesa.
@@ -55,4 +57,4 @@ export GGML_VK_VISIBLE_DEVICES="${GGML_VK_VISIBLE_DEVICES:-0}"
 export SDNODE_ADDON_PATH="$PWD/$build_dir/out/sdnode.node"
 export SDNODE_TEST_DEVICE=vulkan:0
 # lavapipe runs compute shaders on the CPU: minutes per image, not seconds.
-npx vitest run --testTimeout=900000 test/tae-roundtrip.test.ts
+npx vitest run --testTimeout=900000 test/tae-roundtrip.test.ts test/device-parity.test.ts test/device-growing-graphs.test.ts

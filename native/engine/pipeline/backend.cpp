@@ -115,6 +115,7 @@ Runtime::Runtime(const std::string& device, int n_threads) : device_(device) {
   if (!chosen) fail(ErrorCode::InvalidArgument, "unknown device '" + device + "' (see listDevices())");
   if (!cpu_dev) fail(ErrorCode::Backend, "no CPU backend was loaded: the package's CPU modules are missing");
 
+  primary_dev_ = chosen;
   primary_ = ggml_backend_dev_init(chosen, nullptr);
   if (!primary_) fail(ErrorCode::Backend, "device '" + device + "' failed to start");
   cpu_ = chosen == cpu_dev ? primary_ : ggml_backend_dev_init(cpu_dev, nullptr);
@@ -125,14 +126,14 @@ Runtime::Runtime(const std::string& device, int n_threads) : device_(device) {
   if (auto set_threads = proc<ggml_backend_set_n_threads_t>(cpu_, "ggml_backend_set_n_threads")) {
     set_threads(cpu_, std::max(1, n_threads));
   }
+  renew_per_graph_ = lower(ggml_backend_reg_name(ggml_backend_dev_backend_reg(chosen))) == "vulkan";
 
-  ggml_backend_t backends[2] = {primary_, cpu_};
-  int n = cpu_ == primary_ ? 1 : 2;
-  sched_ = ggml_backend_sched_new(backends, nullptr, n, GGML_DEFAULT_GRAPH_SIZE * 4, false, false);
-  if (!sched_) {
+  try {
+    start_scheduler();
+  } catch (...) {
     if (cpu_ != primary_) ggml_backend_free(cpu_);
     ggml_backend_free(primary_);
-    fail(ErrorCode::Backend, "could not create the scheduler for '" + device + "'");
+    throw;
   }
 }
 
@@ -142,9 +143,36 @@ Runtime::~Runtime() {
   if (primary_) ggml_backend_free(primary_);
 }
 
+void Runtime::start_scheduler() {
+  ggml_backend_t backends[2] = {primary_, cpu_};
+  int n = cpu_ == primary_ ? 1 : 2;
+  sched_ = ggml_backend_sched_new(backends, nullptr, n, GGML_DEFAULT_GRAPH_SIZE * 4, false, false);
+  if (!sched_) fail(ErrorCode::Backend, "could not create the scheduler for '" + device_ + "'");
+}
+
+// ggml-vulkan keeps a pool of descriptor sets per backend context and reuses them from graph
+// to graph, writing only the bindings each op's shader uses; the other bindings of a set keep
+// the buffers an earlier op put there. Once the allocator frees a compute buffer to make a
+// larger one, those leftovers name a destroyed VkBuffer. That is valid Vulkan (bindings a
+// shader does not use need not be valid), but Mesa's lavapipe (22.x) binds every binding of a
+// set and takes references on the freed buffer's resource: heap corruption a few graphs
+// later. A new context has fresh descriptor sets and frees the old ones with it, so each
+// graph gets one (about a millisecond). Weights live in device buffers, which outlive it.
+void Runtime::renew_primary() {
+  ggml_backend_sched_free(sched_);  // and the compute buffers, before the context that used them
+  sched_ = nullptr;
+  ggml_backend_free(primary_);
+  primary_ = ggml_backend_dev_init(primary_dev_, nullptr);
+  if (!primary_) fail(ErrorCode::Backend, "device '" + device_ + "' failed to restart");
+  start_scheduler();
+  primary_used_ = false;
+}
+
 ggml_backend_buffer_type* Runtime::weight_buffer_type() const { return ggml_backend_get_default_buffer_type(primary_); }
 
 void Runtime::allocate(ggml_cgraph* graph) {
+  if (renew_per_graph_ && (primary_used_ || !sched_)) renew_primary();
+  primary_used_ = true;
   ggml_backend_sched_reset(sched_);
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) {
     fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
@@ -182,6 +210,7 @@ bool on_eval(ggml_tensor* t, bool ask, void* data) {
 
 void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_steps) {
   job.throw_if_cancelled();
+  if (!sched_) fail(ErrorCode::Backend, "device '" + device_ + "' has no scheduler: its restart failed");
   ComputeState state;
   state.job = &job;
   state.report = progress_steps > 0;
@@ -204,6 +233,8 @@ void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_st
   if (state.report && state.reported < state.steps) job.report(state.steps, state.steps);
 }
 
-void Runtime::reset() { ggml_backend_sched_reset(sched_); }
+void Runtime::reset() {
+  if (sched_) ggml_backend_sched_reset(sched_);
+}
 
 }  // namespace sdn

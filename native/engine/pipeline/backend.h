@@ -9,6 +9,7 @@
 #include "core/job_control.h"
 
 struct ggml_backend;
+struct ggml_backend_device;
 struct ggml_backend_sched;
 struct ggml_cgraph;
 struct ggml_backend_buffer_type;
@@ -55,6 +56,7 @@ class Runtime {
   ggml_backend_buffer_type* weight_buffer_type() const;
 
   // Allocates `graph` (its inputs must be set after this returns) — call before setting inputs.
+  // On Vulkan this starts a new backend context first (see backend.cpp): backend() changes.
   void allocate(ggml_cgraph* graph);
   // Computes the allocated graph, reporting progress in about `progress_steps` steps (none when
   // it is 0: the caller reports its own, e.g. per sampler step) and stopping between chunks
@@ -64,10 +66,16 @@ class Runtime {
   void reset();
 
  private:
+  void start_scheduler();
+  void renew_primary();
+
   std::string device_;
+  ggml_backend_device* primary_dev_ = nullptr;
   ggml_backend* primary_ = nullptr;
   ggml_backend* cpu_ = nullptr;  // same as primary_ for the CPU device
   ggml_backend_sched* sched_ = nullptr;
+  bool renew_per_graph_ = false;  // Vulkan: a fresh context for each graph
+  bool primary_used_ = false;     // a graph has been allocated on the current primary_
 };
 
 }  // namespace sdn
