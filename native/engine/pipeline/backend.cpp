@@ -161,11 +161,13 @@ void Runtime::start_scheduler() {
 void Runtime::renew_primary() {
   ggml_backend_sched_free(sched_);  // and the compute buffers, before the context that used them
   sched_ = nullptr;
+  // The old context stays until a new one has started: backend() is never left dangling.
+  ggml_backend_t fresh = ggml_backend_dev_init(primary_dev_, nullptr);
+  if (!fresh) fail(ErrorCode::Backend, "device '" + device_ + "' failed to restart");
   ggml_backend_free(primary_);
-  primary_ = ggml_backend_dev_init(primary_dev_, nullptr);
-  if (!primary_) fail(ErrorCode::Backend, "device '" + device_ + "' failed to restart");
-  start_scheduler();
+  primary_ = fresh;
   primary_used_ = false;
+  start_scheduler();
 }
 
 ggml_backend_buffer_type* Runtime::weight_buffer_type() const { return ggml_backend_get_default_buffer_type(primary_); }
