@@ -227,6 +227,10 @@ bool block_exists(WeightLookup& w, const std::string& p) {
 
 }  // namespace
 
+int64_t UnetNetwork::input_channels(WeightLookup& w, const std::string& prefix) {
+  return Conv2d::load(w, prefix + "input_blocks.0.0").in_channels();
+}
+
 UnetNetwork UnetNetwork::load(WeightLookup& w, const std::string& prefix) {
   UnetNetwork net;
   if (w.has(prefix + "label_emb.0.0.weight")) {

@@ -84,6 +84,9 @@ class UnetNetwork {
   // `prefix`: where the UNet's names start ("model.diffusion_model."). Throws
   // ModelCompatibility when names are missing or shapes do not chain.
   static UnetNetwork load(WeightLookup& w, const std::string& prefix = "model.diffusion_model.");
+  // The latent (+ mask + masked-image) channels the stem takes — 4, or 9 for inpainting UNets —
+  // from its conv weight alone, for what must be known before the whole network is loaded.
+  static int64_t input_channels(WeightLookup& w, const std::string& prefix = "model.diffusion_model.");
 
   int64_t in_channels() const { return in_channels_; }
   int64_t out_channels() const { return out_conv_.out_channels(); }

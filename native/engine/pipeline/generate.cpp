@@ -113,7 +113,9 @@ ImageConditioning condition_on_image(Model& model, const GenerateParams& p, RngK
   if (p.init_image) {
     c.init = encode(*p.init_image);
     if (c.init->channels != 4 || c.init->width != lw || c.init->height != lh)
-      fail(ErrorCode::ModelCompatibility, "the VAE encoder makes a " + std::to_string(c.init->channels) + "-channel latent, not 4");
+      fail(ErrorCode::ModelCompatibility, "the VAE encoder makes a " + std::to_string(c.init->channels) + "-channel " +
+                                              std::to_string(c.init->width) + "x" + std::to_string(c.init->height) +
+                                              " latent, the UNet takes 4 channels of " + std::to_string(lw) + "x" + std::to_string(lh));
   }
   if (mask) {
     c.pixel_mask = blur_mask(*mask, p.mask_blur);
@@ -190,7 +192,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   // 2. The init image and mask, encoded before the UNet takes the runtime's buffers.
   t0 = Clock::now();
   const int channels = 4, lh = p.height / 8, lw = p.width / 8;
-  const int unet_channels = static_cast<int>(UnetNetwork::load(model.weight_lookup()).in_channels());
+  const int unet_channels = static_cast<int>(UnetNetwork::input_channels(model.weight_lookup()));
   const ImageConditioning image = condition_on_image(model, p, rng_kind, unet_channels - channels, quiet);
   result.image_encode_ms = ms_since(t0);
 

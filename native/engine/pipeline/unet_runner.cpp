@@ -9,7 +9,6 @@ namespace sdn {
 
 UnetRunner::UnetRunner(WeightLookup& weights, Runtime& runtime, const UnetShape& shape, const UnetParams& params)
     : runtime_(runtime), shape_(shape), net_(UnetNetwork::load(weights)) {
-  if (shape_.channels == 0) shape_.channels = static_cast<int>(net_.in_channels());
   net_.check_heads(params.heads, params.head_dim);
   net_.check_shape(shape_.batch, shape_.channels, shape_.height, shape_.width, shape_.context_tokens);
 

@@ -14,7 +14,7 @@ namespace sdn {
 
 struct UnetShape {
   int batch = 1;
-  int channels = 0;  // the model's in-channels (4, or 9 for inpainting models); 0: as the weights say
+  int channels = 4;  // the model's in-channels (4, or 9 for inpainting models: UnetNetwork::input_channels)
   int height = 0;    // latent sides
   int width = 0;
   int context_tokens = 77;
