@@ -1,7 +1,6 @@
 #include "model.h"
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
 
 #include "autoencoder.h"
@@ -279,7 +278,6 @@ Napi::Value NativeModel::EncodeImage(const Napi::CallbackInfo& info) {
   return Job<sdn::Latent>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
       [engine, image = std::move(image), scale, seed, rng, tiling](sdn::JobControl& job) {
-        if (!std::isfinite(scale) || scale <= 0) sdn::fail(sdn::ErrorCode::InvalidArgument, "the scale must be a positive finite number");
         const sdn::RngKind kind = sdn::parse_rng_kind(rng);
         std::lock_guard<std::mutex> lock(engine->compute_mutex());
         const sdn::Latent moments = engine->encode_image_moments(image, tiling, job);

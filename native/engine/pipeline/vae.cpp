@@ -155,6 +155,7 @@ double Model::vae_compute_bytes(bool decode, int width, int height) {
 }
 
 Latent latent_from_moments(const Latent& moments, Rng* rng, float scale) {
+  if (!std::isfinite(scale) || scale <= 0) fail(ErrorCode::InvalidArgument, "the scale factor must be a positive finite number");
   if (moments.channels < 2 || moments.channels % 2 != 0) {
     fail(ErrorCode::InvalidArgument, "moments need a mean and a log-variance half, not " + std::to_string(moments.channels) +
                                          " channels");
