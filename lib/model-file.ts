@@ -18,6 +18,13 @@ export interface TensorSummary {
   /** Bytes of its data in the file. */
   bytes: number;
   /**
+   * Present when the stored type is one the tensor's role cannot take (an integer linear weight
+   * or conv kernel, a quantized conv kernel, a ggml block type without kernels): why, naming the
+   * tensor, its type and the types its role takes. loadModel() and convertModel() refuse such a
+   * file with ModelFormatError carrying this text; inspectModel() reports it and resolves.
+   */
+  refused?: string;
+  /**
    * With `checksums: true`: FNV-1a 64 (hex) of the values as f32, quantized types dequantized.
    * Equal checksums in two files mean bit-identical weights, whatever the file format.
    */

@@ -1,11 +1,13 @@
 // inspectFile(path, checksums, onProgress) -> JobHandle<{ format, fileSize, metadata, tensors }>:
-// reads a model file's index off the JS thread. Tensor data is only read for checksums.
+// reads a model file's index off the JS thread. Tensor data is only read for checksums. A tensor
+// whose stored type its role cannot take (nn/weight_roles.h) carries `refused`: why.
 #include "model_file.h"
 
 #include <vector>
 
 #include "convert.h"
 #include "io/model_file.h"
+#include "nn/weight_roles.h"
 #include "job.h"
 
 namespace sdnode {
@@ -53,6 +55,10 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
           o.Set("dtype", sdn::tensor_type_name(t));
           o.Set("shape", shape_to_js(env, t.shape));
           o.Set("bytes", static_cast<double>(t.nbytes));
+          // What loadModel and convertModel would refuse, reported rather than refused here:
+          // inspecting is how a user finds out what is wrong with a file.
+          const std::string refused = sdn::stored_type_problem(t);
+          if (!refused.empty()) o.Set("refused", refused);
           if (i < r.checksums.size()) {
             o.Set("checksum", checksum_hex(r.checksums[i]));
           }

@@ -29,6 +29,9 @@
 //    and the engine computes them in f32); the rest (conv kernels, embeddings, small or
 //    odd-width matrices) f16.
 //  - integer tensors (position_ids) are kept as stored (GGUF I8/I16/I32/I64).
+//  - before any of this, nn/weight_roles.cpp's table refuses a stored type the tensor's role
+//    cannot take (an integer linear weight, a quantized conv kernel, a block type without
+//    kernels): ModelFormat naming the tensor, at load and before a converted file is begun.
 //  - no weight type ("as stored", the loader's default): f32, f16 and ggml block types stay as
 //    they are (memory-mapped where the device can read the file's memory), except that 1-D
 //    tensors (biases, norm scales: a few KB) become f32, the type element-wise ops take them
@@ -40,6 +43,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "nn/weight_roles.h"
 
 namespace sdn {
 
@@ -126,6 +130,7 @@ const WeightType& find_weight_type(const std::string& name) {
 }
 
 ggml_type target_type(const TensorInfo& t, const WeightType* w) {
+  check_stored_type(t);
   if (!is_float(t.dtype)) return integer_type(t);
   if (!w) {
     if (t.dtype == DType::F32) return GGML_TYPE_F32;

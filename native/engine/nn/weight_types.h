@@ -27,7 +27,8 @@ const WeightType& find_weight_type(const std::string& name);
 
 // The type `t` becomes under `w`; with no `w` ("as stored"), f32, f16 and ggml block types are
 // kept, except 1-D tensors, which become f32, and other float types (bf16, f64, f8) become f16. Integer tensors keep
-// their width (GGML_TYPE_I64/I32/I16/I8); other dtypes throw ModelCompatibility.
+// their width (GGML_TYPE_I64/I32/I16/I8). A stored type `t`'s role cannot take
+// (nn/weight_roles.h) throws ModelFormat naming the tensor.
 ggml_type target_type(const TensorInfo& t, const WeightType* w);
 
 // True when `t`'s bytes already are `type`'s bytes (no conversion needed).

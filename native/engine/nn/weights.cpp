@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "ggml-backend.h"
+#include "nn/weight_roles.h"
 
 namespace sdn {
 
@@ -30,6 +31,7 @@ ggml_tensor* Weights::require(const std::string& name, int rank, ggml_type type)
     fail(ErrorCode::ModelCompatibility, "tensor '" + name + "' has rank " + std::to_string(info->shape.size()) +
                                             ", expected " + std::to_string(rank));
   }
+  check_stored_type(*info);  // the roles table every loader shares (nn/weight_roles.h)
   if (info->dtype != DType::F32 && info->dtype != DType::F16 && info->dtype != DType::BF16 && info->dtype != DType::F64) {
     fail(ErrorCode::ModelCompatibility, "tensor '" + name + "' has dtype " + dtype_name(info->dtype) + ", expected a float type");
   }
