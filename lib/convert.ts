@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 
 import { JobQueue, type JobOptions } from './job.js';
 import { native, packageRoot } from './native.js';
+import { checkFollowSymlinks, resolveOutputPath } from './output-path.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 import { checkEnum, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
@@ -23,6 +24,11 @@ export interface ConvertOptions {
   signal?: AbortSignal;
   /** One step per tensor written. Default: none. */
   onProgress?: JobOptions['onProgress'];
+  /**
+   * Write through a symlinked `dst` wherever it points. Default false: a link is followed only
+   * to a file in its own folder; any other rejects with OutputPathError.
+   */
+  followSymlinks?: boolean;
 }
 
 /** One tensor of a conversion: its name and types before and after. */
@@ -37,7 +43,7 @@ export interface ConvertedTensor {
 
 /** What convertModel() wrote. */
 export interface ConvertResult {
-  /** The GGUF file written: `dst` as given. */
+  /** The GGUF file written: `dst` as given (a followed symlink still names its target). */
   path: string;
   /** What each written tensor was and became, under the names written. */
   tensors: ConvertedTensor[];
@@ -57,20 +63,25 @@ function version(): string {
  * naming (LDM single-file keys, which stable-diffusion.cpp reads), leaving out what no component
  * uses (`dropped`); any other file keeps its names and shapes. Metadata: general.architecture 'sdnode',
  * sdnode.family, sdnode.source, sdnode.version and the source's own metadata under
- * sdnode.meta.*. The file appears only when complete: a failed or aborted conversion leaves
+ * sdnode.meta.* (keys already under sdnode. keep their names). The file appears only when complete: a failed or aborted conversion leaves
  * neither `dst` nor a partial file. Tensors are converted one at a time (memory stays small).
+ * A `dst` that exists and is not a regular file (a directory, FIFO, socket, device such as
+ * /dev/null), or is a symlink out of its folder, rejects with OutputPathError before the source
+ * is opened; nothing is replaced (the engine checks again right before its final rename).
  */
 export function convertModel(src: string, dst: string, options?: ConvertOptions): Promise<ConvertResult> {
   checkPath('src', src);
   checkPath('dst', dst);
   if (resolve(src) === resolve(dst)) throw new RangeError('dst must not be the source file');
   const o = checkObject('options', options);
-  checkKeys('options', o, ['weightType', 'signal', 'onProgress']);
+  checkKeys('options', o, ['weightType', 'signal', 'onProgress', 'followSymlinks']);
   const weightType = o.weightType === undefined ? 'f16' : checkEnum('options.weightType', o.weightType, WEIGHT_TYPES);
   const signal = checkSignal('options.signal', o.signal);
   const onProgress = checkFunction<NonNullable<ConvertOptions['onProgress']>>('options.onProgress', o.onProgress);
+  const followSymlinks = checkFollowSymlinks('options.followSymlinks', o.followSymlinks);
   const v = version();
-  return new JobQueue('convertModel')
-    .run((progress) => native().convertModel(src, dst, weightType, v, progress), { signal, onProgress })
+  // The engine writes the resolved target itself: its temporary file goes in the target's folder.
+  return resolveOutputPath(dst, { followSymlinks }, 'dst')
+    .then((target) => new JobQueue('convertModel').run((progress) => native().convertModel(src, target, weightType, v, progress), { signal, onProgress }))
     .then((raw) => ({ path: dst, tensors: raw.tensors, dropped: raw.dropped }));
 }

@@ -70,6 +70,17 @@ export class ImageError extends SdnodeError {
   }
 }
 
+/**
+ * A destination sdnode will not write to: it exists and is not a regular file (a directory,
+ * FIFO, socket, device such as /dev/null), or it is a symlink pointing out of its folder
+ * without `followSymlinks`. Nothing was written or replaced.
+ */
+export class OutputPathError extends SdnodeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_OUTPUT_PATH', options);
+  }
+}
+
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => SdnodeError> = {
   ERR_FILE_ACCESS: FileAccessError,
   ERR_MODEL_FORMAT: ModelFormatError,
@@ -78,6 +89,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   ERR_DISPOSED: DisposedError,
   ERR_RESOURCE: ResourceError,
   ERR_BACKEND: BackendError,
+  ERR_OUTPUT_PATH: OutputPathError,
 };
 
 /**

@@ -4,7 +4,8 @@ import { extname } from 'node:path';
 import sharp from 'sharp';
 
 import { FileAccessError, ImageError } from './errors.js';
-import { checkPath } from './validate.js';
+import { checkFollowSymlinks, commitTemporary, resolveOutputPath, temporaryPathFor, writeTemporary } from './output-path.js';
+import { checkKeys, checkObject, checkPath } from './validate.js';
 
 /** Interleaved 8-bit pixels, rows top to bottom. */
 export interface Image {
@@ -38,19 +39,42 @@ export async function readImage(path: string): Promise<Image & { channels: 3 }> 
 
 const FORMATS = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' } as const;
 
-/** Writes an image; the format follows the extension: .png, .jpg/.jpeg or .webp. */
-export async function writeImage(path: string, image: Image): Promise<void> {
+/** Options of writeImage(). */
+export interface WriteImageOptions {
+  /**
+   * Write through a symlinked `path` wherever it points. Default false: a link is followed only
+   * to a file in its own folder; any other is refused with OutputPathError.
+   */
+  followSymlinks?: boolean;
+}
+
+/**
+ * Writes an image; the format follows the extension: .png, .jpg/.jpeg or .webp. The file is
+ * replaced atomically (a temporary file beside it, renamed when complete): readers never see a
+ * partial image, and a failure leaves the old file as it was. A `path` that exists and is not a
+ * regular file (directory, FIFO, socket, device) or is a symlink out of its folder rejects with
+ * OutputPathError before anything is encoded.
+ */
+export async function writeImage(path: string, image: Image, options?: WriteImageOptions): Promise<void> {
   checkPath('path', path);
   checkImage('image', image);
+  const o = checkObject('options', options);
+  checkKeys('options', o, ['followSymlinks']);
+  const followSymlinks = checkFollowSymlinks('options.followSymlinks', o.followSymlinks);
   const format = FORMATS[extname(path).toLowerCase() as keyof typeof FORMATS];
   if (!format) throw new RangeError(`cannot tell the image format of '${path}': use .png, .jpg, .jpeg or .webp`);
+  const target = await resolveOutputPath(path, { followSymlinks }, 'path');
+  let bytes: Buffer;
   try {
-    await sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } })
+    bytes = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } })
       .toFormat(format)
-      .toFile(path);
+      .toBuffer();
   } catch (cause) {
     throw new ImageError(`cannot write image '${path}': ${(cause as Error).message}`, { cause });
   }
+  const temporary = temporaryPathFor(target);
+  await writeTemporary(temporary, bytes, target);
+  await commitTemporary(temporary, target, 'path');
 }
 
 /** Throws TypeError/RangeError unless `image` is a well-formed Image (masks may also have 1 channel). */

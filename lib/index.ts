@@ -28,7 +28,7 @@ export { inspectModel } from './model-file.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';
 export { readImage, writeImage } from './image.js';
-export type { Image } from './image.js';
+export type { Image, WriteImageOptions } from './image.js';
 export { listDevices, systemInfo } from './system.js';
 export type { Device, SystemInfo } from './system.js';
 export type { JobOptions, Progress } from './job.js';
@@ -42,4 +42,5 @@ export {
   ResourceError,
   BackendError,
   ImageError,
+  OutputPathError,
 } from './errors.js';

@@ -78,3 +78,10 @@ export function checkBoolean(what: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${what} must be a boolean, got ${typeof value}`);
   return value;
 }
+
+/** A finite number in [min, max]: TypeError unless a finite number, RangeError otherwise. */
+export function checkFinite(what: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number`);
+  if (value < min || value > max) throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
+  return value;
+}

@@ -2,9 +2,12 @@
 // process, on a tiny generated SD1.x model. Its images are the library's for the same settings
 // (pixel for pixel), its PNGs carry the webui's `parameters` and read back, --json is one
 // parseable object, Ctrl-C exits 130 leaving no file, and the exit codes are the documented ones.
+// Flags out of range and refused destinations (devices, FIFOs, sockets, symlinks out of the
+// folder, malformed -o templates) fail before the model loads.
 // The infotext writer and reader are also checked on their own.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -12,7 +15,7 @@ import extractChunks from 'png-chunks-extract';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { AbortError, FileAccessError, inspectModel, loadModel, readImage, type GenerateOptions, type Model } from '../lib/index.js';
-import { EXIT, classify } from '../lib/cli/exit.js';
+import { EXIT, classify, inFlagTerms } from '../lib/cli/exit.js';
 import { GENERATE_FLAGS } from '../lib/cli/generate.js';
 import { outputPaths } from '../lib/cli/output.js';
 import { addPngText, formatParameters, parseParameters, pngTextChunks, readPngParameters } from '../lib/cli/png-parameters.js';
@@ -227,9 +230,9 @@ describe('sdnode generate', () => {
       [['--frobnicate'], /unknown option '--frobnicate'/],
       [['-o', 'bad.gif'], /--output 'bad\.gif': use a \.png/],
       [['--mask', maskPath], /--mask needs -i\/--init-img/],
-      // Checked by the library once the model is loaded; its message speaks of the flag.
+      // Ranges are checked before the model loads, with the library's messages in flag terms.
       [['--steps', '0'], /--steps must be an integer in \[1, 1000\], got 0/],
-      [['-W', '60'], /multiples of 8/],
+      [['-W', '60'], /--width must be a multiple of 8, got 60/],
     ];
     for (const [flags, message] of cases) {
       const r = await sdnode(['generate', '-m', modelPath, '-p', 'x', '-o', 'bad.png', ...cpu, ...flags]);
@@ -256,6 +259,121 @@ describe('sdnode generate', () => {
     expect(noFolder.code).toBe(1);
     expect(noFolder.stderr).toMatch(/--output .*no-such-folder.*\(ERR_FILE_ACCESS\)/);
     expect(noFolder.stderr).not.toContain('loading');
+  });
+
+  it('numeric flags out of range exit 2 before the model loads (a missing model is not even looked at), with the library\'s messages', async () => {
+    const missing = join(dir, 'missing.safetensors');
+    const cases: Array<[string[], GenerateOptions | undefined, RegExp]> = [
+      [['-W', '-64'], { prompt: 'x', width: -64 }, /--width must be an integer in \[8, 8192\], got -64/],
+      [['-H', '1e9'], { prompt: 'x', height: 1e9 }, /--height must be an integer in \[8, 8192\]/],
+      [['-W', '8192', '-H', '8192'], { prompt: 'x', width: 8192, height: 8192 }, /width × height must be at most 16777216 pixels/],
+      [['--steps', '0'], { prompt: 'x', steps: 0 }, /--steps must be an integer in \[1, 1000\], got 0/],
+      [['--steps', '1.5'], { prompt: 'x', steps: 1.5 }, /--steps must be an integer/],
+      [['--cfg-scale', '1e9'], { prompt: 'x', cfgScale: 1e9 }, /--cfg-scale must be in \[0, 100\]/],
+      [['-b', '0'], { prompt: 'x', batchCount: 0 }, /--batch-count must be an integer in \[1, 64\], got 0/],
+      [['-b', '1000'], { prompt: 'x', batchCount: 1000 }, /--batch-count must be an integer in \[1, 64\], got 1000/],
+      // Deeper than any family's text encoder; the model checks its own depth once loaded.
+      [['--clip-skip', '33'], undefined, /--clip-skip must be an integer in \[1, 32\], got 33/],
+      [['--clip-skip', '1.5'], undefined, /--clip-skip must be an integer/],
+      [['-s', '18446744073709551616'], { prompt: 'x', seed: 2n ** 64n }, /seed must be 0 … 2\^64−1/],
+      [['-s', '18446744073709551615', '-b', '2'], { prompt: 'x', seed: 2n ** 64n - 1n, batchCount: 2 }, /seed \+ batchCount − 1 must fit in 64 bits/],
+      [['-i', join(dir, 'missing.png'), '--strength', '2'], undefined, /--strength must be in \[0, 1\], got 2/],
+      [['-i', join(dir, 'missing.png'), '--mask', join(dir, 'missing.png'), '--mask-blur', '65'], undefined, /--mask-blur must be an integer in \[0, 64\], got 65/],
+      [['--preview', 'proj', '--preview-interval', '0'], undefined, /--preview-interval must be an integer in \[1, 1000\], got 0/],
+      [['-t', '0'], undefined, /--threads must be an integer in \[1, 1024\], got 0/],
+    ];
+    for (const [flags, options, message] of cases) {
+      const started = performance.now();
+      const r = await sdnode(['generate', '-m', missing, '-p', 'x', '-o', 'range.png', '--device', 'cpu', ...flags]);
+      const what = `${flags.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).toBe(2);
+      expect(r.stderr, what).toMatch(message);
+      expect(r.stderr, what).not.toContain('missing.safetensors');
+      expect(r.stderr, what).not.toContain('loading');
+      expect(performance.now() - started, what).toBeLessThan(10_000);
+      // The library says the same of the same value.
+      if (options) {
+        let thrown: unknown;
+        try {
+          void model.generate(options);
+        } catch (err) {
+          thrown = err;
+        }
+        expect(thrown, what).toBeInstanceOf(RangeError);
+        expect(r.stderr, what).toContain(inFlagTerms((thrown as Error).message, GENERATE_FLAGS));
+      }
+    }
+    expect(readdirSync(dir).filter((f) => f.includes('range'))).toEqual([]);
+  });
+
+  it('-o and --preview-path: a device, FIFO, directory, socket or symlink out of the folder is refused before the model loads, and left as it was', async () => {
+    const out = mkdtempSync(join(dir, 'dst-'));
+    const elsewhere = mkdtempSync(join(dir, 'elsewhere-'));
+    // As root a private copy of /dev/null: a failing check must not replace the real one.
+    const device = process.getuid?.() === 0 ? join(out, 'null.png') : '/dev/null';
+    if (device !== '/dev/null') execFileSync('mknod', [device, 'c', '1', '3']);
+    const fifo = join(out, 'fifo.png');
+    execFileSync('mkfifo', [fifo]);
+    const folder = join(out, 'folder.png');
+    mkdirSync(folder);
+    writeFileSync(join(elsewhere, 'precious.png'), 'keep me');
+    const link = join(out, 'link.png');
+    symlinkSync(join(elsewhere, 'precious.png'), link);
+    const socket = join(out, 'sock.png');
+    const server = createServer();
+    await new Promise<void>((resolvePromise) => server.listen(socket, resolvePromise));
+    const kind = (p: string) => {
+      const s = lstatSync(p);
+      return [s.isSymbolicLink(), s.isCharacterDevice(), s.isFIFO(), s.isSocket(), s.isDirectory(), s.isFile(), s.rdev, s.size].join();
+    };
+    try {
+      const listing = readdirSync(out).sort();
+      for (const [flag, dst, extra] of [
+        ['-o', device, []],
+        ['-o', fifo, []],
+        ['-o', folder, []],
+        ['-o', socket, []],
+        ['-o', link, []],
+        ['--preview-path', fifo, ['--preview', 'proj']],
+      ] as Array<[string, string, string[]]>) {
+        const before = kind(dst);
+        const r = await sdnode(['generate', '-m', join(dir, 'missing.safetensors'), '-p', 'x', flag, dst, ...extra, ...cpu]);
+        const what = `${flag} ${dst}: ${r.stderr}`;
+        expect(r.code, what).toBe(1);
+        expect(r.stderr, what).toMatch(/\(ERR_OUTPUT_PATH\)/);
+        expect(r.stderr, what).toContain(flag === '-o' ? '--output' : '--preview-path');
+        expect(r.stderr, what).not.toContain('missing.safetensors');
+        expect(kind(dst), what).toBe(before);
+      }
+      expect(readdirSync(out).sort()).toEqual(listing);
+      expect(readFileSync(join(elsewhere, 'precious.png'), 'utf8')).toBe('keep me');
+    } finally {
+      await new Promise((resolvePromise) => server.close(resolvePromise));
+    }
+  });
+
+  it('-o templates: %999999999d, two counters and unknown % sequences exit 2 at once; %% is a literal %; a symlink inside the folder is written through', async () => {
+    for (const [template, message] of [
+      ['x%999999999d.png', /width in '%999999999d' is too large; at most 9 digits/],
+      ['x%10d.png', /at most 9 digits/],
+      ['x%d_%d.png', /more than one image number/],
+      ['x%s.png', /'%s' is not a template sequence/],
+      ['x%.png', /'%\.' is not a template sequence/],
+    ] as Array<[string, RegExp]>) {
+      const r = await sdnode(['generate', '-m', join(dir, 'missing.safetensors'), '-p', 'x', '-o', template, ...cpu]);
+      expect(r.code, `${template}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toContain('missing.safetensors');
+    }
+    const out = mkdtempSync(join(dir, 'template-'));
+    writeFileSync(join(out, 'real_02.png'), 'old');
+    symlinkSync('real_02.png', join(out, '100%_02.png'));
+    const r = await sdnode(['generate', '-m', modelPath, '-p', 'x', '-W', String(W), '-H', String(H), '--steps', '1', '-b', '2', '-o', join(out, '100%%_%02d.png'), ...cpu]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(['100%_01.png', '100%_02.png', 'real_02.png']);
+    expect(lstatSync(join(out, '100%_02.png')).isSymbolicLink()).toBe(true);
+    expect((await pixels(join(out, 'real_02.png'))).width).toBe(W);
+    expect((await pixels(join(out, '100%_01.png'))).width).toBe(W);
   });
 
   it('--help documents the flags and the exit codes', async () => {
@@ -372,5 +490,11 @@ describe('exit codes and file names', () => {
     expect(outputPaths('out/cat.png', 3)).toEqual(['out/cat_1.png', 'out/cat_2.png', 'out/cat_3.png']);
     expect(outputPaths('frame-%03d.webp', 2)).toEqual(['frame-001.webp', 'frame-002.webp']);
     expect(outputPaths('img%d.png', 1)).toEqual(['img1.png']);
+    expect(outputPaths('100%%-%d.png', 2)).toEqual(['100%-1.png', '100%-2.png']);
+    expect(outputPaths('100%%.png', 2)).toEqual(['100%_1.png', '100%_2.png']);
+    expect(outputPaths('f%09d.png', 1)).toEqual(['f000000001.png']);
+    expect(() => outputPaths('f%999999999d.png', 1)).toThrow(/at most 9 digits/);
+    expect(() => outputPaths('f%d%d.png', 1)).toThrow(/more than one/);
+    expect(() => outputPaths('f%x.png', 1)).toThrow(/'%x' is not a template sequence/);
   });
 });

@@ -1,7 +1,24 @@
 // convertModel: a tiny generated SD model to GGUF in f16, q8_0 and q4_0, read back through
 // inspectModel; the per-tensor rules, bit-exactness, idempotent re-quantization, cancellation
-// leaving no file, and refused inputs.
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+// leaving no file, refused inputs, and refused destinations (devices, FIFOs, directories,
+// sockets, symlinks out of their folder) left as they were.
+import { execFileSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -11,12 +28,14 @@ import {
   WEIGHT_TYPES,
   FileAccessError,
   ModelFormatError,
+  OutputPathError,
   convertModel,
   inspectModel,
   type ConvertResult,
   type WeightType,
   type ModelInspection,
 } from '../lib/index.js';
+import { native } from '../lib/native.js';
 // @ts-expect-error: a JavaScript module without types
 import { PRESETS, generateModel } from '../scripts/generate-model.mjs';
 
@@ -252,5 +271,100 @@ describe('convertModel', () => {
 
   it('an unwritable destination is a FileAccessError', async () => {
     await expect(convertModel(srcF32, join(dir, 'no-such-dir', 'out.gguf'))).rejects.toBeInstanceOf(FileAccessError);
+  });
+});
+
+describe('convertModel: destinations (the library\'s output-path policy)', () => {
+  /** A private copy of /dev/null as root (a failing policy must not replace the real one), else /dev/null. */
+  function nullDevice(where: string): string {
+    if (process.getuid?.() !== 0) return '/dev/null';
+    const path = join(where, 'null.gguf');
+    execFileSync('mknod', [path, 'c', '1', '3']);
+    return path;
+  }
+  function kind(path: string): string {
+    const s = lstatSync(path);
+    return s.isSymbolicLink() ? `link→${readlinkSync(path)}` : s.isCharacterDevice() ? `char ${s.rdev}` : s.isFIFO() ? 'fifo' : s.isSocket() ? 'socket' : s.isDirectory() ? 'dir' : `file ${s.size}`;
+  }
+
+  it('a device, a FIFO, a directory or a socket is refused before the source is opened, and left as it was', async () => {
+    const sub = mkdtempSync(join(dir, 'dst-'));
+    const fifo = join(sub, 'fifo.gguf');
+    execFileSync('mkfifo', [fifo]);
+    const folder = join(sub, 'folder.gguf');
+    mkdirSync(folder);
+    const socket = join(sub, 'sock.gguf');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      for (const dst of [nullDevice(sub), fifo, folder, socket]) {
+        const before = kind(dst);
+        const listing = readdirSync(sub).sort();
+        const err = await convertModel(srcF32, dst).catch((e: unknown) => e);
+        expect(err, dst).toBeInstanceOf(OutputPathError);
+        expect(err).toMatchObject({ code: 'ERR_OUTPUT_PATH' });
+        expect(kind(dst)).toBe(before);
+        expect(readdirSync(sub).sort()).toEqual(listing);
+        // Before any work: a missing source is not even looked at.
+        await expect(convertModel(join(sub, 'missing.safetensors'), dst)).rejects.toBeInstanceOf(OutputPathError);
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('the engine refuses a non-regular destination too, when handed one directly', async () => {
+    const sub = mkdtempSync(join(dir, 'dst-native-'));
+    const fifo = join(sub, 'fifo.gguf');
+    execFileSync('mkfifo', [fifo]);
+    const job = native().convertModel(srcF32, fifo, 'f16', '0', undefined);
+    await expect(job.promise).rejects.toMatchObject({ code: 'ERR_OUTPUT_PATH' });
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expect(readdirSync(sub)).toEqual(['fifo.gguf']);
+  });
+
+  it('a symlink out of its folder is refused unless followSymlinks; one inside its folder writes its target', async () => {
+    const inside = mkdtempSync(join(dir, 'in-'));
+    const outside = mkdtempSync(join(dir, 'out-'));
+    const precious = join(outside, 'precious.gguf');
+    writeFileSync(precious, 'keep me');
+    symlinkSync(precious, join(inside, 'out.gguf'));
+    const err = await convertModel(srcF32, join(inside, 'out.gguf')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutputPathError);
+    expect(readFileSync(precious, 'utf8')).toBe('keep me');
+    expect(readdirSync(inside)).toEqual(['out.gguf']);
+    expect(readdirSync(outside)).toEqual(['precious.gguf']);
+
+    const result = await convertModel(srcF32, join(inside, 'out.gguf'), { followSymlinks: true });
+    expect(result.path).toBe(join(inside, 'out.gguf'));
+    expect(readFileSync(precious).subarray(0, 4).toString()).toBe('GGUF');
+    expect(lstatSync(join(inside, 'out.gguf')).isSymbolicLink()).toBe(true);
+    expect(readdirSync(outside)).toEqual(['precious.gguf']);
+
+    writeFileSync(join(inside, 'v2.gguf'), 'old');
+    symlinkSync('v2.gguf', join(inside, 'latest.gguf'));
+    await convertModel(srcF32, join(inside, 'latest.gguf'));
+    expect(readFileSync(join(inside, 'v2.gguf')).subarray(0, 4).toString()).toBe('GGUF');
+    expect(readlinkSync(join(inside, 'latest.gguf'))).toBe('v2.gguf');
+    expect(readdirSync(inside).sort()).toEqual(['latest.gguf', 'out.gguf', 'v2.gguf']);
+    expect(() => convertModel(srcF32, join(inside, 'x.gguf'), { followSymlinks: 1 as never })).toThrow(TypeError);
+  });
+
+  it('replacing a regular file: a reader holding the old one keeps it whole; no partial file is left', async () => {
+    const sub = mkdtempSync(join(dir, 'replace-'));
+    const dst = join(sub, 'model.gguf');
+    const old = Buffer.alloc(50_000, 9);
+    writeFileSync(dst, old);
+    const fd = openSync(dst, 'r');
+    try {
+      await convertModel(srcF32, dst);
+      const seen = Buffer.alloc(old.length);
+      readSync(fd, seen, 0, old.length, 0);
+      expect(seen.equals(old)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(dst).subarray(0, 4).toString()).toBe('GGUF');
+    expect(readdirSync(sub)).toEqual(['model.gguf']);
   });
 });

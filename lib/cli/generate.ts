@@ -26,7 +26,8 @@ import { jsonSeed, number, seed as parseSeed } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 import { infotext } from './infotext.js';
 import { Interrupt } from './interrupt.js';
-import { checkOutputFolder, encodeImage, imageFormat, outputPaths, writeAll } from './output.js';
+import { checkNumericFlags } from './generate-checks.js';
+import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
 import { PreviewWriter } from './preview.js';
 import { ProgressReporter, progressMode } from './progress.js';
 import { packageVersion } from './version.js';
@@ -147,7 +148,7 @@ export function generateCommand(): Command {
     .option('--taesd-preview-only', 'use --taesd for --preview tae only, not for the final decode')
     .option('-p, --prompt <text>', 'prompt (webui syntax: (word:1.2), [word], BREAK)', '')
     .option('-n, --negative-prompt <text>', 'negative prompt', '')
-    .option('-o, --output <path>', 'output file (.png, .jpg, .webp); a batch writes name_1.png, name_2.png, … (or fills a %d / %03d in the name)', d.output)
+    .option('-o, --output <path>', `output file (.png, .jpg, .webp); a batch writes name_1.png, name_2.png, …, or fills a template: ${TEMPLATE_HELP}`, d.output)
     .option('-W, --width <px>', 'image width, a multiple of the model\'s size step: 64 for SD1.x (default: 512, or the init image\'s)', number)
     .option('-H, --height <px>', 'image height, a multiple of the model\'s size step (default: 512, or the init image\'s)', number)
     .option('--steps <n>', 'sampling steps', number, d.steps)
@@ -189,6 +190,13 @@ Examples:
 Progress goes to stderr: a bar on a terminal, one line per step otherwise, none with --json.
 Ctrl-C stops the job; no output file is written.
 
+Output files: -o and --preview-path are checked before the model loads. Each must be a regular
+file or not exist yet: a directory, FIFO, socket or device (/dev/null) is refused and never
+replaced (ERR_OUTPUT_PATH), as is a symlink pointing out of its folder; a symlink to a file in
+its own folder writes that file. Files are written whole or not at all (a temporary file beside
+them, renamed into place). In -o, %d (or %02d … %09d: at most 9 digits) is the image number and
+%% a literal %; any other % sequence is refused.
+
 ${EXIT_CODES_HELP}`)
     .action(async (flags: Flags) => {
       process.exitCode = await runGenerate(flags);
@@ -215,9 +223,13 @@ async function runGenerate(f: Flags): Promise<number> {
     if (f.maskBlur !== undefined && !f.mask) throw new UsageError('--mask-blur applies to inpainting: give --mask');
     if (f.preview === 'tae' && !f.taesd) throw new UsageError('--preview tae needs a TAESD decoder: --taesd <file>');
     if (f.taesdPreviewOnly && !f.taesd) throw new UsageError('--taesd-preview-only needs --taesd <file>');
-    const previews = f.preview === 'none' ? undefined : new PreviewWriter(f.previewPath);
-    await checkOutputFolder(f.output);
-    if (previews) await checkOutputFolder(f.previewPath, '--preview-path');
+    // Everything that can be refused is refused here, before any file is read or the model loads.
+    checkNumericFlags(f);
+    const paths = outputPaths(f.output, f.batchCount);
+    for (const path of paths) imageFormat(path);
+    if (f.preview !== 'none') imageFormat(f.previewPath, '--preview-path');
+    const targets = await prepareOutputs(paths);
+    const previews = f.preview === 'none' ? undefined : new PreviewWriter(f.previewPath, (await prepareOutputs([f.previewPath], '--preview-path'))[0]);
 
     const initImage: Image | undefined = f.initImg ? await readImage(f.initImg) : undefined;
     const mask: Image | undefined = f.mask ? await readImage(f.mask) : undefined;
@@ -272,13 +284,14 @@ async function runGenerate(f: Flags): Promise<number> {
     await previews?.settle();
 
     const writeStart = performance.now();
-    const paths = outputPaths(f.output, result.images.length);
+    if (result.images.length !== paths.length) throw new Error(`expected ${paths.length} images, got ${result.images.length}`);
     const name = modelName(f.model ?? f.diffusionModel!);
     const version = packageVersion();
-    const images = result.images.map((image, i) => ({ image, path: paths[i]!, seed: seedOf(result.seed, i) }));
+    const images = result.images.map((image, i) => ({ image, path: paths[i]!, target: targets[i]!, seed: seedOf(result.seed, i) }));
     const files = await Promise.all(
-      images.map(async ({ image, path, seed }) => ({
+      images.map(async ({ image, path, target, seed }) => ({
         path,
+        target,
         data: await encodeImage(
           image,
           format,

@@ -1,17 +1,17 @@
 /**
  * Live previews written to one file while sampling runs (--preview, --preview-path), as
- * stable-diffusion.cpp's CLI does: each replaces the last through a rename, so an image viewer
- * watching the file never sees a half-written one. Writes never hold up sampling: while one is
- * being written, only the newest preview waits for its turn.
+ * stable-diffusion.cpp's CLI does: each replaces the last through a rename (the library's atomic
+ * write, under its destination policy), so an image viewer watching the file never sees a
+ * half-written one. Writes never hold up sampling: while one is being written, only the newest
+ * preview waits for its turn.
  */
-import { rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-
 import type { Image } from '../index.js';
+import { commitTemporary, temporaryPathFor, writeTemporary } from '../output-path.js';
 import { encodeImage, imageFormat, type ImageFormat } from './output.js';
 
 export class PreviewWriter {
   readonly #path: string;
+  readonly #target: string;
   readonly #format: ImageFormat;
   #pending?: Image;
   #writing?: Promise<void>;
@@ -19,9 +19,11 @@ export class PreviewWriter {
   /** Previews written so far. */
   written = 0;
 
-  constructor(path: string) {
+  /** `target`: the file previews go to, as the destination policy resolved `path` before the model loaded. */
+  constructor(path: string, target = path) {
     this.#format = imageFormat(path, '--preview-path');
     this.#path = path;
+    this.#target = target;
   }
 
   /** Queues a preview; returns at once. */
@@ -31,16 +33,16 @@ export class PreviewWriter {
   }
 
   async #drain(): Promise<void> {
-    const temporary = join(dirname(this.#path), `.${basename(this.#path)}.preview-${process.pid}`);
     while (this.#pending) {
       const image = this.#pending;
       this.#pending = undefined;
       try {
-        await writeFile(temporary, await encodeImage(image, this.#format));
-        await rename(temporary, this.#path);
+        const temporary = temporaryPathFor(this.#target);
+        await writeTemporary(temporary, await encodeImage(image, this.#format), this.#target);
+        // Checks the policy again: a preview never replaces what appeared there meanwhile.
+        await commitTemporary(temporary, this.#target, '--preview-path');
         this.written++;
       } catch (err) {
-        await unlink(temporary).catch(() => undefined);
         if (!this.#failed) process.stderr.write(`sdnode generate: warning: cannot write the preview '${this.#path}': ${(err as Error).message}\n`);
         this.#failed = true;
       }

@@ -12,6 +12,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::Resource: return "ERR_RESOURCE";
     case ErrorCode::Backend: return "ERR_BACKEND";
     case ErrorCode::Internal: return "ERR_INTERNAL";
+    case ErrorCode::OutputPath: return "ERR_OUTPUT_PATH";
   }
   return "ERR_INTERNAL";
 }

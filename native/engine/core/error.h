@@ -16,6 +16,7 @@ enum class ErrorCode {
   Resource,            // ERR_RESOURCE: out of memory, failed backend allocation
   Backend,             // ERR_BACKEND: a device failed to start or compute
   Internal,            // ERR_INTERNAL: a bug of ours
+  OutputPath,          // ERR_OUTPUT_PATH: a destination that exists and is not a regular file
 };
 
 const char* error_code_name(ErrorCode code);

@@ -5,6 +5,12 @@
 #include <cstdint>
 #include <cstring>
 
+#ifdef _WIN32
+#include <io.h>
+#else
+#include <unistd.h>
+#endif
+
 #include "core/error.h"
 #include "ggml.h"
 #include "io/gguf.h"
@@ -94,7 +100,8 @@ void GgufWriter::pad_to_alignment() {
 void GgufWriter::begin(const std::string& path) {
   if (file_) fail(ErrorCode::Internal, "GGUF writer already started");
   path_ = path;
-  file_ = std::fopen(path.c_str(), "wb");
+  // "x": O_EXCL, so a file or symlink planted under the name is never written through.
+  file_ = std::fopen(path.c_str(), "wbx");
   if (!file_) fail(ErrorCode::FileAccess, "'" + path + "': cannot create: " + std::strerror(errno));
   written_ = 0;
   put("GGUF", 4);
@@ -147,7 +154,12 @@ void GgufWriter::finish() {
   }
   if (current_ != tensors_.size())
     fail(ErrorCode::Internal, "GGUF writer: tensor '" + tensors_[current_].name + "' was not written in full");
-  const bool flushed = std::fflush(file_) == 0;
+  // On disk before the caller renames it into place, so a crash never leaves a renamed but empty file.
+#ifdef _WIN32
+  const bool flushed = std::fflush(file_) == 0 && _commit(_fileno(file_)) == 0;
+#else
+  const bool flushed = std::fflush(file_) == 0 && fsync(fileno(file_)) == 0;
+#endif
   const int err = errno;
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;

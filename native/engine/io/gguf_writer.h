@@ -29,13 +29,14 @@ class GgufWriter {
   // Throws InvalidArgument on a duplicate name or a shape the type cannot store.
   size_t add_tensor(const std::string& name, const std::vector<int64_t>& ne, int type);
 
-  // Creates `path` and writes the header, metadata and tensor infos. Throws FileAccess.
+  // Creates `path`, which must not exist (exclusively: never an existing file, never through a
+  // symlink), and writes the header, metadata and tensor infos. Throws FileAccess.
   void begin(const std::string& path);
   // The next bytes of the current tensor (tensors in the order declared). A tensor is complete
   // when its declared byte size has been written; writing past it throws Internal.
   void write(const void* data, size_t nbytes);
-  // Checks every tensor was written in full, flushes and closes. Throws FileAccess on a write
-  // error (a full disk shows here at the latest).
+  // Checks every tensor was written in full, flushes to disk (fsync) and closes. Throws
+  // FileAccess on a write error (a full disk shows here at the latest).
   void finish();
   // Closes without checks (after an error); the caller removes the file.
   void close();

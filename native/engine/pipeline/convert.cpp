@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <unordered_map>
 #include <map>
+#include <cstdio>
 #include <memory>
+#include <random>
 #include <system_error>
 #include <vector>
 
@@ -104,6 +106,40 @@ bool is_own_key(const std::string& key) {
          key == "general.alignment" || key == "sdnode.family" || key == "sdnode.source" || key == "sdnode.version";
 }
 
+// Refuses a destination that exists and is not a regular file: a directory, FIFO, socket,
+// device (/dev/null) or symlink (the JS layer resolves links under its policy first, so one here
+// was planted meanwhile). A rename over any of them would replace it.
+void check_destination(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::file_status s = std::filesystem::symlink_status(std::filesystem::u8path(path), ec);
+  if (s.type() == std::filesystem::file_type::not_found) return;
+  if (ec) fail(ErrorCode::FileAccess, "'" + path + "': " + ec.message());
+  if (s.type() == std::filesystem::file_type::regular) return;
+  const char* kind = "not a regular file";
+  switch (s.type()) {
+    case std::filesystem::file_type::directory: kind = "a directory"; break;
+    case std::filesystem::file_type::fifo: kind = "a FIFO"; break;
+    case std::filesystem::file_type::socket: kind = "a socket"; break;
+    case std::filesystem::file_type::character: kind = "a character device"; break;
+    case std::filesystem::file_type::block: kind = "a block device"; break;
+    case std::filesystem::file_type::symlink: kind = "a symlink"; break;
+    default: break;
+  }
+  fail(ErrorCode::OutputPath, "the destination '" + path + "' is " + std::string(kind) +
+                                  "; sdnode writes only regular files, and does not replace anything else");
+}
+
+// A fresh hidden name in the destination's folder (so the final rename stays on one file
+// system): ".<name>.partial-<pid>-<random>".
+std::string partial_path_for(const std::string& dst) {
+  const std::filesystem::path p = std::filesystem::u8path(dst);
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(random()));
+  const std::string name = "." + p.filename().u8string() + ".partial-" + std::to_string(SDN_GETPID()) + "-" + suffix;
+  return (p.parent_path() / std::filesystem::u8path(name)).u8string();
+}
+
 // Removes the partial file unless released.
 struct PartialFile {
   std::string path;
@@ -121,6 +157,7 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
                                            const std::string& weight_type, const std::string& version,
                                            JobControl& job) {
   const WeightType* w = &find_weight_type(weight_type);
+  check_destination(dst_path);
   job.throw_if_cancelled();
 
   Source src = open_source(src_path);
@@ -133,7 +170,7 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
   const auto& tensors = store.tensors();
 
   // Declared before the writer, so the file is closed before it is removed.
-  PartialFile partial{dst_path + ".partial-" + std::to_string(SDN_GETPID())};
+  PartialFile partial{partial_path_for(dst_path)};
   GgufWriter out;
   out.add_string("general.architecture", "sdnode");
   if (!src.family.empty()) out.add_string("sdnode.family", src.family);
@@ -169,6 +206,8 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
   }
   job.throw_if_cancelled();
   out.finish();
+  // Again right before the rename: what is at dst may have changed during the conversion.
+  check_destination(dst_path);
   std::error_code ec;
   std::filesystem::rename(partial.path, dst_path, ec);
   if (ec) fail(ErrorCode::FileAccess, "'" + dst_path + "': cannot move the converted file into place: " + ec.message());

@@ -23,11 +23,15 @@ struct ConvertResult {
 // Writes `dst` as GGUF: the source's tensors in `weight_type` per tensor rule — a Stable
 // Diffusion checkpoint or diffusers folder under the internal (LDM single-file) naming that
 // stable-diffusion.cpp also reads, any other file's tensors with their names unchanged — its metadata under sdnode.meta.*, and general.architecture "sdnode",
-// sdnode.family, sdnode.source, sdnode.version. The data goes to "<dst>.partial-<pid>", renamed
-// into place on success and removed on error or cancel, so dst is either complete or untouched.
+// sdnode.family, sdnode.source, sdnode.version. A dst that exists and is not a regular file
+// (directory, FIFO, socket, device, symlink) is refused with OutputPath before the source is
+// opened, and again right before the rename. The data goes to a hidden file in dst's folder,
+// ".<name>.partial-<pid>-<random>", created exclusively, fsynced, renamed into place on success
+// and removed on error or cancel, so dst is either complete or untouched.
 // One progress step per tensor; cancellation between tensors. Peak memory: a few MB of
 // conversion buffers beyond the source's memory map. Throws FileAccess, ModelFormat,
-// ModelCompatibility (a tensor GGUF cannot hold), InvalidArgument (unknown weight type), Aborted.
+// ModelCompatibility (a tensor GGUF cannot hold), InvalidArgument (unknown weight type), Aborted,
+// OutputPath.
 ConvertResult convert_model(const std::string& src_path, const std::string& dst_path,
                                            const std::string& weight_type, const std::string& version,
                                            JobControl& job);
