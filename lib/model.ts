@@ -155,6 +155,8 @@ const MAX_SEED = (1n << 64n) - 1n;
 const MAX_PIXELS = 4096 * 4096;
 /** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
 const MAX_PROMPT_WINDOWS = 32;
+/** Tokens per prompt, BOS and EOS aside: what MAX_PROMPT_WINDOWS windows hold at most. */
+const MAX_PROMPT_TOKENS = MAX_PROMPT_WINDOWS * 75;
 /**
  * Characters per prompt (and per tokenize() call): ten times what 2400 tokens of ordinary text
  * take. Prompts are tokenized on the caller's thread, so this bounds the time it is held.
@@ -169,16 +171,12 @@ function checkPromptText(what: string, text: unknown): string {
 
 /** The prompt's windows, with the option named in any error of its syntax. */
 function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): EncodedPrompt {
-  let encoded: EncodedPrompt;
   try {
-    encoded = encodePrompt(tokenizer, text);
+    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS });
   } catch (err) {
     if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
     throw err;
   }
-  if (encoded.chunkCount > MAX_PROMPT_WINDOWS)
-    throw new RangeError(`${what} has ${encoded.chunkCount} windows of 75 tokens; at most ${MAX_PROMPT_WINDOWS} are taken`);
-  return encoded;
 }
 
 function checkSeed(value: unknown): bigint | undefined {
@@ -470,7 +468,11 @@ export class Model implements AsyncDisposable {
    */
   tokenize(text: string): number[] {
     this.#checkOpen();
-    return this.#clipTokenizer().tokenize(checkPromptText('text', text));
+    const tokenizer = this.#clipTokenizer();
+    const ids = tokenizer.encodeAtMost(checkPromptText('text', text), MAX_PROMPT_TOKENS);
+    // As generate() does, a text past what the windows take is refused before its words are all merged.
+    if (!ids) throw new RangeError(`text has more than ${MAX_PROMPT_TOKENS} tokens (${MAX_PROMPT_WINDOWS} windows of 75); at most ${MAX_PROMPT_TOKENS} are counted`);
+    return [tokenizer.bos, ...ids, tokenizer.eos];
   }
 
   /**

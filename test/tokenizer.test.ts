@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
+import { ClipTokenizer, pieces, piecesCleanedWhole } from '../lib/text/clip-tokenizer.js';
 import { dataDir } from './support/data.js';
 
 const bpeGz = join(dataDir, 'clip', 'bpe_simple_vocab_16e6.txt.gz');
@@ -207,5 +207,88 @@ describe('CLIP tokenizer file errors', () => {
       [goodVocab, write('bad-merges.txt', '#version: 0.2\nthe\n')],
     ];
     for (const [v, m] of cases) expect(codeOf(() => ClipTokenizer.fromVocabAndMerges(v, m)), `${v} ${m}`).toBe('ERR_MODEL_FORMAT');
+  });
+});
+
+/**
+ * CLIP's own `bpe()` loop, written from its definition: rescan the word for the lowest-ranked
+ * pair, merge every occurrence left to right, repeat. Quadratic, so only for checking.
+ */
+function referenceBpe(word: string[], ranks: Map<string, number>): string[] {
+  let w = word.slice();
+  for (;;) {
+    let best = Infinity;
+    for (let i = 0; i + 1 < w.length; i++) best = Math.min(best, ranks.get(`${w[i]} ${w[i + 1]}`) ?? Infinity);
+    if (best === Infinity) return w;
+    const merged: string[] = [];
+    for (let i = 0; i < w.length; i++) {
+      if (i + 1 < w.length && ranks.get(`${w[i]} ${w[i + 1]}`) === best) merged.push(w[i]! + w[i++ + 1]!);
+      else merged.push(w[i]!);
+    }
+    w = merged;
+  }
+}
+
+/** Symbols of a word of byte-level characters (all below U+0100 here), `</w>` on the last. */
+const symbolsOf = (word: string) => [...word].map((c, i, a) => (i === a.length - 1 ? c + '</w>' : c));
+
+describe('BPE merging matches CLIP reference loop', () => {
+  let tok: ClipTokenizer;
+  let ranks: Map<string, number>;
+  let ids: Map<string, number>;
+  beforeAll(() => {
+    tok = ClipTokenizer.fromBpeFile(bpeGz);
+    const lines = gzMergeLines();
+    ranks = new Map(lines.map((l, i) => [l, i]));
+    ids = new Map(clipVocabList(lines).map((t, i) => [t, i]));
+  });
+  /** Deterministic words over an alphabet (a small one merges a lot; repeated letters overlap). */
+  const words = (alphabet: string, length: number, count: number, seed: number) => {
+    let x = seed;
+    return Array.from({ length: count }, () =>
+      Array.from({ length }, () => alphabet[((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16) % alphabet.length]).join(''));
+  };
+
+  it.each([
+    ['short words of common letters (the heap path)', 'etaoinshr', 12, 300],
+    ['long words of common letters (the bucket path)', 'etaoinshr', 3000, 4],
+    ['runs of one or two letters (overlapping pairs)', 'aab', 1500, 6],
+    ['all the letters', 'abcdefghijklmnopqrstuvwxyz', 2500, 4],
+  ])('%s', (_, alphabet, length, count) => {
+    for (const word of words(alphabet, length, count, length)) {
+      const expected = referenceBpe(symbolsOf(word), ranks).map((t) => ids.get(t));
+      expect(tok.encode(word)).toEqual(expected);
+    }
+  });
+
+  it('a merges list whose later pairs rank lower merges as the reference loop does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-'));
+    // Rank 0 joins a symbol that only rank 1 makes: CLIP merges by rank, each rank in one pass.
+    const merges = ['ab c</w>', 'a b', 'b c</w>', 'ab ab', 'b a'];
+    const list = clipVocabList(merges);
+    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(Object.fromEntries(list.map((t, i) => [t, i]))));
+    writeFileSync(join(dir, 'merges.txt'), ['#version: 0.2', ...merges].join('\n'));
+    const odd = ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt'));
+    const oddRanks = new Map(merges.map((m, i) => [m, i]));
+    for (const word of ['abc', 'ababc', 'bababc', 'aabbc', ...words('abc', 40, 50, 7), ...words('abc', 2000, 3, 9)]) {
+      expect(odd.encode(word)).toEqual(referenceBpe(symbolsOf(word), oddRanks).map((t) => list.indexOf(t)));
+    }
+  });
+});
+
+describe('cleaning a long text a stretch at a time', () => {
+  /** Fragments that cleaning changes: references, marks, controls, sigma, odd spaces, specials. */
+  const fragments = [
+    'a cat ', '&amp;', '&amp\u3000x', '&copy\u3000;', '&#128514;', '\u0301', 'e\u0301 ', 'ΟΔΟΣ ', 'Σ ', '\u3000', '\u2000',
+    '\x1c', '\x1f', '\x00', '\r', '\n', '\t', '  ', "it's ", 'ﬁ ', 'Ａ', '<|endoftext|>', '<|STARTOFTEXT|>', "'S", "'ſ", '日本', '😂',
+    '&nbsp;', '&lt;3', '&#x41;', '&#65', '&', ';', '\u0085', '\u00a0', 'İ', '\ufeff',
+  ];
+  it('gives the pieces cleaning the whole text gives', () => {
+    let x = 1;
+    for (let n = 0; n < 30; n++) {
+      let text = '';
+      while (text.length < 12_000) text += fragments[((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16) % fragments.length];
+      expect([...pieces(text)]).toEqual(piecesCleanedWhole(text));
+    }
   });
 });

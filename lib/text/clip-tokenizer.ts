@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { FileAccessError, ModelFormatError } from '../errors.js';
+import { MAX_SYMBOLS, MergeTable, mergeWord } from './bpe.js';
 
 const START_OF_TEXT = '<|startoftext|>';
 const END_OF_TEXT = '<|endoftext|>';
@@ -151,6 +152,43 @@ function cleanText(text: string): string {
   return unescaped.replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
 }
 
+/** Characters cleaned at a time, at least: see stretchEnd. */
+const STRETCH = 4096;
+const STRETCH_BREAK = /[ \t\n]/g;
+
+/**
+ * Where the stretch of `text` from `start` ends: just after the first space, tab or newline
+ * STRETCH characters on (or at the text's end). Cleaning stretches one by one gives the same
+ * pieces as cleaning the whole: no piece holds a space, tab or newline; none of them is removed
+ * by cleaning, composes with a following mark, or is part of an HTML character reference; and
+ * a reference that runs into another whitespace character only has a name before it replaced.
+ */
+function stretchEnd(text: string, start: number): number {
+  if (text.length - start <= STRETCH) return text.length;
+  STRETCH_BREAK.lastIndex = start + STRETCH;
+  const found = STRETCH_BREAK.exec(text);
+  return found ? found.index + 1 : text.length;
+}
+
+/**
+ * CLIP's pre-tokens of `text`: cleaned, lower-cased, split by its pattern. A stretch at a time,
+ * so that a text far too long is refused once the first stretches fill the token budget rather
+ * than after all of it is cleaned.
+ * @internal exported for tests
+ */
+export function* pieces(text: string): Generator<string> {
+  for (let at = 0; at < text.length; ) {
+    const end = stretchEnd(text, at);
+    for (const [piece] of cleanText(text.slice(at, end)).matchAll(PIECE)) yield piece;
+    at = end;
+  }
+}
+
+/** pieces() of the whole text cleaned at once, as CLIP does. @internal for tests */
+export function piecesCleanedWhole(text: string): string[] {
+  return Array.from(cleanText(text).matchAll(PIECE), (m) => m[0]);
+}
+
 /** Lets the event loop run between the stages of a long parse. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -245,7 +283,12 @@ export class ClipTokenizer {
   readonly vocabSize: number;
   readonly #vocab: Map<string, number>;
   readonly #tokens: string[];
-  readonly #ranks: Map<string, number>;
+  readonly #merges: MergeTable;
+  /** Byte → id of its symbol, and of its symbol with `</w>` (a word's last byte). */
+  readonly #byteIds: Int32Array;
+  readonly #lastByteIds: Int32Array;
+  /** The most bytes one token stands for: a piece of n bytes is at least n / this many tokens. */
+  readonly #maxTokenBytes: number;
   readonly #cache = new Map<string, number[]>();
 
   private constructor(vocab: Map<string, number>, merges: Array<[string, string]>, what: string) {
@@ -256,15 +299,26 @@ export class ClipTokenizer {
     const eos = vocab.get(END_OF_TEXT);
     if (bos === undefined || eos === undefined) throw new ModelFormatError(`${what}: the vocabulary lacks ${START_OF_TEXT} or ${END_OF_TEXT}`);
     this.#vocab = vocab;
-    this.#ranks = new Map();
-    for (const [i, [a, b]] of merges.entries()) {
-      if (!vocab.has(a + b)) throw new ModelFormatError(`${what}: merge ${i + 1} gives ${JSON.stringify(a + b)}, not in the vocabulary`);
-      // A space never occurs inside a symbol (the byte table maps it to U+0120), so it can join a
-      // pair. A repeated pair keeps its last rank, as CLIP's dict(zip(merges, ranks)) does.
-      this.#ranks.set(`${a} ${b}`, i);
-    }
     let size = 0;
     for (const id of vocab.values()) size = Math.max(size, id + 1);
+    if (size > MAX_SYMBOLS) throw new ModelFormatError(`${what}: token ids reach ${size - 1}; a CLIP vocabulary has ids below ${MAX_SYMBOLS}`);
+    this.#merges = new MergeTable(merges.length);
+    let maxTokenBytes = 1;
+    for (const [i, [a, b]] of merges.entries()) {
+      const merged = vocab.get(a + b);
+      if (merged === undefined) throw new ModelFormatError(`${what}: merge ${i + 1} gives ${JSON.stringify(a + b)}, not in the vocabulary`);
+      const left = vocab.get(a);
+      const right = vocab.get(b);
+      // Every symbol of a word is a byte symbol or a merge result, all in the vocabulary; a merge
+      // of anything else can never apply.
+      if (left === undefined || right === undefined) continue;
+      this.#merges.add(left, right, merged, i);
+      const bytes = (a + b).length - ((a + b).endsWith(WORD_END) ? WORD_END.length : 0);
+      if (bytes > maxTokenBytes) maxTokenBytes = bytes;
+    }
+    this.#maxTokenBytes = maxTokenBytes;
+    this.#byteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s)!);
+    this.#lastByteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s + WORD_END)!);
     this.#tokens = new Array<string>(size);
     for (const [token, id] of vocab) this.#tokens[id] = token;
     this.bos = bos;
@@ -358,10 +412,30 @@ export class ClipTokenizer {
 
   /** Token ids of `text`, without BOS / EOS. */
   encode(text: string): number[] {
+    return this.encodeAtMost(text, Infinity)!;
+  }
+
+  /**
+   * encode(), or undefined as soon as `text` is known to give more than `maxTokens` ids: a piece
+   * of n bytes gives at least n / (the longest token's bytes) ids, so a word too long for the
+   * budget is refused before it is merged.
+   */
+  encodeAtMost(text: string, maxTokens: number): number[] | undefined {
     if (typeof text !== 'string') throw new TypeError('text must be a string');
     const ids: number[] = [];
-    // Not push(...ids): one piece (a letter with 100k combining marks) can be more tokens than call arguments fit on the stack.
-    for (const [piece] of cleanText(text).matchAll(PIECE)) for (const id of this.#encodePiece(piece)) ids.push(id);
+    for (const piece of pieces(text)) {
+      let pieceIds = this.#cache.get(piece);
+      if (!pieceIds) {
+        // piece.length UTF-16 units are at most 3 × as many UTF-8 bytes; the exact count only when that matters.
+        const atLeast = (n: number) => Math.ceil(n / this.#maxTokenBytes);
+        if (ids.length + atLeast(piece.length) > maxTokens) return undefined;
+        if (ids.length + atLeast(Buffer.byteLength(piece, 'utf8')) > maxTokens) return undefined;
+        pieceIds = this.#encodePiece(piece);
+      }
+      if (ids.length + pieceIds.length > maxTokens) return undefined;
+      // Not push(...ids): one piece (a letter with 100k combining marks) can be more tokens than call arguments fit on the stack.
+      for (const id of pieceIds) ids.push(id);
+    }
     return ids;
   }
 
@@ -387,54 +461,17 @@ export class ClipTokenizer {
   }
 
   #encodePiece(piece: string): number[] {
-    const cached = this.#cache.get(piece);
-    if (cached) return cached;
     let ids: number[];
     if (piece === START_OF_TEXT || piece === END_OF_TEXT) {
       ids = [this.#vocab.get(piece)!];
     } else {
-      let symbols = '';
-      for (const b of Buffer.from(piece, 'utf8')) symbols += BYTE_SYMBOLS.byByte[b];
-      ids = this.#bpe(symbols).map((s) => {
-        const id = this.#vocab.get(s);
-        // Checked at load: every merge result and byte symbol is in the vocabulary.
-        if (id === undefined) throw new ModelFormatError(`the vocabulary lacks ${JSON.stringify(s)}`);
-        return id;
-      });
+      const bytes = Buffer.from(piece, 'utf8');
+      const symbols = new Int32Array(bytes.length);
+      for (let i = 0; i < bytes.length; i++) symbols[i] = (i + 1 < bytes.length ? this.#byteIds : this.#lastByteIds)[bytes[i]!]!;
+      ids = mergeWord(symbols, this.#merges);
     }
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
     this.#cache.set(piece, ids);
     return ids;
-  }
-
-  /** Merges the lowest-ranked adjacent pair, every occurrence left to right, until none is ranked. */
-  #bpe(symbols: string): string[] {
-    let word = Array.from(symbols);
-    word[word.length - 1] += WORD_END;
-    while (word.length > 1) {
-      let best = Infinity;
-      let first = '';
-      let second = '';
-      for (let i = 0; i + 1 < word.length; i++) {
-        const rank = this.#ranks.get(`${word[i]} ${word[i + 1]}`);
-        if (rank !== undefined && rank < best) {
-          best = rank;
-          first = word[i]!;
-          second = word[i + 1]!;
-        }
-      }
-      if (best === Infinity) break;
-      const merged: string[] = [];
-      for (let i = 0; i < word.length; i++) {
-        if (word[i] === first && word[i + 1] === second && i + 1 < word.length) {
-          merged.push(first + second);
-          i++;
-        } else {
-          merged.push(word[i]!);
-        }
-      }
-      word = merged;
-    }
-    return word;
   }
 }

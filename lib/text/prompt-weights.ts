@@ -44,17 +44,26 @@ interface Span {
   isBreak: boolean;
 }
 
-/** webui's `parse_prompt_attention`, with BREAK kept apart from the weights (see below). */
-function parseSpans(text: string): Span[] {
+/**
+ * webui's `parse_prompt_attention`, with BREAK kept apart from the weights (see below).
+ * `tooManyBreaks` is thrown as soon as the prompt has more than `maxBreaks` BREAKs.
+ */
+function parseSpans(text: string, maxBreaks = Infinity, tooManyBreaks?: () => Error): Span[] {
   const spans: Span[] = [];
+  let breaks = 0;
   const round: number[] = [];
   const square: number[] = [];
   const scaleFrom = (start: number, by: number) => {
     for (let i = start; i < spans.length; i++) if (!spans[i]!.isBreak) spans[i]!.weight *= by;
   };
   const addText = (s: string) => {
+    if (!s.includes('BREAK')) {
+      spans.push({ text: s, weight: 1, isBreak: false });
+      return;
+    }
     const parts = s.split(BREAK);
     parts.forEach((part, i) => {
+      if (i > 0 && ++breaks > maxBreaks) throw tooManyBreaks?.() ?? new RangeError('too many BREAKs');
       if (i > 0) spans.push({ text: 'BREAK', weight: BREAK_WEIGHT, isBreak: true });
       const trimmed = i === 0 ? part : part.trimStart();
       spans.push({ text: i === parts.length - 1 ? trimmed : trimmed.trimEnd(), weight: 1, isBreak: false });
@@ -116,6 +125,11 @@ export interface EncodePromptOptions {
   padId?: number;
   /** How many tokens back from a full chunk's end a comma may be to move the rest on. Default 20; 0 = never. */
   commaBacktrack?: number;
+  /**
+   * Windows taken at most (RangeError beyond). Checked while tokenizing, so that a prompt far
+   * too long is refused before its words are merged. Default: no limit.
+   */
+  maxChunks?: number;
 }
 
 /**
@@ -142,6 +156,9 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
     throw new RangeError(`padId must be a token id below ${tokenizer.vocabSize}`);
   }
   if (!Number.isInteger(backtrack) || backtrack < 0) throw new RangeError('commaBacktrack must be an integer ≥ 0');
+  const maxChunks = options.maxChunks ?? Infinity;
+  if (maxChunks !== Infinity && (!Number.isInteger(maxChunks) || maxChunks < 1)) throw new RangeError('maxChunks must be an integer ≥ 1');
+  const tooLong = () => new RangeError(`prompt has more than ${maxChunks} windows of ${CHUNK_TOKENS} tokens; at most ${maxChunks} are taken`);
   const comma = tokenizer.tokenId(',</w>');
 
   const windows: Array<{ ids: number[]; weights: number[] }> = [];
@@ -149,6 +166,7 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
   let weights: number[] = [];
   let lastComma = -1;
   const closeChunk = () => {
+    if (windows.length === maxChunks) throw tooLong();
     const fill = CHUNK_TOKENS - ids.length;
     windows.push({
       ids: [tokenizer.bos, ...ids, ...new Array<number>(fill).fill(tokenizer.eos), tokenizer.eos],
@@ -159,12 +177,17 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
     lastComma = -1;
   };
 
-  for (const span of parseSpans(text)) {
+  // Each BREAK closes a window.
+  for (const span of parseSpans(text, maxChunks, tooLong)) {
     if (span.isBreak) {
       closeChunk();
       continue;
     }
-    for (const id of tokenizer.encode(span.text)) {
+    // Tokens past the room left in whole windows would need more windows, however they are chunked.
+    const room = (maxChunks - windows.length) * CHUNK_TOKENS - ids.length;
+    const spanIds = tokenizer.encodeAtMost(span.text, room);
+    if (!spanIds) throw tooLong();
+    for (const id of spanIds) {
       if (id === comma) {
         lastComma = ids.length;
       } else if (backtrack > 0 && ids.length === CHUNK_TOKENS && lastComma !== -1 && ids.length - lastComma <= backtrack) {
