@@ -5,8 +5,20 @@
 # build (`npm install` or `npm run build:native`) for the type traits the GGUF reader uses.
 #   bash scripts/fuzz.sh                 # all parsers, 60 s each
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh gguf
+#
+# `generate` mode fuzzes load *and* generate() instead: mutants of a tiny model in each format
+# (safetensors, GGUF, .ckpt: types, shapes, offsets, names, metadata, data, header bytes), each
+# loaded and run for one 32x32 step on the CPU in a worker process that is replaced when it
+# crashes (scripts/fuzz/generate.mjs). Needs the built package (npm install). Findings (crash,
+# stall, an error without a code) are kept under $FUZZ_DIR/generate; exits 1 on a crash or stall.
+#   bash scripts/fuzz.sh generate                          # 10,000 mutants per format
+#   FUZZ_MUTANTS=500 FUZZ_SEED=7 FUZZ_JOBS=2 bash scripts/fuzz.sh generate
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = generate ]; then
+  exec node scripts/fuzz/generate.mjs --mutants "${FUZZ_MUTANTS:-10000}" --seed "${FUZZ_SEED:-1}" \
+    --jobs "${FUZZ_JOBS:-1}" --out "${FUZZ_DIR:-build-fuzz}/generate"
+fi
 seconds="${FUZZ_SECONDS:-60}"
 out="${FUZZ_DIR:-build-fuzz}"
 data="${SDNODE_SHARED_DATA:-../shared/data}"
