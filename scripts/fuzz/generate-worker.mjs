@@ -6,12 +6,12 @@ import { pathToFileURL } from 'node:url';
 const { loadModel } = await import(pathToFileURL(process.env.SDNODE_FUZZ_ENTRY).href);
 const size = Number(process.env.SDNODE_FUZZ_SIZE ?? 32);
 
-process.on('message', async ({ path }) => {
+process.on('message', async ({ path, weightType }) => {
   const started = Date.now();
   let stage = 'load';
   let model;
   try {
-    model = await loadModel(path, { device: 'cpu', threads: 1 });
+    model = await loadModel(path, { device: 'cpu', threads: 1, ...(weightType ? { weightType } : {}) });
     stage = 'generate';
     await model.generate({ prompt: 'a red cube', width: size, height: size, steps: 1, seed: 1 });
     process.send({ outcome: 'generated', ms: Date.now() - started });

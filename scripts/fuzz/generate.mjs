@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Fuzzes load *and* generate: mutants of a tiny model in each file format (safetensors, GGUF,
 // .ckpt) — types, shapes, offsets, names, metadata, data, raw header bytes (scripts/fuzz/mutate.mjs)
-// — each loaded and run for one sampler step on the CPU in a worker process. A mutant may load
+// — each loaded (one in four with a weightType: quantized or halved on load) and run for one
+// sampler step on the CPU in a worker process. A mutant may load
 // and generate, or be refused with an sdnode error (a `code`); anything else is a finding:
 //   crash    the worker died (a signal, or an exit code) with the mutant in flight
 //   stall    no answer within --timeout seconds (the worker is killed)
@@ -51,6 +52,7 @@ if (!existsSync(entry)) throw new Error('fuzz: build the package first (npm inst
 const shm = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 const work = mkdtempSync(join(shm, 'sdnode-fuzz-generate-'));
 const findingsDir = resolve(values.out);
+const LOAD_TYPES = ['q8_0', 'q4_k', 'f16', 'q2_k'];
 const log = (s) => process.stderr.write(`${s}\n`);
 // SIGINT / SIGTERM: finish the mutants in flight, then report what was run.
 let stopping = false;
@@ -97,7 +99,7 @@ class Worker {
     });
   }
   /** Resolves { outcome, ... } or { outcome: 'crash' | 'stall', ... }; the worker is dead after those. */
-  run(path) {
+  run(path, weightType) {
     return new Promise((res) => {
       const done = (r) => {
         clearTimeout(timer);
@@ -115,7 +117,7 @@ class Worker {
       this.child.on('message', onMessage);
       this.child.once('exit', onExit);
       this.stderr = '';
-      this.child.send({ path });
+      this.child.send({ path, weightType });
     });
   }
   stop() {
@@ -133,18 +135,24 @@ async function fuzzFormat(format, base, stats) {
     const path = join(work, `mutant-${s}${EXTENSION[format]}`);
     for (let index = queue.shift(); index !== undefined && !stopping; index = queue.shift()) {
       const { bytes, notes } = mutant(base, seed, index);
+      // One mutant in four is quantized (or halved) on load: the conversion path too.
+      const weightType = index % 4 === 3 ? LOAD_TYPES[(index >> 2) % LOAD_TYPES.length] : undefined;
+      if (weightType) notes.push(`weightType ${weightType}`);
       writeFileSync(path, bytes);
-      const r = await worker.run(path);
+      const r = await worker.run(path, weightType);
       stats.mutants++;
       if (r.outcome === 'generated') stats.generated++;
       else if (r.outcome === 'error' && r.code) stats.refused[r.code] = (stats.refused[r.code] ?? 0) + 1;
       else {
         const kind = r.outcome === 'error' ? 'uncoded' : r.outcome;
         stats[kind]++;
-        mkdirSync(findingsDir, { recursive: true });
-        const name = `${kind}-${format}-seed${seed}-${index}`;
-        writeFileSync(join(findingsDir, name + EXTENSION[format]), bytes);
-        writeFileSync(join(findingsDir, `${name}.txt`), `${JSON.stringify({ format, seed, index, notes, ...r }, null, 2)}\n`);
+        // Every crash and stall is kept; uncoded errors (no crash, often one cause) the first 20.
+        if (kind !== 'uncoded' || stats.uncoded <= 20) {
+          mkdirSync(findingsDir, { recursive: true });
+          const name = `${kind}-${format}-seed${seed}-${index}`;
+          writeFileSync(join(findingsDir, name + EXTENSION[format]), bytes);
+          writeFileSync(join(findingsDir, `${name}.txt`), `${JSON.stringify({ format, seed, index, notes, ...r }, null, 2)}\n`);
+        }
         stats.findings.push({ kind, format, index, notes, signal: r.signal, exitCode: r.exitCode, message: r.message, stderr: r.stderr?.split('\n').filter(Boolean).slice(-2).join(' | ') });
         log(`[fuzz-generate] ${kind}: ${format} #${index} (${notes.join('; ')}) ${r.signal ?? r.exitCode ?? r.message ?? ''}`);
         if (kind !== 'uncoded') {

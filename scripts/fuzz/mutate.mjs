@@ -24,12 +24,30 @@ const numel = (shape) => shape.reduce((a, b) => a * b, 1);
 // GGUF type ids: element size per id for the plain ones, and the block types of equal size.
 const GGUF_SAME_SIZE = [[1, 25, 30], [0, 26], [27, 28], [24], [2, 20], [11, 21]];
 const GGUF_IDS = Array.from({ length: 45 }, (_, i) => i);
+// [bytes, values] per block of ggml's block types (ggml-common.h's block structs).
+const BLOCKS = {
+  2: [18, 32], 3: [20, 32], 6: [22, 32], 7: [24, 32], 8: [34, 32], 9: [36, 32], 10: [84, 256], 11: [110, 256], 12: [144, 256],
+  13: [176, 256], 14: [210, 256], 15: [292, 256], 16: [66, 256], 17: [74, 256], 18: [98, 256], 19: [50, 256], 20: [18, 32],
+  21: [110, 256], 22: [82, 256], 23: [136, 256], 29: [56, 256], 34: [54, 256], 35: [66, 256], 39: [17, 32],
+};
 
 function retype(r, model, t) {
   if (model.format === 'safetensors') {
     const same = SAFETENSORS_DTYPES.filter((d) => SAFETENSORS_SIZE[d] === SAFETENSORS_SIZE[t.dtype]);
     t.dtype = r() < 0.8 ? pick(r, same) : r() < 0.9 ? pick(r, SAFETENSORS_DTYPES) : pick(r, ['F4', 'i16', '', 'U16', 'F8_E8M0']);
   } else if (model.format === 'gguf') {
+    // A block type with data of its size, where the rows allow: kernel-less types (Q8_1, MXFP4,
+    // the IQ and TQ ones) must be refused at load, the others must run.
+    const row = t.shape[t.shape.length - 1] ?? 1;
+    const fitting = Object.keys(BLOCKS).filter((id) => row % BLOCKS[id][1] === 0);
+    if (fitting.length && r() < 0.4) {
+      const id = Number(pick(r, fitting));
+      const [bytes, block] = BLOCKS[id];
+      t.dtype = id;
+      t.data = Buffer.alloc((numel(t.shape) / block) * bytes);
+      for (let i = 0; i < t.data.length; i++) t.data[i] = Math.floor(r() * 256);
+      return `retype ${t.name} -> ggml type ${id} (data resized)`;
+    }
     const group = GGUF_SAME_SIZE.find((g) => g.includes(t.dtype));
     t.dtype = group && r() < 0.8 ? pick(r, group) : r() < 0.95 ? pick(r, GGUF_IDS) : pick(r, [-1, 1000, 2 ** 31]);
   } else {
