@@ -5,7 +5,8 @@
 //                                                    which integer types and Q8_1 / Q8_K lack (SIGSEGV)
 //  TokenTable      yes     kernel set      no        ggml_get_rows: ops.cpp aborts on a type it has no row
 //                                                    decoder for
-//  PositionTable   yes     no              no        ggml_cast to f32 (float types only), then ggml_add
+//  PositionTable   yes     kernel set      no        ggml_cast to f32 (float types only), then ggml_add: a
+//                                                    quantized table is decoded to f16 at load (target_type)
 //  ConvKernel      yes     no              no        ggml_im2col makes F16 or F32 columns, and mul_mat(columns,
 //                                                    kernel) has no kernel for any other kernel type
 //                                                    (GGML_ASSERT(*cur_backend_id != -1)); a quantized kernel
@@ -46,7 +47,7 @@ struct RoleRule {
 constexpr RoleRule kRules[] = {
     {WeightRole::Matrix, "a linear weight", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::TokenTable, "a token embedding", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
-    {WeightRole::PositionTable, "a position embedding", true, false, false, "a float type (F32, F16, BF16, F64, F8)"},
+    {WeightRole::PositionTable, "a position embedding", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::ConvKernel, "a conv kernel", true, false, false, "a float type (F32, F16, BF16, F64, F8)"},
     {WeightRole::Vector, "a bias or norm weight", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::Buffer, "an index buffer", true, false, true, "a float or integer type (I8, I16, I32, I64)"},

@@ -35,7 +35,8 @@
 //  - no weight type ("as stored", the loader's default): f32, f16 and ggml block types stay as
 //    they are (memory-mapped where the device can read the file's memory), except that 1-D
 //    tensors (biases, norm scales: a few KB) become f32, the type element-wise ops take them
-//    in; bf16, f64 and f8, which the networks' ops do not all take, become f16 (1-D: f32).
+//    in; bf16, f64 and f8, which the networks' ops do not all take, become f16 (1-D: f32);
+//    so does a quantized position embedding.
 #include "nn/weight_types.h"
 
 #include <algorithm>
@@ -135,7 +136,9 @@ ggml_type target_type(const TensorInfo& t, const WeightType* w) {
   if (!w) {
     if (t.dtype == DType::F32) return GGML_TYPE_F32;
     if (t.dtype == DType::F16) return t.shape.size() <= 1 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-    if (t.dtype == DType::Ggml) return static_cast<ggml_type>(t.ggml_type);
+    // A quantized position table is added after a cast, which ggml has for float types only.
+    if (t.dtype == DType::Ggml)
+      return weight_role(t) == WeightRole::PositionTable ? GGML_TYPE_F16 : static_cast<ggml_type>(t.ggml_type);
     return t.shape.size() <= 1 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   }
   if (!ggml_is_quantized(w->type)) return w->type;
