@@ -4,6 +4,7 @@
  */
 import { JobQueue, type JobOptions } from './job.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
+import { metadataFromChunks } from './metadata.js';
 import { native } from './native.js';
 import { checkBoolean, checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
@@ -84,14 +85,15 @@ export function inspectModel(path: string, options?: InspectOptions): Promise<Mo
   const onProgress = checkFunction<NonNullable<InspectOptions['onProgress']>>('options.onProgress', o.onProgress);
   return new JobQueue('inspectModel')
     .run((progress) => native().inspectFile(path, checksums, progress), { signal, onProgress })
-    .then((raw) => {
+    .then(async ({ metadataChunks, ...raw }) => {
+      const metadata = await metadataFromChunks(metadataChunks);
       const dtypes: Record<string, number> = {};
       let parameterCount = 0;
       for (const t of raw.tensors) {
         dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
         parameterCount += t.shape.reduce((a, b) => a * b, 1);
       }
-      const detection = detectModel(raw.tensors, raw.metadata);
-      return { path, ...raw, tensorCount: raw.tensors.length, parameterCount, dtypes, detection };
+      const detection = detectModel(raw.tensors, metadata);
+      return { path, format: raw.format, fileSize: raw.fileSize, metadata, tensors: raw.tensors, tensorCount: raw.tensors.length, parameterCount, dtypes, detection };
     });
 }

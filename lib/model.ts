@@ -25,6 +25,7 @@ import {
   checkPath,
   checkSignal,
 } from './validate.js';
+import { metadataFromChunks } from './metadata.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 import { encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
@@ -177,6 +178,25 @@ function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): Enc
     if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
     throw err;
   }
+}
+
+/** What a model needs from JS besides its weights, made without holding the JS thread for long. */
+interface ModelExtras {
+  /** The file metadata (built from the addon's JSON texts between event-loop turns). */
+  metadata: Record<string, string>;
+  /** A diffusers folder's own tokenizer, or why it could not be read (tokenize() and generate() throw it). */
+  tokenizer?: ClipTokenizer | Error;
+}
+
+async function loadExtras(handle: NativeModel): Promise<ModelExtras> {
+  const metadata = await metadataFromChunks(handle.metadataChunks());
+  const dir = handle.info().tokenizerDir;
+  if (!dir) return { metadata };
+  // A broken tokenizer/ folder fails tokenize() and generate() with its coded error, not the load.
+  const tokenizer = await ClipTokenizer.loadVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt')).catch((err: unknown) =>
+    err instanceof Error ? err : new Error(String(err)),
+  );
+  return { metadata, tokenizer };
 }
 
 function checkSeed(value: unknown): bigint | undefined {
@@ -412,6 +432,7 @@ export class Model implements AsyncDisposable {
   readonly #queue = new JobQueue('the model');
   #disposed?: Promise<void>;
   #tokenizer?: ClipTokenizer;
+  #tokenizerError?: Error;
   #vae?: VaeShape;
   #sizeMultiple?: number;
   readonly #tae?: Autoencoder;
@@ -419,12 +440,14 @@ export class Model implements AsyncDisposable {
   readonly #taeNative?: NativeAutoencoder;
 
   /** @internal Use loadModel(). */
-  constructor(handle: NativeModel, tae?: Autoencoder, taeNative?: NativeAutoencoder) {
+  constructor(handle: NativeModel, extras: ModelExtras, tae?: Autoencoder, taeNative?: NativeAutoencoder) {
     this.#native = handle;
+    if (extras.tokenizer instanceof ClipTokenizer) this.#tokenizer = extras.tokenizer;
+    else this.#tokenizerError = extras.tokenizer;
     this.#tae = tae;
     this.#taeNative = taeNative;
     const raw = handle.info();
-    const detection = detectModel(handle.weights(), raw.metadata);
+    const detection = detectModel(handle.weights(), extras.metadata);
     this.info = {
       ...detection,
       device: raw.device,
@@ -434,7 +457,7 @@ export class Model implements AsyncDisposable {
       deviceBytes: raw.deviceBytes,
       mappedBytes: raw.mappedBytes,
       loadMs: raw.loadMs,
-      metadata: raw.metadata,
+      metadata: extras.metadata,
     };
   }
 
@@ -734,6 +757,7 @@ export class Model implements AsyncDisposable {
   }
 
   #clipTokenizer(): ClipTokenizer {
+    if (this.#tokenizerError) throw this.#tokenizerError;
     const dir = this.info.tokenizerDir;
     this.#tokenizer ??= dir ? ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt')) : ClipTokenizer.default();
     return this.#tokenizer;
@@ -818,7 +842,14 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
       { signal, onProgress },
     );
     await vocabulary;
-    if (!taePath) return new Model(handle);
+    let extras: ModelExtras;
+    try {
+      extras = await loadExtras(handle);
+    } catch (err) {
+      handle.dispose();
+      throw err;
+    }
+    if (!taePath) return new Model(handle, extras);
     try {
       // Loaded here rather than by loadAutoencoder: the model keeps the native handle too, for
       // the engine's 'tae' previews.
@@ -831,7 +862,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
         await tae.dispose();
         throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
       }
-      return new Model(handle, tae, taeNative);
+      return new Model(handle, extras, tae, taeNative);
     } catch (err) {
       handle.dispose();
       throw err;

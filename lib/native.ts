@@ -65,7 +65,6 @@ export interface NativeModelInfo {
   deviceBytes: number;
   mappedBytes: number;
   loadMs: number;
-  metadata: Record<string, string>;
 }
 
 /** A prompt as token ids with a weight each, in windows of 77 (lib/text/prompt-weights.ts). */
@@ -139,6 +138,8 @@ export interface NativeGenerateResult {
 /** The addon's model handle, wrapped by Model. */
 export interface NativeModel {
   info(): NativeModelInfo;
+  /** The file metadata as JSON texts ["key", "value", …], made by the load job (lib/metadata.ts). */
+  metadataChunks(): string[];
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
   checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
   encodeTokens(
@@ -212,7 +213,8 @@ export interface NativeSystemInfo {
 export interface NativeModelFile {
   format: 'safetensors' | 'gguf' | 'torch';
   fileSize: number;
-  metadata: Record<string, string>;
+  /** The metadata as JSON texts ["key", "value", …], made off the JS thread (lib/metadata.ts). */
+  metadataChunks: string[];
   tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number; checksum?: string }>;
 }
 

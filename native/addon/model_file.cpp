@@ -1,4 +1,4 @@
-// inspectFile(path, checksums, onProgress) -> JobHandle<{ format, fileSize, metadata, tensors }>:
+// inspectFile(path, checksums, onProgress) -> JobHandle<{ format, fileSize, metadataChunks, tensors }>:
 // reads a model file's index off the JS thread. Tensor data is only read for checksums. A tensor
 // whose stored type its role cannot take (nn/weight_roles.h) carries `refused`: why.
 #include "model_file.h"
@@ -9,6 +9,7 @@
 #include "io/model_file.h"
 #include "nn/weight_roles.h"
 #include "job.h"
+#include "metadata_json.h"
 
 namespace sdnode {
 
@@ -22,12 +23,14 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
   struct Result {
     sdn::ModelFile file;
     std::vector<uint64_t> checksums;
+    std::vector<std::string> metadata;
   };
   return Job<Result>::Start(
       env, Napi::Object(), info.Length() > 2 ? info[2] : env.Undefined(),
       [path, checksums](sdn::JobControl& job) {
         job.throw_if_cancelled();
-        Result r{sdn::open_model_file(path), {}};
+        Result r{sdn::open_model_file(path), {}, {}};
+        r.metadata = metadata_json_chunks(r.file.store.metadata());
         if (checksums) {
           const auto& tensors = r.file.store.tensors();
           for (size_t i = 0; i < tensors.size(); ++i) {
@@ -43,9 +46,7 @@ Napi::Value InspectFile(const Napi::CallbackInfo& info) {
         Napi::Object out = Napi::Object::New(env);
         out.Set("format", sdn::file_format_name(file.format));
         out.Set("fileSize", static_cast<double>(file.file_size));
-        Napi::Object metadata = Napi::Object::New(env);
-        for (const auto& [k, v] : file.store.metadata()) metadata.Set(k, v);
-        out.Set("metadata", metadata);
+        out.Set("metadataChunks", strings_to_js(env, r.metadata));
         const auto& tensors = file.store.tensors();
         Napi::Array list = Napi::Array::New(env, tensors.size());
         for (size_t i = 0; i < tensors.size(); ++i) {
