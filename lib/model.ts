@@ -159,6 +159,12 @@ const MAX_PROMPT_WINDOWS = 32;
 /** Tokens per prompt, BOS and EOS aside: what MAX_PROMPT_WINDOWS windows hold at most. */
 const MAX_PROMPT_TOKENS = MAX_PROMPT_WINDOWS * 75;
 /**
+ * UTF-8 bytes in a prompt's words (what BPE merges), at most: three times what 2400 tokens of
+ * ordinary text hold (English or CJK: 3–5 bytes a token). Bounds the merging on the caller's
+ * thread, which a few long repeated runs (emoji, punctuation) could otherwise take to 77 KB.
+ */
+const MAX_PROMPT_WORD_BYTES = 32 * 1024;
+/**
  * Characters per prompt (and per tokenize() call): ten times what 2400 tokens of ordinary text
  * take. Prompts are tokenized on the caller's thread, so this bounds the time it is held.
  */
@@ -173,7 +179,7 @@ function checkPromptText(what: string, text: unknown): string {
 /** The prompt's windows, with the option named in any error of its syntax. */
 function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): EncodedPrompt {
   try {
-    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS });
+    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS, maxWordBytes: MAX_PROMPT_WORD_BYTES });
   } catch (err) {
     if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
     throw err;
@@ -492,10 +498,13 @@ export class Model implements AsyncDisposable {
   tokenize(text: string): number[] {
     this.#checkOpen();
     const tokenizer = this.#clipTokenizer();
-    const ids = tokenizer.encodeAtMost(checkPromptText('text', text), MAX_PROMPT_TOKENS);
+    const encoded = tokenizer.encodeWithin(checkPromptText('text', text), { maxTokens: MAX_PROMPT_TOKENS, maxWordBytes: MAX_PROMPT_WORD_BYTES });
     // As generate() does, a text past what the windows take is refused before its words are all merged.
-    if (!ids) throw new RangeError(`text has more than ${MAX_PROMPT_TOKENS} tokens (${MAX_PROMPT_WINDOWS} windows of 75); at most ${MAX_PROMPT_TOKENS} are counted`);
-    return [tokenizer.bos, ...ids, tokenizer.eos];
+    if (encoded.exceeded === 'bytes')
+      throw new RangeError(`text has more than ${MAX_PROMPT_WORD_BYTES} bytes of text in its words; at most ${MAX_PROMPT_WORD_BYTES} are taken`);
+    if (!encoded.ids)
+      throw new RangeError(`text has more than ${MAX_PROMPT_TOKENS} tokens (${MAX_PROMPT_WINDOWS} windows of 75); at most ${MAX_PROMPT_TOKENS} are counted`);
+    return [tokenizer.bos, ...encoded.ids, tokenizer.eos];
   }
 
   /**

@@ -154,9 +154,15 @@ function fixText(text: string): string {
     .replace(/[\x00-\x08\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g, '');
 }
 
+/**
+ * Text that fixText and htmlUnescape leave as it is: printable ASCII and whitespace controls, no
+ * `&`. Most prompt text is, and a prompt of thousands of bracketed runs is cleaned run by run.
+ */
+const PLAIN_ASCII = /^[\t-\r\x20-\x25\x27-\x7e]*$/;
+
 /** CLIP's `basic_clean` + `whitespace_clean` + `lower()`. */
 function cleanText(text: string): string {
-  const unescaped = htmlUnescape(htmlUnescape(fixText(text)));
+  const unescaped = PLAIN_ASCII.test(text) ? text : htmlUnescape(htmlUnescape(fixText(text)));
   // Runs collapsed before the edges are trimmed: `[…]+$` tried at every position of a long inner run is quadratic.
   return unescaped.replace(SPACE_RUN, ' ').replace(EDGE_SPACE, '').toLowerCase();
 }
@@ -230,6 +236,14 @@ function* fromVocabJson(vocabText: string, vocabWhat: string, mergesText: string
   const vocab = yield* parseVocabJson(vocabText, vocabWhat, MAX_SYMBOLS);
   const merges = yield* parseMerges(mergesText, mergesWhat, CLIP_MERGE_COUNT);
   return yield* ClipTokenizer.build(vocab, merges, mergesWhat);
+}
+
+/** What encodeWithin() gives: the ids, or which limit the text is past. */
+export interface EncodeResult {
+  ids?: number[];
+  /** UTF-8 bytes of the words the ids stand for (with `ids`). */
+  wordBytes?: number;
+  exceeded?: 'tokens' | 'bytes';
 }
 
 /** Pre-token → ids; cleared when full so a long-running process does not grow without bound. */
@@ -377,31 +391,38 @@ export class ClipTokenizer {
 
   /** Token ids of `text`, without BOS / EOS. */
   encode(text: string): number[] {
-    return this.encodeAtMost(text, Infinity)!;
+    return this.encodeWithin(text, {}).ids!;
   }
 
   /**
-   * encode(), or undefined as soon as `text` is known to give more than `maxTokens` ids: a piece
-   * of n bytes gives at least n / (the longest token's bytes) ids, so a word too long for the
-   * budget is refused before it is merged.
+   * encode(), stopped as soon as `text` is known to give more than `maxTokens` ids or to hold
+   * more than `maxWordBytes` bytes (UTF-8) in its words (the pre-tokens BPE merges): `exceeded`
+   * says which, and `ids` is then absent. A piece of n bytes gives at least n / (the longest
+   * token's bytes) ids, so a word too long for the budget is refused before it is merged.
    */
-  encodeAtMost(text: string, maxTokens: number): number[] | undefined {
+  encodeWithin(text: string, limits: { maxTokens?: number; maxWordBytes?: number }): EncodeResult {
     if (typeof text !== 'string') throw new TypeError('text must be a string');
+    const maxTokens = limits.maxTokens ?? Infinity;
+    const maxWordBytes = limits.maxWordBytes ?? Infinity;
+    let wordBytes = 0;
     const ids: number[] = [];
     for (const piece of pieces(text)) {
+      // piece.length UTF-16 units are at most 3 × as many UTF-8 bytes; the exact count only when that matters.
+      const atLeast = (n: number) => Math.ceil(n / this.#maxTokenBytes);
+      if (ids.length + atLeast(piece.length) > maxTokens) return { exceeded: 'tokens' };
+      const bytes = Buffer.byteLength(piece, 'utf8');
+      wordBytes += bytes;
+      if (wordBytes > maxWordBytes) return { exceeded: 'bytes' };
       let pieceIds = this.#cache.get(piece);
       if (!pieceIds) {
-        // piece.length UTF-16 units are at most 3 × as many UTF-8 bytes; the exact count only when that matters.
-        const atLeast = (n: number) => Math.ceil(n / this.#maxTokenBytes);
-        if (ids.length + atLeast(piece.length) > maxTokens) return undefined;
-        if (ids.length + atLeast(Buffer.byteLength(piece, 'utf8')) > maxTokens) return undefined;
+        if (ids.length + atLeast(bytes) > maxTokens) return { exceeded: 'tokens' };
         pieceIds = this.#encodePiece(piece);
       }
-      if (ids.length + pieceIds.length > maxTokens) return undefined;
+      if (ids.length + pieceIds.length > maxTokens) return { exceeded: 'tokens' };
       // Not push(...ids): one piece (a letter with 100k combining marks) can be more tokens than call arguments fit on the stack.
       for (const id of pieceIds) ids.push(id);
     }
-    return ids;
+    return { ids, wordBytes };
   }
 
   /** BOS, the ids of `text`, EOS; no padding or truncation. */

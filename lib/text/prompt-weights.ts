@@ -26,10 +26,14 @@ export const MAX_BRACKET_DEPTH = 100;
 const BREAK_WEIGHT = -1;
 
 /**
- * One lexical token of the attention syntax, in webui's order of preference: escapes, a lone
- * backslash, brackets, `:weight)`, closers, plain text, a lone colon.
+ * The attention syntax's lexical tokens, in webui's order of preference (its regex `\\\(|\\\)|
+ * \\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:`): escapes, a lone
+ * backslash, brackets, `:weight)`, closers, plain text (a run without `\()[]:`), a lone colon.
+ * Scanned by hand (parseSpans): a regex match per token cost the thread tens of ms on prompts of
+ * thousands of brackets.
  */
-const ATTENTION = /\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:/gu;
+const WEIGHT = /:\s*([+-]?[.\d]+)\s*\)/uy;
+const SYNTAX_CHAR = /[\\()[\]:]/g;
 /**
  * `BREAK` as a whole word (Python's `\b`, with Unicode word characters). webui splits on
  * `\s*BREAK\s*`; the spaces around it are trimmed off the parts instead, since a leading `\s*`
@@ -46,63 +50,86 @@ interface Span {
 
 /**
  * webui's `parse_prompt_attention`, with BREAK kept apart from the weights (see below).
- * `tooManyBreaks` is thrown as soon as the prompt has more than `maxBreaks` BREAKs.
+ * `tooManyBreaks` is thrown as soon as the prompt has more than `maxBreaks` BREAKs. Runs are kept
+ * in parallel arrays and tokens scanned in place: a prompt of ten thousand brackets made as many
+ * objects per token, and their garbage held the caller's thread.
  */
 function parseSpans(text: string, maxBreaks = Infinity, tooManyBreaks?: () => Error): Span[] {
-  const spans: Span[] = [];
+  const texts: string[] = [];
+  // At most one run per character, and one more for BREAK's trimmed parts and the empty prompt.
+  const weights = new Float64Array(text.length + 2);
+  const isBreak = new Uint8Array(text.length + 2);
   let breaks = 0;
   const round: number[] = [];
   const square: number[] = [];
+  const push = (t: string, brk = false) => {
+    weights[texts.length] = brk ? BREAK_WEIGHT : 1;
+    isBreak[texts.length] = brk ? 1 : 0;
+    texts.push(t);
+  };
   const scaleFrom = (start: number, by: number) => {
-    for (let i = start; i < spans.length; i++) if (!spans[i]!.isBreak) spans[i]!.weight *= by;
+    for (let i = start; i < texts.length; i++) if (!isBreak[i]) weights[i]! *= by;
   };
   const addText = (s: string) => {
-    if (!s.includes('BREAK')) {
-      spans.push({ text: s, weight: 1, isBreak: false });
-      return;
-    }
+    if (!s.includes('BREAK')) return push(s);
     const parts = s.split(BREAK);
     parts.forEach((part, i) => {
       if (i > 0 && ++breaks > maxBreaks) throw tooManyBreaks?.() ?? new RangeError('too many BREAKs');
-      if (i > 0) spans.push({ text: 'BREAK', weight: BREAK_WEIGHT, isBreak: true });
+      if (i > 0) push('BREAK', true);
       const trimmed = i === 0 ? part : part.trimStart();
-      spans.push({ text: i === parts.length - 1 ? trimmed : trimmed.trimEnd(), weight: 1, isBreak: false });
+      push(i === parts.length - 1 ? trimmed : trimmed.trimEnd());
     });
   };
 
-  for (const m of text.matchAll(ATTENTION)) {
-    const token = m[0];
-    const weight = m[1];
-    if (token.startsWith('\\')) {
+  for (let at = 0; at < text.length; ) {
+    const c = text[at]!;
+    if (c === '\\') {
       // An escape gives its character; a backslash before anything else vanishes (as in webui).
-      spans.push({ text: token.slice(1), weight: 1, isBreak: false });
-    } else if (token === '(' || token === '[') {
+      const next = text[at + 1];
+      const escape = next !== undefined && '()[]\\'.includes(next);
+      push(escape ? next : '');
+      at += escape ? 2 : 1;
+    } else if (c === '(' || c === '[') {
       if (round.length + square.length === MAX_BRACKET_DEPTH)
-        throw new RangeError(`prompt opens more than ${MAX_BRACKET_DEPTH} brackets without closing them (at character ${m.index})`);
-      (token === '(' ? round : square).push(spans.length);
-    } else if (weight !== undefined && round.length > 0) {
-      const value = Number(weight);
-      // webui's float() raises on "1.2.3" or "."; say so rather than guess.
-      if (Number.isNaN(value)) throw new RangeError(`prompt weight ${JSON.stringify(weight)} is not a number`);
-      scaleFrom(round.pop()!, value);
-    } else if (token === ')' && round.length > 0) {
-      scaleFrom(round.pop()!, ROUND_MULTIPLIER);
-    } else if (token === ']' && square.length > 0) {
-      scaleFrom(square.pop()!, SQUARE_MULTIPLIER);
+        throw new RangeError(`prompt opens more than ${MAX_BRACKET_DEPTH} brackets without closing them (at character ${at})`);
+      (c === '(' ? round : square).push(texts.length);
+      at++;
+    } else if (c === ':') {
+      WEIGHT.lastIndex = at;
+      const m = WEIGHT.exec(text);
+      if (m && round.length > 0) {
+        const value = Number(m[1]);
+        // webui's float() raises on "1.2.3" or "."; say so rather than guess.
+        if (Number.isNaN(value)) throw new RangeError(`prompt weight ${JSON.stringify(m[1])} is not a number`);
+        scaleFrom(round.pop()!, value);
+      } else {
+        addText(m ? m[0] : c);
+      }
+      at += m ? m[0].length : 1;
+    } else if (c === ')' || c === ']') {
+      const open = c === ')' ? round : square;
+      if (open.length > 0) scaleFrom(open.pop()!, c === ')' ? ROUND_MULTIPLIER : SQUARE_MULTIPLIER);
+      else addText(c);
+      at++;
     } else {
-      addText(token);
+      SYNTAX_CHAR.lastIndex = at;
+      const end = SYNTAX_CHAR.exec(text)?.index ?? text.length;
+      addText(text.slice(at, end));
+      at = end;
     }
   }
   // Brackets left open apply to the end of the prompt.
   for (const start of round) scaleFrom(start, ROUND_MULTIPLIER);
   for (const start of square) scaleFrom(start, SQUARE_MULTIPLIER);
 
-  if (spans.length === 0) spans.push({ text: '', weight: 1, isBreak: false });
+  if (texts.length === 0) push('');
+  // Neighbouring runs of one weight become one run (joined once, not one concatenation each).
   const merged: Span[] = [];
-  for (const s of spans) {
-    const last = merged[merged.length - 1];
-    if (last && !last.isBreak && !s.isBreak && last.weight === s.weight) last.text += s.text;
-    else merged.push({ ...s });
+  for (let i = 0; i < texts.length; ) {
+    let end = i + 1;
+    if (!isBreak[i]) while (end < texts.length && !isBreak[end] && weights[end] === weights[i]) end++;
+    merged.push({ text: end - i === 1 ? texts[i]! : texts.slice(i, end).join(''), weight: weights[i]!, isBreak: isBreak[i] === 1 });
+    i = end;
   }
   return merged;
 }
@@ -130,6 +157,11 @@ export interface EncodePromptOptions {
    * too long is refused before its words are merged. Default: no limit.
    */
   maxChunks?: number;
+  /**
+   * UTF-8 bytes in the prompt's words (what BPE merges), at most (RangeError beyond): bounds the
+   * merging work, since a window's worth of long tokens can be hundreds of bytes. Default: no limit.
+   */
+  maxWordBytes?: number;
 }
 
 /**
@@ -159,6 +191,8 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
   const maxChunks = options.maxChunks ?? Infinity;
   if (maxChunks !== Infinity && (!Number.isInteger(maxChunks) || maxChunks < 1)) throw new RangeError('maxChunks must be an integer ≥ 1');
   const tooLong = () => new RangeError(`prompt has more than ${maxChunks} windows of ${CHUNK_TOKENS} tokens; at most ${maxChunks} are taken`);
+  let wordBytesLeft = options.maxWordBytes ?? Infinity;
+  if (wordBytesLeft !== Infinity && (!Number.isInteger(wordBytesLeft) || wordBytesLeft < 0)) throw new RangeError('maxWordBytes must be an integer ≥ 0');
   const comma = tokenizer.tokenId(',</w>');
 
   const windows: Array<{ ids: number[]; weights: number[] }> = [];
@@ -185,9 +219,13 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
     }
     // Tokens past the room left in whole windows would need more windows, however they are chunked.
     const room = (maxChunks - windows.length) * CHUNK_TOKENS - ids.length;
-    const spanIds = tokenizer.encodeAtMost(span.text, room);
-    if (!spanIds) throw tooLong();
-    for (const id of spanIds) {
+    const encoded = tokenizer.encodeWithin(span.text, { maxTokens: room, maxWordBytes: wordBytesLeft });
+    if (encoded.exceeded === 'bytes') {
+      throw new RangeError(`prompt has more than ${options.maxWordBytes} bytes of text in its words; at most ${options.maxWordBytes} are taken`);
+    }
+    if (!encoded.ids) throw tooLong();
+    wordBytesLeft -= encoded.wordBytes!;
+    for (const id of encoded.ids) {
       if (id === comma) {
         lastComma = ids.length;
       } else if (backtrack > 0 && ids.length === CHUNK_TOKENS && lastComma !== -1 && ids.length - lastComma <= backtrack) {
