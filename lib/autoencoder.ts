@@ -1,13 +1,14 @@
 /**
  * The tiny autoencoder (TAESD family) on its own: images to latents and back.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, freemem } from 'node:os';
 
-import { BackendError, fromNative } from './errors.js';
+import { BackendError, DisposedError, fromNative } from './errors.js';
 import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
-import { native, type NativeAutoencoder } from './native.js';
-import { resolveDevice } from './system.js';
+import { native, type NativeAutoencoder, type NativeVaeTiling } from './native.js';
+import { listDevices, resolveDevice } from './system.js';
+import { checkPixelBudget, checkVaeTilingOption, resolveTiling, type VaeTilingOption } from './tiling.js';
 import { checkEnum, checkFunction, checkInteger, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
 /** A latent: planar floats [channels][height][width], as PyTorch's C×H×W. */
@@ -42,13 +43,20 @@ export interface LoadAutoencoderOptions {
   signal?: AbortSignal;
 }
 
-const LOAD_KEYS = ['device', 'threads', 'weightType', 'signal'] as const;
-const JOB_KEYS = ['signal', 'onProgress'] as const;
+/** Options of autoencoder.encode() and decode(); every one is optional. */
+export interface AutoencoderJobOptions extends JobOptions {
+  /** Default 'auto': tiles when one pass would need more than half the free memory (see VaeTilingOption). */
+  tiling?: VaeTilingOption;
+}
 
-function checkJobOptions(what: string, options: unknown): JobOptions {
+const LOAD_KEYS = ['device', 'threads', 'weightType', 'signal'] as const;
+const JOB_KEYS = ['tiling', 'signal', 'onProgress'] as const;
+
+function checkJobOptions(what: string, options: unknown): JobOptions & { tiling: 'auto' | NativeVaeTiling | undefined } {
   const o = checkObject(what, options);
   checkKeys(what, o, JOB_KEYS);
   return {
+    tiling: checkVaeTilingOption(o.tiling, `${what}.tiling`),
     signal: checkSignal(`${what}.signal`, o.signal),
     onProgress: checkFunction(`${what}.onProgress`, o.onProgress),
   };
@@ -87,28 +95,52 @@ export class Autoencoder implements AsyncDisposable {
 
   /**
    * Encodes an RGB(A) image (alpha ignored) into a latent of width/scale × height/scale.
-   * Sides must be multiples of `scale` (8): crop or resize first (RangeError otherwise).
-   * Options: `signal`, `onProgress` (none by default). Queued FIFO behind this object's other jobs.
+   * Sides must be multiples of `scale` (8): crop or resize first (RangeError otherwise); at most
+   * 4096² pixels. Options: `tiling` ('auto'), `signal`, `onProgress` (none by default). Queued FIFO
+   * behind this object's other jobs.
    */
-  encode(image: Image, options?: JobOptions): Promise<Latent> {
+  encode(image: Image, options?: AutoencoderJobOptions): Promise<Latent> {
+    if (this.#disposed) return Promise.reject(new DisposedError('the autoencoder has been disposed'));
     checkImage('image', image);
     const job = checkJobOptions('options', options);
     if (!this.hasEncoder) throw new TypeError('this autoencoder was loaded without an encoder');
     if (image.width % this.scale || image.height % this.scale) {
       throw new RangeError(`image sides must be multiples of ${this.scale}, got ${image.width}×${image.height}`);
     }
-    return this.#queue.run((onProgress) => this.#native.encode(image, onProgress), job);
+    checkPixelBudget('image', image.width, image.height);
+    const tiling = this.tilingFor(job.tiling, image.width, image.height, 'encode');
+    return this.#queue.run((onProgress) => this.#native.encode(image, tiling, onProgress), job);
   }
 
   /**
-   * Decodes a latent into an 8-bit RGB image of width·scale × height·scale. Options: `signal`,
-   * `onProgress` (none by default). Queued FIFO behind this object's other jobs.
+   * Decodes a latent into an 8-bit RGB image of width·scale × height·scale (at most 4096²
+   * pixels). Options: `tiling` ('auto'), `signal`, `onProgress` (none by default). Queued FIFO
+   * behind this object's other jobs.
    */
-  decode(latent: Latent, options?: JobOptions): Promise<Image & { channels: 3 }> {
+  decode(latent: Latent, options?: AutoencoderJobOptions): Promise<Image & { channels: 3 }> {
+    if (this.#disposed) return Promise.reject(new DisposedError('the autoencoder has been disposed'));
     checkLatent('latent', latent, this.latentChannels);
     const job = checkJobOptions('options', options);
     if (!this.hasDecoder) throw new TypeError('this autoencoder was loaded without a decoder');
-    return this.#queue.run((onProgress) => this.#native.decode(latent, onProgress), job) as Promise<Image & { channels: 3 }>;
+    const width = latent.width * this.scale, height = latent.height * this.scale;
+    checkPixelBudget('the decoded image', width, height);
+    const tiling = this.tilingFor(job.tiling, width, height, 'decode');
+    return this.#queue.run((onProgress) => this.#native.decode(latent, tiling, onProgress), job) as Promise<Image & { channels: 3 }>;
+  }
+
+  /**
+   * @internal The tiles for a checked tiling option and one pass over a width × height pixel
+   * image: 'auto' weighs the planned compute buffer against half the device's free memory.
+   */
+  tilingFor(option: 'auto' | NativeVaeTiling | undefined, width: number, height: number, pass: 'encode' | 'decode'): NativeVaeTiling | undefined {
+    return resolveTiling(
+      option,
+      () => this.#native.computeBytes(width, height)[pass],
+      () => {
+        const device = this.device === 'cpu' ? undefined : listDevices().find((d) => d.id === this.device);
+        return device && device.memoryFree > 0 ? device.memoryFree : freemem();
+      },
+    );
   }
 
   /**

@@ -102,6 +102,7 @@ export function fromNative(err: unknown): Error {
   const message = typeof e?.message === 'string' ? e.message : String(err);
   const Cls = typeof e?.code === 'string' ? byCode[e.code] : undefined;
   if (Cls) return new Cls(message);
-  if (e?.code === 'ERR_INVALID_ARGUMENT') return new RangeError(message);
+  // A value the engine found out of range: a RangeError, as the option checks throw, with the code kept.
+  if (e?.code === 'ERR_INVALID_ARGUMENT') return Object.assign(new RangeError(message), { code: 'ERR_INVALID_ARGUMENT' });
   return new SdnodeError(message, typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL', { cause: err });
 }

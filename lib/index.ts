@@ -2,7 +2,7 @@
  * sdnode: Stable Diffusion on your own machine, from Node.js.
  */
 export { loadAutoencoder, Autoencoder } from './autoencoder.js';
-export type { AutoencoderFiles, LoadAutoencoderOptions, Latent } from './autoencoder.js';
+export type { AutoencoderFiles, AutoencoderJobOptions, LoadAutoencoderOptions, Latent } from './autoencoder.js';
 export { convertModel } from './convert.js';
 export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
 export { WEIGHT_TYPES } from './weight-types.js';

@@ -11,6 +11,7 @@ import { Autoencoder, type Latent } from './autoencoder.js';
 import { AbortError, BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
 import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
+import { diffusersAttentionHeads, type AttentionHeads } from './diffusers-config.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
 import { native, type NativeAutoencoder, type NativeJob, type NativeModel, type NativeProgress, type NativeVaeTiling } from './native.js';
 import { resizeImage } from './resize.js';
@@ -27,6 +28,7 @@ import {
 } from './validate.js';
 import { metadataFromChunks } from './metadata.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
+import { MAX_PIXELS, checkVaeTilingOption, resolveTiling, type VaeTilingOption } from './tiling.js';
 import { encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 
@@ -152,8 +154,8 @@ const GENERATE_KEYS = [
 /** Default previewInterval per preview method: previews stay under 5% of sampling time (bench/previews.mjs). */
 export const PREVIEW_INTERVAL = { latent2rgb: 1, tae: 5 } as const;
 const MAX_SEED = (1n << 64n) - 1n;
-/** A pixel budget, like sharp's limitInputPixels: 4096² (SD1.x was trained at 512²). */
-const MAX_PIXELS = 4096 * 4096;
+/** The longest side generate() makes, given or taken from an init image. */
+const MAX_SIDE = 8192;
 /** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
 const MAX_PROMPT_WINDOWS = 32;
 /** Tokens per prompt, BOS and EOS aside: what MAX_PROMPT_WINDOWS windows hold at most. */
@@ -222,6 +224,39 @@ function checkFinite(what: string, value: unknown, min: number, max: number): nu
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number`);
   if (value < min || value > max) throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
   return value;
+}
+
+/**
+ * The `sdnode.attention_heads` metadata (what shapes cannot tell; the generator writes it):
+ * JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}}, every part optional.
+ * Anything else is a ModelCompatibilityError naming what is wrong, never a TypeError from inside.
+ */
+function attentionHeads(raw: string | undefined): AttentionHeads {
+  if (!raw) return {};
+  const bad = (why: string) => new ModelCompatibilityError(`the model's sdnode.attention_heads metadata ${why}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw bad('is not JSON');
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(parsed)) throw bad('is not a JSON object');
+  const count = (part: string, key: string, v: unknown) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 4096) throw bad(`has ${part}.${key} ${JSON.stringify(v)}: not an integer 1 … 4096`);
+    return v;
+  };
+  const out: AttentionHeads = {};
+  for (const part of ['unet', 'clip'] as const) {
+    const v = parsed[part];
+    if (v === undefined) continue;
+    if (!isObject(v)) throw bad(`has a ${part} that is not an object`);
+    const numHeads = count(part, 'numHeads', v.numHeads);
+    const headDim = part === 'unet' ? count(part, 'headDim', v.headDim) : undefined;
+    out[part] = { ...(numHeads !== undefined ? { numHeads } : {}), ...(headDim !== undefined ? { headDim } : {}) };
+  }
+  return out;
 }
 
 interface Architecture {
@@ -326,19 +361,7 @@ export interface WeightRecord {
   mapped: boolean;
 }
 
-/**
- * The VAE in overlapping tiles, so the device's compute buffers stay those of one tile. true:
- * tiles of 64 latent cells (512 pixels) with 16 cells (128 pixels) of overlap; `{ tile, overlap }`:
- * other sizes in latent cells, tile 1–4096, overlap 0 … tile/2 (default tile/4; below 4 cells
- * seams show); false: never. 'auto' (the default) tiles as true does when one untiled pass
- * would need a compute buffer of more than half the memory free on the model's device
- * (os.freemem() on the CPU) at the time of the call. The tiles run stage by stage between the
- * VAE's GroupNorms, which normalise with whole-image statistics, and the mid-block attention
- * runs over the whole image in slices: the result matches the untiled one (to float rounding)
- * rather than only looking seamless. Host memory holds the activations crossing one GroupNorm
- * for the whole image (a 2048² decode with SD's VAE peaked at 10.5 GiB of process memory on the CPU).
- */
-export type VaeTilingOption = 'auto' | boolean | { tile?: number; overlap?: number };
+export type { VaeTilingOption } from './tiling.js';
 
 /** Options of model.decodeLatent(); every one is optional. */
 export interface DecodeLatentOptions {
@@ -370,9 +393,6 @@ export interface EncodeImageOptions {
 
 const DECODE_KEYS = ['vaeTiling', 'signal', 'onProgress'] as const;
 const ENCODE_KEYS = ['seed', 'rng', 'vaeTiling', 'signal', 'onProgress'] as const;
-/** diffusers' AutoencoderKL tiling defaults: 512-pixel tiles, a quarter shared with each neighbour. */
-const VAE_TILE = 64;
-const VAE_TILE_OVERLAP = 16;
 const VAE_PREFIX = 'first_stage_model.';
 
 /** What the weights tell about the VAE's halves: latent channels, and pixels per latent cell. */
@@ -390,22 +410,6 @@ function checkLatent(what: string, latent: unknown): asserts latent is Latent {
   if (!(l.data instanceof Float32Array)) throw new TypeError(`${what}.data must be a Float32Array`);
   const expected = (l.channels as number) * (l.width as number) * (l.height as number);
   if (l.data.length !== expected) throw new RangeError(`${what}.data has ${l.data.length} values, channels × width × height is ${expected}`);
-}
-
-/** A vaeTiling option checked: 'auto', the tiles to use, or undefined (untiled). */
-function checkVaeTilingOption(value: unknown, what = 'options.vaeTiling'): 'auto' | NativeVaeTiling | undefined {
-  if (value === undefined || value === 'auto') return 'auto';
-  if (value === false) return undefined;
-  if (value === true) return { enabled: true, tile: VAE_TILE, overlap: VAE_TILE_OVERLAP };
-  const accepted = "'auto', true, false or { tile, overlap }";
-  if (typeof value === 'string') throw new RangeError(`${what} must be ${accepted}, got '${value}'`);
-  if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new TypeError(`${what} must be ${accepted}, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
-  const o = value as Record<string, unknown>;
-  checkKeys(what, o, ['tile', 'overlap']);
-  const tile = o.tile === undefined ? VAE_TILE : checkInteger(`${what}.tile`, o.tile, 1, 4096);
-  const overlap = o.overlap === undefined ? Math.floor(tile / 4) : checkInteger(`${what}.overlap`, o.overlap, 0, Math.floor(tile / 2));
-  return { enabled: true, tile, overlap };
 }
 
 /** undefined (the posterior mean), or a seed 0 … 2^64−1. */
@@ -441,15 +445,19 @@ export class Model implements AsyncDisposable {
   #tokenizerError?: Error;
   #vae?: VaeShape;
   #sizeMultiple?: number;
+  #clipLayers?: number;
   readonly #tae?: Autoencoder;
   /** The TAE's native handle: the engine decodes 'tae' previews with it inside the generate job. */
   readonly #taeNative?: NativeAutoencoder;
+  /** Attention heads from a diffusers folder's config.json files. */
+  readonly #configHeads?: AttentionHeads;
 
   /** @internal Use loadModel(). */
-  constructor(handle: NativeModel, extras: ModelExtras, tae?: Autoencoder, taeNative?: NativeAutoencoder) {
+  constructor(handle: NativeModel, extras: ModelExtras, tae?: Autoencoder, taeNative?: NativeAutoencoder, configHeads?: AttentionHeads) {
     this.#native = handle;
     if (extras.tokenizer instanceof ClipTokenizer) this.#tokenizer = extras.tokenizer;
     else this.#tokenizerError = extras.tokenizer;
+    this.#configHeads = configHeads;
     this.#tae = tae;
     this.#taeNative = taeNative;
     const raw = handle.info();
@@ -479,7 +487,7 @@ export class Model implements AsyncDisposable {
    * Default: every weight.
    */
   checksums(names?: string[], options?: JobOptions): Promise<Record<string, string>> {
-    this.#checkOpen();
+    if (this.#disposed) return Promise.reject(this.#disposedError());
     const list = names === undefined ? this.#native.weights().map((w) => w.name) : names;
     if (!Array.isArray(list) || list.some((n) => typeof n !== 'string')) throw new TypeError('names must be an array of strings');
     const o = checkObject('options', options);
@@ -516,7 +524,7 @@ export class Model implements AsyncDisposable {
    * error (e.g. ResourceError when a stage would not fit in memory).
    */
   generate(options: GenerateOptions): Promise<GenerateResult> {
-    this.#checkOpen();
+    if (this.#disposed) return Promise.reject(this.#disposedError());
     const o = checkObject('options', options);
     checkKeys('options', o, GENERATE_KEYS);
     const promptText = checkPromptText('options.prompt', o.prompt);
@@ -532,8 +540,12 @@ export class Model implements AsyncDisposable {
     const maskBlur = o.maskBlur === undefined ? 4 : checkInteger('options.maskBlur', o.maskBlur, 0, 64);
     const multiple = this.#unetSizeMultiple();
     const fromInit = (side: number) => Math.max(multiple, side - (side % multiple));
-    const width = o.width === undefined ? (initImage ? fromInit(initImage.width) : 512) : checkInteger('options.width', o.width, 8, 8192);
-    const height = o.height === undefined ? (initImage ? fromInit(initImage.height) : 512) : checkInteger('options.height', o.height, 8, 8192);
+    const width = o.width === undefined ? (initImage ? fromInit(initImage.width) : 512) : checkInteger('options.width', o.width, 8, MAX_SIDE);
+    const height = o.height === undefined ? (initImage ? fromInit(initImage.height) : 512) : checkInteger('options.height', o.height, 8, MAX_SIDE);
+    // Sizes taken from the init image pass the same limits as given ones.
+    for (const [what, side] of [['width', width], ['height', height]] as const) {
+      if (side > MAX_SIDE) throw new RangeError(`options.${what} (from options.initImage) must be at most ${MAX_SIDE}, got ${side}: give width and height`);
+    }
     if (width % 8 || height % 8) throw new RangeError(`width and height must be multiples of 8, got ${width}×${height}`);
     for (const [what, side] of [['width', width], ['height', height]] as const) {
       if (side % multiple)
@@ -548,7 +560,7 @@ export class Model implements AsyncDisposable {
     const rng = o.rng === undefined ? 'cuda' : checkEnum('options.rng', o.rng, ['cuda', 'cpu'] as const);
     const batchCount = o.batchCount === undefined ? 1 : checkInteger('options.batchCount', o.batchCount, 1, 64);
     // SD2.x's text encoder was trained on OpenCLIP's penultimate layer (LDM's FrozenOpenCLIPEmbedder).
-    const clipSkip = o.clipSkip === undefined ? (this.info.family === 'sd2' ? 2 : 1) : checkInteger('options.clipSkip', o.clipSkip, 1, 12);
+    const clipSkip = o.clipSkip === undefined ? (this.info.family === 'sd2' ? 2 : 1) : checkInteger('options.clipSkip', o.clipSkip, 1, Math.max(1, this.#textEncoderLayers()));
     const prediction = o.prediction === undefined
       ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
       : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
@@ -581,6 +593,7 @@ export class Model implements AsyncDisposable {
       ...(vae === 'full' ? (['decode'] as const) : []),
       ...(initImage ? (['encode'] as const) : []),
     ]);
+    const taeTiling = vae === 'tae' ? this.#tae?.tilingFor(vaeTilingOption, width, height, 'decode') : undefined;
     const params = {
       prompt: tokens(prompt),
       negative: tokens(negative),
@@ -606,6 +619,7 @@ export class Model implements AsyncDisposable {
       previewInterval,
       ...(onProgress && preview === 'tae' ? { tae: this.#taeNative } : {}),
       ...(vae === 'tae' ? { taeDecoder: this.#taeNative } : {}),
+      ...(taeTiling ? { taeTiling } : {}),
     };
     // The init image and mask are stretched to the job's size in the job's turn, so the queue keeps its order.
     const start = (progress?: (p: NativeProgress) => void) =>
@@ -630,7 +644,7 @@ export class Model implements AsyncDisposable {
    * Options: `vaeTiling` ('auto' default, see VaeTilingOption), `signal`, `onProgress`.
    */
   decodeLatent(latent: Latent, options?: DecodeLatentOptions): Promise<Image & { channels: 3 }> {
-    this.#checkOpen();
+    if (this.#disposed) return Promise.reject(this.#disposedError());
     checkLatent('latent', latent);
     const o = checkObject('options', options);
     checkKeys('options', o, DECODE_KEYS);
@@ -659,7 +673,7 @@ export class Model implements AsyncDisposable {
    * Also `vaeTiling` ('auto' default), `signal`, `onProgress`.
    */
   encodeImage(image: Image, options?: EncodeImageOptions): Promise<Latent> {
-    this.#checkOpen();
+    if (this.#disposed) return Promise.reject(this.#disposedError());
     checkImage('image', image);
     const o = checkObject('options', options);
     checkKeys('options', o, ENCODE_KEYS);
@@ -691,12 +705,16 @@ export class Model implements AsyncDisposable {
     height: number,
     passes: ReadonlyArray<'decode' | 'encode'>,
   ): NativeVaeTiling | undefined {
-    if (option !== 'auto') return option;
-    if (passes.length === 0) return undefined;
-    const bytes = this.#native.vaeComputeBytes(width, height);
-    // A missing half (null) is refused by the job that needs it.
-    const need = Math.max(0, ...passes.map((p) => bytes[p] ?? 0));
-    return need > this.#freeMemory() / 2 ? { enabled: true, tile: VAE_TILE, overlap: VAE_TILE_OVERLAP } : undefined;
+    if (option === 'auto' && passes.length === 0) return undefined;
+    return resolveTiling(
+      option,
+      () => {
+        const bytes = this.#native.vaeComputeBytes(width, height);
+        // A missing half (null) is refused by the job that needs it.
+        return Math.max(0, ...passes.map((p) => bytes[p] ?? 0));
+      },
+      () => this.#freeMemory(),
+    );
   }
 
   /** Bytes free on the model's device now: the GPU's own memory, else the system's. */
@@ -712,6 +730,18 @@ export class Model implements AsyncDisposable {
   #unetSizeMultiple(): number {
     this.#sizeMultiple ??= 8 * 2 ** this.#native.weights().filter((w) => /^model\.diffusion_model\.input_blocks\.\d+\.0\.op\.weight$/.test(w.name)).length;
     return this.#sizeMultiple;
+  }
+
+  /** Layers of the text encoder, counted from the weights (…encoder.layers.N.layer_norm1.weight); 0 without one. */
+  #textEncoderLayers(): number {
+    if (this.#clipLayers === undefined) {
+      const names = new Set(this.#native.weights().map((w) => w.name));
+      const prefix = [...names].find((n) => /^cond_stage_model\..*encoder\.layers\.0\.layer_norm1\.weight$/.test(n))?.replace(/0\.layer_norm1\.weight$/, '');
+      let n = 0;
+      while (prefix !== undefined && names.has(`${prefix}${n}.layer_norm1.weight`)) n++;
+      this.#clipLayers = n;
+    }
+    return this.#clipLayers;
   }
 
   /** Latent scale factor of the VAE's family (LDM configs' scale_factor). */
@@ -744,12 +774,8 @@ export class Model implements AsyncDisposable {
     const missing = (['unet', 'vae', 'textEncoder'] as const).filter((c) => !components[c]);
     if (missing.length) throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}: load it with the missing component files`);
     if (family === 'sdxl') throw new ModelCompatibilityError('SDXL generation is not supported yet (SD1.x and SD2.x are)');
-    let heads: { unet?: { numHeads?: number; headDim?: number }; clip?: { numHeads?: number } } = {};
-    try {
-      if (metadata['sdnode.attention_heads']) heads = JSON.parse(metadata['sdnode.attention_heads']) as typeof heads;
-    } catch {
-      throw new ModelCompatibilityError("the model's sdnode.attention_heads metadata is not JSON");
-    }
+    // The file's own metadata first, then a diffusers folder's config.json files.
+    const heads = metadata['sdnode.attention_heads'] ? attentionHeads(metadata['sdnode.attention_heads']) : (this.#configHeads ?? {});
     // SD1.x: 8 heads at every level (LDM num_heads: 8); SD2.x: 64-wide heads (num_head_channels: 64).
     const unetHeads = heads.unet?.numHeads ?? (heads.unet?.headDim === undefined && family === 'sd1' ? 8 : 0);
     const unetHeadDim = heads.unet?.headDim ?? (unetHeads ? 0 : 64);
@@ -774,7 +800,9 @@ export class Model implements AsyncDisposable {
 
   /**
    * Frees the weights once queued and running jobs have settled (they complete normally).
-   * Idempotent: every call returns the same promise. Afterwards every method throws DisposedError.
+   * Idempotent: every call returns the same promise. Afterwards methods that return a promise
+   * (generate, encodeImage, decodeLatent, checksums) reject with DisposedError and the others
+   * (weights, tokenize) throw it.
    */
   dispose(): Promise<void> {
     this.#disposed ??= this.#queue.close().then(async () => {
@@ -789,8 +817,13 @@ export class Model implements AsyncDisposable {
     return this.dispose();
   }
 
+  /** Methods that return a value throw DisposedError after dispose(); those that return a promise reject with it. */
   #checkOpen(): void {
-    if (this.#disposed) throw new DisposedError('the model has been disposed');
+    if (this.#disposed) throw this.#disposedError();
+  }
+
+  #disposedError(): DisposedError {
+    return new DisposedError('the model has been disposed');
   }
 }
 
@@ -851,14 +884,16 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
       { signal, onProgress },
     );
     await vocabulary;
+    let configHeads: AttentionHeads | undefined;
     let extras: ModelExtras;
     try {
       extras = await loadExtras(handle);
+      configHeads = await diffusersAttentionHeads(handle.info().sources);
     } catch (err) {
       handle.dispose();
       throw err;
     }
-    if (!taePath) return new Model(handle, extras);
+    if (!taePath) return new Model(handle, extras, undefined, undefined, configHeads);
     try {
       // Loaded here rather than by loadAutoencoder: the model keeps the native handle too, for
       // the engine's 'tae' previews.
@@ -871,7 +906,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
         await tae.dispose();
         throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
       }
-      return new Model(handle, extras, tae, taeNative);
+      return new Model(handle, extras, tae, taeNative, configHeads);
     } catch (err) {
       handle.dispose();
       throw err;

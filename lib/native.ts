@@ -51,8 +51,10 @@ export interface NativeAutoencoderInfo {
 /** The addon's tiny-autoencoder handle, wrapped by Autoencoder. */
 export interface NativeAutoencoder {
   info(): NativeAutoencoderInfo;
-  encode(image: NativeImage, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
-  decode(latent: NativeLatent, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
+  encode(image: NativeImage, tiling: NativeVaeTiling | undefined, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLatent>;
+  decode(latent: NativeLatent, tiling: NativeVaeTiling | undefined, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
+  /** Planned compute-buffer bytes of one untiled pass over a width × height pixel image (0: that half is missing). */
+  computeBytes(width: number, height: number): { encode: number; decode: number };
   dispose(): void;
 }
 
@@ -122,6 +124,8 @@ export interface NativeGenerateParams {
   tae?: NativeAutoencoder;
   /** Decode with this TAESD decoder instead of the model's VAE. */
   taeDecoder?: NativeAutoencoder;
+  /** The TAE decode's tiles (with taeDecoder); undefined: untiled. */
+  taeTiling?: NativeVaeTiling;
 }
 
 /** What the engine's generate job gives back (decoded images, or latents for a TAE decode in JS). */

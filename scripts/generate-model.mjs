@@ -767,6 +767,18 @@ async function writeAll(fh, bytes, position) {
  * @param {GenerateOptions} options
  * @returns {Promise<GenerateResult>}
  */
+/**
+ * The `sdnode.attention_heads` metadata value: what the shapes cannot tell. Written into every
+ * format that holds metadata (safetensors header, GGUF, the .ckpt's top-level dict).
+ * @param {ModelConfig} config
+ */
+export function attentionHeadsMetadata(config) {
+  return JSON.stringify({
+    unet: config.unet.numHeads !== undefined ? { numHeads: config.unet.numHeads } : { headDim: config.unet.headDim },
+    clip: { numHeads: config.clip.heads },
+  });
+}
+
 export async function generateModel(options) {
   if (!options || typeof options !== 'object') throw new TypeError('options must be an object');
   const { out, config: given, dtype = 'f16', seed = 0, onProgress } = options;
@@ -786,10 +798,7 @@ export async function generateModel(options) {
     format: 'pt',
     'sdnode.generator': `sdnode generate-model ${GENERATOR_VERSION}`,
     'sdnode.config': JSON.stringify(config),
-    'sdnode.attention_heads': JSON.stringify({
-      unet: config.unet.numHeads !== undefined ? { numHeads: config.unet.numHeads } : { headDim: config.unet.headDim },
-      clip: { numHeads: config.clip.heads },
-    }),
+    'sdnode.attention_heads': attentionHeadsMetadata(config),
     'sdnode.seed': String(seed),
     'sdnode.dtype': dtype,
   };

@@ -93,15 +93,18 @@ describe('convertModel', () => {
     expect(f16.tensors.find((t) => t.name.endsWith('position_ids'))).toMatchObject({ from: 'I64', to: 'I64' });
     // The generator rounds f32 to f16 to nearest even, as ggml does: identical values.
     expect(f16Inspect.tensors.map((t) => t.checksum)).toEqual(sourceF16.tensors.map((t) => t.checksum));
-    // Metadata: ours, and the source's under sdnode.meta.
+    // Metadata: ours, the source's sdnode.* keys as they are (generate reads sdnode.attention_heads), the rest under sdnode.meta.
     const m = f16Inspect.metadata;
     expect(m['general.architecture']).toBe('sdnode');
     expect(m['sdnode.family']).toBe('sd1');
     expect(m['sdnode.source']).toBe('tiny-f32.safetensors');
     expect(m['sdnode.version']).toMatch(/^\d+\.\d+\.\d+/);
     expect(m['general.file_type']).toBe('1');
-    expect(m['sdnode.meta.sdnode.seed']).toBe(String(seed));
-    expect(m['sdnode.meta.sdnode.preset']).toBe('tiny');
+    expect(m['sdnode.seed']).toBe(String(seed));
+    expect(m['sdnode.preset']).toBe('tiny');
+    expect(m['sdnode.attention_heads']).toBe(source.metadata['sdnode.attention_heads']);
+    expect(m['sdnode.meta.format']).toBe('pt');
+    expect(Object.keys(m).some((k) => k.startsWith('sdnode.meta.sdnode.'))).toBe(false);
     expect(f16Inspect.detection.family).toBe(source.detection.family);
   });
 
@@ -185,8 +188,9 @@ describe('convertModel', () => {
     // Our keys are written fresh, the source's own metadata carried once, not nested.
     expect(b.metadata['sdnode.source']).toBe('tiny-q8_0.gguf');
     expect(b.metadata['sdnode.family']).toBe('sd1');
-    expect(b.metadata['sdnode.meta.sdnode.seed']).toBe(String(seed));
-    expect(Object.keys(b.metadata).some((k) => k.startsWith('sdnode.meta.sdnode.meta.'))).toBe(false);
+    expect(b.metadata['sdnode.seed']).toBe(String(seed));
+    expect(b.metadata['sdnode.meta.format']).toBe('pt');
+    expect(Object.keys(b.metadata).some((k) => k.startsWith('sdnode.meta.sdnode.') || k.startsWith('sdnode.meta.sdnode.meta.'))).toBe(false);
   });
 
   it('a q4_0 GGUF converts back to f16 with the same names and shapes', async () => {

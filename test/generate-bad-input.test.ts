@@ -104,6 +104,16 @@ describe('sizes (20)', () => {
     // The pixel budget (like sharp's limitInputPixels): 4096² at most, whatever the shape.
     [{ width: 4096, height: 4112 }, RangeError, /at most 16777216 pixels \(4096²\), got 4096×4112/],
     [{ width: 8192, height: 2064 }, RangeError, /at most 16777216 pixels/],
+    // Sizes taken from an init image pass the same limits: 65536×1 would make a 65536-wide image.
+    [{ width: undefined, height: undefined, initImage: image(65536, 1, 3) }, RangeError, /options\.width \(from options\.initImage\) must be at most 8192, got 65536/],
+    [{ width: undefined, height: undefined, initImage: image(1, 9000, 3) }, RangeError, /options\.height \(from options\.initImage\) must be at most 8192, got 8992/],
+  ]);
+
+  // The tiny text encoder has 2 layers: clipSkip is checked against the weights, before queueing.
+  check([
+    [{ clipSkip: 3 }, RangeError, /options\.clipSkip must be an integer in \[1, 2\], got 3/],
+    [{ clipSkip: 12 }, RangeError, /options\.clipSkip must be an integer in \[1, 2\], got 12/],
+    [{ clipSkip: 0 }, RangeError, /options\.clipSkip/],
   ]);
 
   it('the size multiple comes from the UNet weights: 16 for two levels, 32 for three', async () => {

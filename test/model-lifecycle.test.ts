@@ -229,7 +229,7 @@ describe('abort at every stage (26)', () => {
 });
 
 describe('dispose (27)', () => {
-  it('during jobs: running and queued jobs settle first; twice is the same promise; then every method throws DisposedError', async () => {
+  it('during jobs: running and queued jobs settle first; twice is the same promise; then DisposedError (rejected by async methods, thrown by sync ones)', async () => {
     const m = await loadModel(path, cpu);
     const log: string[] = [];
     const jobs = [
@@ -246,24 +246,23 @@ describe('dispose (27)', () => {
     await m.dispose();
 
     const latent = { channels: 4, width: 8, height: 8, data: new Float32Array(256) };
-    const calls: Array<[string, () => unknown]> = [
+    const rejecting: Array<[string, () => Promise<unknown>]> = [
       ['generate', () => m.generate({ prompt: 'x' })],
       ['generate img2img', () => m.generate({ prompt: 'x', initImage })],
+      // Even with bad options: the disposal is the first thing said.
+      ['generate with bad options', () => m.generate({ prompt: 'x', width: -1 })],
       ['encodeImage', () => m.encodeImage(initImage)],
       ['decodeLatent', () => m.decodeLatent(latent)],
-      ['tokenize', () => m.tokenize('x')],
-      ['weights', () => m.weights()],
       ['checksums', () => m.checksums()],
     ];
-    for (const [name, call] of calls) {
-      let err: unknown;
-      try {
-        call();
-      } catch (e) {
-        err = e;
-      }
-      expect(err, name).toBeInstanceOf(DisposedError);
-      expect(err, name).toMatchObject({ code: 'ERR_DISPOSED' });
+    for (const [name, call] of rejecting) {
+      let result: Promise<unknown> | undefined;
+      expect(() => (result = call()), name).not.toThrow();
+      await expect(result, name).rejects.toBeInstanceOf(DisposedError);
+      await expect(result, name).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+    }
+    for (const [name, call] of [['tokenize', () => m.tokenize('x')], ['weights', () => m.weights()]] as const) {
+      expect(call, name).toThrow(DisposedError);
     }
     // What was read at load stays readable.
     expect(m.info.family).toBe('sd1');
@@ -288,7 +287,7 @@ describe('dispose (27)', () => {
     }
     expect(settled).toBe(true);
     await expect(job).resolves.toMatchObject({ seed: 1 });
-    expect(() => ref!.generate({ prompt: 'x' })).toThrow(DisposedError);
+    await expect(ref!.generate({ prompt: 'x' })).rejects.toThrow(DisposedError);
   });
 
   it('dispose during a job the engine refuses (ResourceError): the rejection comes first, then disposal', async () => {
@@ -428,6 +427,34 @@ describe('teardown mid-generation (27, 29)', () => {
     expect(r.stdout).toContain('main alive 32');
     expect(r.status).toBe(0);
   });
+
+  // HOSTILE-INPUTS 32: the worker's environment is torn down while its job still reports progress.
+  for (const [how, end] of [
+    ['throws', "throw new Error('worker gives up')"],
+    ['calls process.exit()', 'process.exit(3)'],
+    ['throws from onProgress', null],
+  ] as const) {
+    it(`a worker that ${how} while its job runs leaves the main thread able to generate (repeated: a race)`, () => {
+      const work = end
+        ? `model.generate({ ...job, onProgress: (p) => { if (p.step === 1) setTimeout(() => { ${end}; }, 5 * n); } });`
+        : `model.generate({ ...job, onProgress: () => { setTimeout(() => { throw new Error('late'); }, 5 * n); } });`;
+      const r = runNode(`
+        import { Worker } from 'node:worker_threads';
+        for (let n = 0; n < 6; n++) {
+          const src = 'const n = ' + n + ';' + ${JSON.stringify(`${load} ${work}`)};
+          const w = new Worker(src, { eval: true, type: 'module' });
+          w.on('error', () => {});
+          await new Promise((res) => w.once('exit', res));
+        }
+        ${load}
+        const r = await model.generate({ ...job, width: 32, height: 32, steps: 1 });
+        console.log('main alive', r.images[0].width);`);
+      expect(r.stderr).not.toMatch(/Abort|Segmentation|terminate called/);
+      expect(r.signal).toBeNull();
+      expect(r.stdout).toContain('main alive 32');
+      expect(r.status).toBe(0);
+    }, 300_000);
+  }
 
   it('dropping every reference to the model mid-job: the job settles, no use-after-free', () => {
     // The model lives in a variable of its own only, so nothing but the job holds it after `m = null`.

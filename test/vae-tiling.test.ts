@@ -244,7 +244,10 @@ describe('model.decodeLatent / model.encodeImage', () => {
     expect(() => model.decodeLatent({ channels: 4, width: 1024, height: 1024, data: new Float32Array(4 * 1024 * 1024) })).toThrow(/at most/);
     expect(() => model.decodeLatent(z, { vaeTiling: 'yes' as 'auto' })).toThrow(RangeError);
     expect(() => model.decodeLatent(z, { vaeTiling: 1 as unknown as boolean })).toThrow(TypeError);
-    expect(() => model.decodeLatent(z, { vaeTiling: { tile: 0 } })).toThrow(/vaeTiling.tile must be an integer in \[1, 4096\], got 0/);
+    expect(() => model.decodeLatent(z, { vaeTiling: { tile: 0 } })).toThrow(/vaeTiling.tile must be an integer in \[16, 4096\], got 0/);
+    // A floor on the tile: each tile computes the context its convolutions reach too, and 1-cell tiles made decodes 9× slower.
+    expect(() => model.decodeLatent(z, { vaeTiling: { tile: 1 } })).toThrow(/vaeTiling.tile must be an integer in \[16, 4096\], got 1/);
+    expect(() => model.decodeLatent(z, { vaeTiling: { tile: 15 } })).toThrow(RangeError);
     expect(() => model.decodeLatent(z, { vaeTiling: { tile: 16, overlap: 9 } })).toThrow(/vaeTiling.overlap must be an integer in \[0, 8\], got 9/);
     expect(() => model.decodeLatent(z, { vaeTiling: { tiles: 16 } as unknown as { tile: number } })).toThrow(/did you mean 'tile'/);
     expect(() => model.decodeLatent(z, { tiling: true } as never)).toThrow(TypeError);

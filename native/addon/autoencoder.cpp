@@ -11,6 +11,7 @@ void NativeAutoencoder::Init(Napi::Env env, Napi::Object exports, AddonData& dat
                                         InstanceMethod<&NativeAutoencoder::Info>("info"),
                                         InstanceMethod<&NativeAutoencoder::Encode>("encode"),
                                         InstanceMethod<&NativeAutoencoder::Decode>("decode"),
+                                        InstanceMethod<&NativeAutoencoder::ComputeBytes>("computeBytes"),
                                         InstanceMethod<&NativeAutoencoder::Dispose>("dispose"),
                                     });
   data.autoencoder_ctor = Napi::Persistent(ctor);
@@ -86,10 +87,11 @@ Napi::Value NativeAutoencoder::Encode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
   sdn::Image image = image_from_js(info[0]);
+  const sdn::VaeTiling tiling = tiling_from_js(info[1], "tiling");
   std::shared_ptr<sdn::TinyAutoencoder> engine = engine_;  // the job holds the engine too
   return Job<sdn::Latent>::Start(
-      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [engine, image = std::move(image)](sdn::JobControl& job) { return engine->encode(image, job); },
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, image = std::move(image), tiling](sdn::JobControl& job) { return engine->encode(image, job, tiling); },
       [](Napi::Env env, sdn::Latent& latent) -> Napi::Value { return latent_to_js(env, latent); });
 }
 
@@ -97,11 +99,30 @@ Napi::Value NativeAutoencoder::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
   sdn::Latent latent = latent_from_js(info[0]);
+  const sdn::VaeTiling tiling = tiling_from_js(info[1], "tiling");
   std::shared_ptr<sdn::TinyAutoencoder> engine = engine_;
   return Job<sdn::Image>::Start(
-      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [engine, latent = std::move(latent)](sdn::JobControl& job) { return engine->decode(latent, job); },
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, latent = std::move(latent), tiling](sdn::JobControl& job) { return engine->decode(latent, job, tiling); },
       [](Napi::Env env, sdn::Image& image) -> Napi::Value { return image_to_js(env, image); });
+}
+
+// computeBytes(width, height) -> { encode, decode }: planned compute-buffer bytes of one untiled
+// pass over a width × height pixel image (0 for a missing half). Plans a graph: milliseconds.
+Napi::Value NativeAutoencoder::ComputeBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sdn::TinyAutoencoder& e = engine(env);
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "computeBytes(width, height)");
+  const int width = info[0].As<Napi::Number>().Int32Value(), height = info[1].As<Napi::Number>().Int32Value();
+  Napi::Object out = Napi::Object::New(env);
+  try {
+    out.Set("encode", e.compute_bytes(false, width, height));
+    out.Set("decode", e.compute_bytes(true, width, height));
+  } catch (...) {
+    throw make_error(env, describe_current_exception());
+  }
+  return out;
 }
 
 // Drops this object's hold on the engine; a running job keeps its own until it settles.

@@ -5,6 +5,7 @@
 
 #include <napi.h>
 
+#include "convert.h"
 #include "job.h"
 #include "pipeline/autoencoder.h"
 
@@ -26,6 +27,7 @@ class NativeAutoencoder : public Napi::ObjectWrap<NativeAutoencoder> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Encode(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
+  Napi::Value ComputeBytes(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   sdn::TinyAutoencoder& engine(Napi::Env env);

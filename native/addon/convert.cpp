@@ -134,4 +134,17 @@ std::string checksum_hex(uint64_t checksum) {
   return hex;
 }
 
+// { enabled, tile, overlap } (latent cells), or undefined: untiled. The engine checks the ranges.
+sdn::VaeTiling tiling_from_js(const Napi::Value& v, const char* what) {
+  sdn::VaeTiling tiling;
+  if (v.IsUndefined()) return tiling;
+  if (!v.IsObject() || v.IsFunction())
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be { enabled, tile, overlap } or undefined");
+  Napi::Object o = v.As<Napi::Object>();
+  tiling.enabled = get_bool(o, "enabled", false);
+  tiling.tile = get_int(o, "tile", tiling.tile);
+  tiling.overlap = get_int(o, "overlap", tiling.overlap);
+  return tiling;
+}
+
 }  // namespace sdnode

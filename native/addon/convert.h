@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include "pipeline/image.h"
+#include "pipeline/model.h"
 
 namespace sdnode {
 
@@ -30,5 +31,8 @@ Napi::Object pixels_to_js(Napi::Env env, int width, int height, int channels, co
 // { channels, width, height, data: Float32Array }
 sdn::Latent latent_from_js(const Napi::Value& value);
 Napi::Object latent_to_js(Napi::Env env, sdn::Latent& latent);
+
+// { enabled, tile, overlap } (latent cells), or undefined: untiled. The engine checks the ranges.
+sdn::VaeTiling tiling_from_js(const Napi::Value& v, const char* what);
 
 }  // namespace sdnode

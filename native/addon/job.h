@@ -103,42 +103,55 @@ class Job : public JobBase {
     tsfn_.Release();
   }
 
-  void DeliverProgress(Napi::Env env, const sdn::Progress& p) {
+  // Both run as thread-safe-function calls on the JS thread. With C++ exceptions enabled every
+  // failing N-API call throws, and while an environment is being torn down (a worker that threw
+  // or called process.exit()) any of them can fail; an exception leaving a thread-safe-function
+  // call unwinds into Node and terminates the whole process. So nothing may leave these two.
+  void DeliverProgress(Napi::Env env, const sdn::Progress& p) noexcept {
     if (settled_ || on_progress_.IsEmpty()) return;
-    Napi::Object event = Napi::Object::New(env);
-    event.Set("step", p.step);
-    event.Set("steps", p.steps);
-    event.Set("elapsedMs", p.elapsed_ms);
-    if (p.preview) {
-      const sdn::ProgressImage& image = *p.preview;
-      event.Set("preview", pixels_to_js(env, image.width, image.height, image.channels, image.data));
-    }
     try {
-      on_progress_.Call({event});
-    } catch (const Napi::Error&) {
+      Napi::HandleScope scope(env);
+      Napi::Object event = Napi::Object::New(env);
+      event.Set("step", p.step);
+      event.Set("steps", p.steps);
+      event.Set("elapsedMs", p.elapsed_ms);
+      if (p.preview) {
+        const sdn::ProgressImage& image = *p.preview;
+        event.Set("preview", pixels_to_js(env, image.width, image.height, image.channels, image.data));
+      }
       // lib/ wraps callbacks so they never throw here; a throwing one is ignored.
+      on_progress_.Call({event});
+    } catch (...) {
+      // The environment is going away (or the callback threw): there is no one left to tell.
     }
   }
 
-  void Settle(Napi::Env env) {
+  void Settle(Napi::Env env) noexcept {
     join();
     settled_ = true;
     unregister_live_job(this);
-    Napi::HandleScope scope(env);
-    if (error_) {
-      deferred_.Reject(make_error(env, *error_).Value());
-    } else {
-      try {
-        deferred_.Resolve(convert_(env, *result_));
-      } catch (const Napi::Error& e) {
-        deferred_.Reject(e.Value());
-      } catch (...) {
-        deferred_.Reject(make_error(env, describe_current_exception()).Value());
+    try {
+      Napi::HandleScope scope(env);
+      if (error_) {
+        deferred_.Reject(make_error(env, *error_).Value());
+      } else {
+        try {
+          deferred_.Resolve(convert_(env, *result_));
+        } catch (const Napi::Error& e) {
+          deferred_.Reject(e.Value());
+        } catch (...) {
+          deferred_.Reject(make_error(env, describe_current_exception()).Value());
+        }
       }
+    } catch (...) {
+      // As in DeliverProgress: a promise nobody can observe any more stays unsettled.
     }
     result_.reset();
-    owner_.Reset();
-    on_progress_.Reset();
+    try {
+      owner_.Reset();
+      on_progress_.Reset();
+    } catch (...) {
+    }
   }
 
   Work work_;

@@ -174,18 +174,6 @@ Napi::Float32Array to_float32_array(Napi::Env env, const std::vector<float>& v) 
   return a;
 }
 
-// { enabled, tile, overlap } (latent cells), or undefined: untiled. The engine checks the ranges.
-sdn::VaeTiling tiling_from_js(const Napi::Value& v, const char* what) {
-  sdn::VaeTiling tiling;
-  if (v.IsUndefined()) return tiling;
-  if (!v.IsObject() || v.IsFunction())
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be { enabled, tile, overlap } or undefined");
-  Napi::Object o = v.As<Napi::Object>();
-  tiling.enabled = get_bool(o, "enabled", false);
-  tiling.tile = get_int(o, "tile", tiling.tile);
-  tiling.overlap = get_int(o, "overlap", tiling.overlap);
-  return tiling;
-}
 
 }  // namespace
 
@@ -374,6 +362,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.batch_count = get_int(o, "batchCount", 1);
   p.decode = get_bool(o, "decode", true);
   p.vae_tiling = tiling_from_js(o.Get("vaeTiling"), "vaeTiling");
+  p.tae_tiling = tiling_from_js(o.Get("taeTiling"), "taeTiling");
   // Image-to-image and inpainting (lib/ checked sizes and ranges; the engine checks again).
   if (!o.Get("initImage").IsUndefined()) p.init_image = image_from_js(o.Get("initImage"));
   if (!o.Get("mask").IsUndefined()) p.mask = image_from_js(o.Get("mask"));

@@ -7,7 +7,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
-import { PRESETS, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
+import { PRESETS, attentionHeadsMetadata, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -42,12 +42,15 @@ class PickleWriter {
 const STORAGE = { F16: 'HalfStorage', F32: 'FloatStorage', I64: 'LongStorage' };
 
 /**
- * `{global_step, state_dict}` holding each tensor as torch._utils._rebuild_tensor_v2 over
- * storage `key` (its index), contiguous.
+ * `{global_step, ...metadata, state_dict}` holding each tensor as torch._utils._rebuild_tensor_v2
+ * over storage `key` (its index), contiguous; metadata entries are strings beside the state dict.
  * @param {Array<{ name: string, shape: number[], dtype: 'F16' | 'F32' | 'I64' }>} tensors
+ * @param {Record<string, string>} [metadata]
  */
-function statePickle(tensors) {
-  const p = new PickleWriter().raw(op.PROTO, 2, op.EMPTY_DICT, op.MARK).str('global_step').int(0).str('state_dict');
+function statePickle(tensors, metadata = {}) {
+  const p = new PickleWriter().raw(op.PROTO, 2, op.EMPTY_DICT, op.MARK).str('global_step').int(0);
+  for (const [k, v] of Object.entries(metadata)) p.str(k).str(v);
+  p.str('state_dict');
   p.global('collections', 'OrderedDict').raw(op.EMPTY_TUPLE, op.REDUCE, op.MARK);
   tensors.forEach((t, i) => {
     const numel = t.shape.reduce((a, b) => a * b, 1);
@@ -136,7 +139,7 @@ export async function writeTorchCheckpoint(options) {
   const fh = await open(tmp, 'w');
   try {
     const zip = new ZipStream(fh);
-    await zip.entry('archive/data.pkl', [statePickle(tensors)]);
+    await zip.entry('archive/data.pkl', [statePickle(tensors, { 'sdnode.attention_heads': attentionHeadsMetadata(config) })]);
     await zip.entry('archive/byteorder', [Buffer.from('little')]);
     for (const [i, t] of tensors.entries()) await zip.entry(`archive/data/${i}`, [t.bytes()]);
     await zip.entry('archive/version', [Buffer.from('3\n')]);

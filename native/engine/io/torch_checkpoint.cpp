@@ -184,6 +184,11 @@ std::string find_prefix(const ZipIndex& zip) {
   return prefix;
 }
 
+// Top-level string entries kept as metadata: a few, of bounded size (the pickle budget already
+// bounds the file; these bound what is copied out of it).
+constexpr size_t kMaxMetadataEntries = 256;
+constexpr size_t kMaxMetadataValue = 1 << 16;
+
 TensorStore read(const std::string& path, const PickleBudget& budget) {
   std::shared_ptr<ByteSource> src = map_file(path);
   const ZipIndex zip(*src);
@@ -204,16 +209,23 @@ TensorStore read(const std::string& path, const PickleBudget& budget) {
   if (values.node(root).kind != Kind::Dict)
     bad(std::string("checkpoint holds a ") + kind_name(values.node(root).kind) + ", not a state dict");
   // Training checkpoints (SD .ckpt) wrap the weights: {"state_dict": {...}, "global_step": ...}.
+  // String entries beside the state dict are the checkpoint's metadata (as a safetensors
+  // header's __metadata__), e.g. what shapes cannot tell: sdnode.attention_heads.
+  TensorStore store;
   const std::vector<uint32_t>& kv = values.items(values.node(root));
+  const uint32_t top = root;
+  size_t metadata_entries = 0;
   for (size_t i = 0; i + 1 < kv.size(); i += 2) {
     const Node& k = values.node(kv[i]);
-    if (k.kind == Kind::Str && values.str(k) == "state_dict" && values.node(kv[i + 1]).kind == Kind::Dict) {
-      root = kv[i + 1];
-      break;
+    const Node& v = values.node(kv[i + 1]);
+    if (k.kind != Kind::Str) continue;
+    if (values.str(k) == "state_dict" && v.kind == Kind::Dict && root == top) root = kv[i + 1];
+    if (v.kind == Kind::Str && metadata_entries < kMaxMetadataEntries && values.str(v).size() <= kMaxMetadataValue) {
+      store.set_metadata(std::string(values.str(k)), std::string(values.str(v)));
+      ++metadata_entries;
     }
   }
 
-  TensorStore store;
   store.keep_alive(src);
   Reader{zip, prefix, values, budget, store}.walk(root);
   return store;

@@ -48,8 +48,10 @@ ClipTextEncoder ClipTextEncoder::load(WeightLookup& w, const std::string& prefix
   if (heads < 0) fail(ErrorCode::InvalidArgument, "the head count must be positive");
   if (heads == 0) {
     if (e.width % 64 != 0) {
-      fail(ErrorCode::InvalidArgument, "the text encoder's width " + std::to_string(e.width) +
-                                           " is not a multiple of 64: give its head count");
+      // A file without the heads in its metadata, of a width the family's 64-wide heads do not fit.
+      fail(ErrorCode::ModelCompatibility, "the text encoder's width " + std::to_string(e.width) +
+                                              " is not a multiple of 64 and the file does not say its head count "
+                                              "(sdnode.attention_heads metadata)");
     }
     heads = static_cast<int>(e.width / 64);
   }

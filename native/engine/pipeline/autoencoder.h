@@ -9,6 +9,7 @@
 #include "core/job_control.h"
 #include "pipeline/backend.h"
 #include "pipeline/image.h"
+#include "pipeline/model.h"
 
 namespace sdn {
 
@@ -37,14 +38,19 @@ class TinyAutoencoder {
   ~TinyAutoencoder();
 
   const AutoencoderInfo& info() const { return info_; }
-  // RGB (or RGBA, alpha ignored) image whose sides are multiples of scale() -> latent.
-  Latent encode(const Image& image, const JobControl& job);
+  // RGB (or RGBA, alpha ignored) image whose sides are multiples of scale() -> latent, whole
+  // or in tiles (as the VAE's: run_tiled, cut at the pool GroupNorms where the network has them).
+  Latent encode(const Image& image, const JobControl& job, const VaeTiling& tiling = {});
   // Latent -> RGB image, clamped to [0,1] and rounded to 8 bits.
-  Image decode(const Latent& latent, const JobControl& job);
+  Image decode(const Latent& latent, const JobControl& job, const VaeTiling& tiling = {});
+  // Compute-buffer bytes of one untiled pass over a width × height pixel image (the allocator's
+  // plan, nothing allocated); 0 where that half is missing. For lib/'s 'auto' tiling.
+  double compute_bytes(bool decode, int width, int height);
 
  private:
   struct Part;
-  Latent run(const TaeNetwork& net, const Latent& input, const JobControl& job);
+  Latent run(const TaeNetwork& net, const Latent& input, const VaeTiling& tiling, int in_per_cell, int out_per_cell,
+             const char* input_name, const JobControl& job);
 
   std::mutex mutex_;  // one computation at a time: the runtime's buffers are shared
   std::unique_ptr<Runtime> runtime_;

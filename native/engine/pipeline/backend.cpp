@@ -172,10 +172,18 @@ void Runtime::renew_primary() {
 
 ggml_backend_buffer_type* Runtime::weight_buffer_type() const { return ggml_backend_get_default_buffer_type(primary_); }
 
+ggml_backend_buffer_type* Runtime::compute_buffer_type() const { return ggml_backend_dev_buffer_type(primary_dev_); }
+
 void Runtime::allocate(ggml_cgraph* graph) {
   if (renew_per_graph_ && (primary_used_ || !sched_)) renew_primary();
   primary_used_ = true;
   ggml_backend_sched_reset(sched_);
+  // Reserve first, checked: ggml_backend_sched_alloc_graph ignores a failed buffer allocation
+  // when it re-plans the graph and then places tensors in the missing buffer (SIGSEGV: a 2048²
+  // TAE decode under `ulimit -v`). Once reserved, allocating the same graph allocates nothing.
+  if (!ggml_backend_sched_reserve(sched_, graph)) {
+    fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
+  }
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) {
     fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
   }

@@ -45,22 +45,31 @@ SystemInfo system_info();
 class Runtime {
  public:
   // `device` is a DeviceInfo::id. Throws InvalidArgument for an unknown device and Backend
-  // when it cannot start.
+  // when it cannot start. `n_threads` is the most CPU threads one compute uses (clamped to the
+  // process's CpuBudget): computes take them from that budget, sharing the cores with other
+  // runtimes' computes, not adding to them.
   Runtime(const std::string& device, int n_threads);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
   const std::string& device() const { return device_; }
+  // The device is the CPU (not a GPU with the CPU for the ops it lacks).
+  bool is_cpu() const { return cpu_ == primary_; }
   ggml_backend* backend() const { return primary_; }
   ggml_backend_buffer_type* weight_buffer_type() const;
+  // The device's buffer type for compute buffers; stable across Vulkan context renewals, so
+  // other threads may plan graphs with it while a job computes.
+  ggml_backend_buffer_type* compute_buffer_type() const;
 
   // Allocates `graph` (its inputs must be set after this returns) — call before setting inputs.
   // On Vulkan this starts a new backend context first (see backend.cpp): backend() changes.
   void allocate(ggml_cgraph* graph);
   // Computes the allocated graph, reporting progress in about `progress_steps` steps (none when
   // it is 0: the caller reports its own, e.g. per sampler step) and stopping between chunks
-  // (or inside the CPU kernels) when `job` is cancelled.
+  // (or inside the CPU kernels) when `job` is cancelled. A graph with nodes on the CPU first
+  // waits for its threads from the process's CpuBudget (Aborted if cancelled meanwhile); one
+  // wholly on a GPU does not.
   void compute(ggml_cgraph* graph, const JobControl& job, int progress_steps);
   // Frees the compute buffers of the last graph.
   void reset();
@@ -68,6 +77,7 @@ class Runtime {
  private:
   void start_scheduler();
   void renew_primary();
+  void fit_scheduler(ggml_cgraph* graph);
 
   std::string device_;
   ggml_backend_device* primary_dev_ = nullptr;
@@ -76,6 +86,9 @@ class Runtime {
   ggml_backend_sched* sched_ = nullptr;
   bool renew_per_graph_ = false;  // Vulkan: a fresh context for each graph
   bool primary_used_ = false;     // a graph has been allocated on the current primary_
+  int n_threads_ = 1;             // per compute, within the CpuBudget
+  bool graph_on_cpu_ = true;      // the allocated graph has nodes on the CPU backend
+  int sched_graph_size_ = 0;      // the most nodes + leafs sched_ was made for
 };
 
 }  // namespace sdn

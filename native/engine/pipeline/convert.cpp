@@ -178,13 +178,12 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
   out.add_string("sdnode.version", version);
   out.add_u32("general.file_type", static_cast<uint32_t>(w->ftype));
   out.add_u32("general.quantization_version", GGML_QNT_VERSION);
+  // Our own schema's keys (sdnode.attention_heads, sdnode.meta.*) keep their names, so what
+  // reads them finds them in the converted file; any other key is kept under sdnode.meta.*.
   for (const auto& [key, value] : store.metadata()) {
-    if (src.gguf) {
-      if (is_own_key(key)) continue;
-      out.add_string(key.rfind("sdnode.meta.", 0) == 0 ? key : "sdnode.meta." + key, value);
-    } else {
-      out.add_string("sdnode.meta." + key, value);
-    }
+    const bool ours = key.rfind("sdnode.", 0) == 0;
+    if ((src.gguf || ours) && is_own_key(key)) continue;
+    out.add_string(ours ? key : "sdnode.meta." + key, value);
   }
 
   std::vector<ggml_type> types;

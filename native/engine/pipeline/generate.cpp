@@ -288,7 +288,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   t0 = Clock::now();
   for (const Latent& latent : latents) {
     job.throw_if_cancelled();
-    Image decoded = p.tae_decoder ? p.tae_decoder->decode(latent, quiet) : model.decode_latent(latent, p.vae_scale, p.vae_tiling, quiet);
+    Image decoded = p.tae_decoder ? p.tae_decoder->decode(latent, quiet, p.tae_tiling) : model.decode_latent(latent, p.vae_scale, p.vae_tiling, quiet);
     if (image.pixel_mask) decoded = composite(*p.init_image, decoded, *image.pixel_mask);
     result.images.push_back(std::move(decoded));
   }

@@ -48,6 +48,7 @@ struct GenerateParams {
   bool decode = true;           // false: return the latents instead of images
   std::shared_ptr<TinyAutoencoder> tae_decoder;  // decode with this TAESD decoder instead of the model's VAE
   VaeTiling vae_tiling;         // the VAE's encode and decode in tiles (lib/ decides, 'auto' from memory)
+  VaeTiling tae_tiling;         // the TAE decode in tiles (with tae_decoder)
 
   // Image-to-image and inpainting; without an init image, text-to-image.
   std::optional<Image> init_image;  // width × height, RGB(A), alpha ignored

@@ -1,12 +1,13 @@
 #include "pipeline/graph.h"
 
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 
 namespace sdn {
 
 Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name, const GraphBuild& build,
                   size_t max_nodes, int progress_steps, const JobControl& job) {
-  GraphContext g(max_nodes);
+  GraphContext g(max_nodes, runtime.is_cpu());
   ggml_tensor* in = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, input.width, input.height, input.channels, 1);
   ggml_set_name(in, input_name);
   ggml_set_input(in);
@@ -21,6 +22,17 @@ Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name,
   runtime.compute(g.graph, job, progress_steps);
 
   return read_latent(out);
+}
+
+double planned_compute_bytes(Runtime& runtime, GraphContext& g, ggml_tensor* out) {
+  ggml_set_output(out);
+  ggml_build_forward_expand(g.graph, out);
+  ggml_gallocr_t galloc = ggml_gallocr_new(runtime.compute_buffer_type());
+  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
+  size_t bytes = 0;
+  ggml_gallocr_reserve_n_size(galloc, g.graph, nullptr, nullptr, &bytes);
+  ggml_gallocr_free(galloc);
+  return double(bytes);
 }
 
 Latent read_latent(ggml_tensor* t) {

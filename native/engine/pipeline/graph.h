@@ -5,11 +5,13 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "core/error.h"
 #include "core/job_control.h"
 #include "ggml.h"
+#include "nn/op_split.h"
 #include "pipeline/backend.h"
 #include "pipeline/image.h"
 
@@ -19,17 +21,28 @@ struct GraphContext {
   ggml_context* ctx = nullptr;
   ggml_cgraph* graph = nullptr;
 
-  explicit GraphContext(size_t max_nodes) {
+  // `max_nodes`: the builder's estimate. `split_large_ops`: room for, and leave to, split ops
+  // that would run for seconds into pieces (nn/op_split.h) — for graphs computed on the CPU,
+  // where a cancel request is seen between nodes only.
+  explicit GraphContext(size_t max_nodes, bool split_large_ops = false) {
+    const size_t capacity = max_nodes + (split_large_ops ? kSplitTensors : 0);
     ggml_init_params params{};
-    params.mem_size = ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
+    params.mem_size = ggml_tensor_overhead() * capacity + ggml_graph_overhead_custom(capacity, false);
     params.no_alloc = true;
     ctx = ggml_init(params);
     if (!ctx) fail(ErrorCode::Resource, "could not allocate a graph context");
-    graph = ggml_new_graph_custom(ctx, max_nodes, false);
+    graph = ggml_new_graph_custom(ctx, capacity, false);
+    if (split_large_ops) split = std::make_unique<SplitAllowance>(ctx, kSplitTensors);
   }
-  ~GraphContext() { ggml_free(ctx); }
+  ~GraphContext() {
+    split.reset();
+    ggml_free(ctx);
+  }
   GraphContext(const GraphContext&) = delete;
   GraphContext& operator=(const GraphContext&) = delete;
+
+ private:
+  std::unique_ptr<SplitAllowance> split;
 };
 
 // The largest intermediate a stage may need, in elements (16 GB of f32): past it the job is
@@ -47,6 +60,10 @@ struct ResetOnExit {
   Runtime& runtime;
   ~ResetOnExit() { runtime.reset(); }
 };
+
+// Compute-buffer bytes the allocator would plan for the graph ending in `out` on `runtime`'s
+// device, measured without allocating (weights live in their own buffers: not counted).
+double planned_compute_bytes(Runtime& runtime, GraphContext& g, ggml_tensor* out);
 
 // A computed f32 tensor [W, H, C] read back as a planar latent [c][h][w].
 Latent read_latent(ggml_tensor* t);

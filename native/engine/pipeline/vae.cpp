@@ -142,16 +142,7 @@ double Model::vae_compute_bytes(bool decode, int width, int height) {
     ggml_tensor* x = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, width, height, 3, 1);
     out = encoder.build(g.ctx, x);
   }
-  ggml_set_output(out);
-  ggml_build_forward_expand(g.graph, out);
-  // The allocator's plan for the graph, measured without allocating: weights already live in
-  // their own buffers, so this is the compute buffer alone.
-  ggml_gallocr_t galloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(runtime().backend()));
-  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
-  size_t bytes = 0;
-  ggml_gallocr_reserve_n_size(galloc, g.graph, nullptr, nullptr, &bytes);
-  ggml_gallocr_free(galloc);
-  return double(bytes);
+  return planned_compute_bytes(runtime(), g, out);
 }
 
 Latent latent_from_moments(const Latent& moments, Rng* rng, float scale) {
