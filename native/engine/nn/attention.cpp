@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "ggml-backend.h"
+#include "nn/op_split.h"
 
 namespace sdn {
 
@@ -15,22 +16,47 @@ bool flash_allowed_by_environment() {
   return !(v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0));
 }
 
-// The fused op on per-head views, or null when `backend` cannot run it for these tensors.
-// q [dh, N, H, B], k and v [dh, M, H, B] (views) -> [dh, H, N, B].
-ggml_tensor* try_flash(ggml_context* ctx, ggml_backend_t backend, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
-                       float scale) {
-  // Nodes built here and not taken stay in the context, outside the graph: metadata only.
+// q [dh, N, H, B], k and v [dh, M, H, B] -> [dh, H, N, B]
+ggml_tensor* flash(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {
   ggml_tensor* out = ggml_flash_attn_ext(ctx, q, k, v, nullptr, scale, 0.0f, 0.0f);
   ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
-  if (ggml_backend_supports_op(backend, out)) return out;
-  if (k->type == GGML_TYPE_F16 && v->type == GGML_TYPE_F16) return nullptr;
+  return out;
+}
+
+// The keys and values the fused op takes on `backend` for these tensors (K and V cast to f16
+// where it only takes those), or false when it cannot run it. q [dh, N, H, B], k and v
+// [dh, M, H, B] (views).
+bool flash_inputs(ggml_context* ctx, ggml_backend_t backend, ggml_tensor* q, ggml_tensor*& k, ggml_tensor*& v,
+                  float scale) {
+  // Nodes built here to ask the backend stay in the context, outside the graph: metadata only.
+  ggml_tensor* probe = flash(ctx, q, k, v, scale);
+  if (ggml_backend_supports_op(backend, probe)) return true;
+  if (k->type == GGML_TYPE_F16 && v->type == GGML_TYPE_F16) return false;
   // GPU kernels mostly take f16 keys and values only.
   ggml_tensor* k16 = ggml_cast(ctx, k, GGML_TYPE_F16);
   ggml_tensor* v16 = ggml_cast(ctx, v, GGML_TYPE_F16);
-  if (!ggml_backend_supports_op(backend, k16) || !ggml_backend_supports_op(backend, v16)) return nullptr;
-  out = ggml_flash_attn_ext(ctx, q, k16, v16, nullptr, scale, 0.0f, 0.0f);
-  ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
-  return ggml_backend_supports_op(backend, out) ? out : nullptr;
+  if (!ggml_backend_supports_op(backend, k16) || !ggml_backend_supports_op(backend, v16)) return false;
+  if (!ggml_backend_supports_op(backend, flash(ctx, q, k16, v16, scale))) return false;
+  k = k16;
+  v = v16;
+  return true;
+}
+
+// Scores, softmax and the weighted sum for queries qh [dh, n, H, B] whose first is query
+// `first` of the sequence; vt [M, dh, H, B]. -> [dh, H, n, B]
+ggml_tensor* plain(ggml_context* ctx, ggml_tensor* qh, ggml_tensor* kh, ggml_tensor* vt, float scale, bool causal,
+                   int64_t first) {
+  ggml_tensor* scores = ggml_mul_mat(ctx, kh, qh);  // [M, n, H, B]
+  if (causal) scores = ggml_diag_mask_inf(ctx, scores, static_cast<int>(first));
+  scores = ggml_soft_max_ext(ctx, scores, nullptr, scale, 0.0f);  // softmax(scale · scores); -inf stays -inf
+  ggml_tensor* out = ggml_mul_mat(ctx, vt, scores);               // [dh, n, H, B]
+  return ggml_cont(ctx, ggml_permute(ctx, out, 0, 2, 1, 3));      // [dh, H, n, B]
+}
+
+// Queries [first, first + n) of qh [dh, N, H, B].
+ggml_tensor* query_rows(ggml_context* ctx, ggml_tensor* qh, int64_t first, int64_t n) {
+  return ggml_view_4d(ctx, qh, qh->ne[0], n, qh->ne[2], qh->ne[3], qh->nb[1], qh->nb[2], qh->nb[3],
+                      size_t(first) * qh->nb[1]);
 }
 
 }  // namespace
@@ -43,23 +69,31 @@ ggml_tensor* multihead_attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor*
   // [D, N, B] -> [dh, N, H, B]: one matrix per head.
   ggml_tensor* qh = ggml_permute(ctx, ggml_reshape_4d(ctx, q, dh, heads, n, b), 0, 2, 1, 3);
   ggml_tensor* kh = ggml_permute(ctx, ggml_reshape_4d(ctx, k, dh, heads, m, b), 0, 2, 1, 3);
+  ggml_tensor* vh = ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 0, 2, 1, 3);
 
-  if (options.backend && !causal && flash_allowed_by_environment()) {
-    ggml_tensor* vh = ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 0, 2, 1, 3);
-    if (ggml_tensor* out = try_flash(ctx, options.backend, qh, kh, vh, scale)) {
-      return ggml_reshape_3d(ctx, out, d, n, b);  // [dh, H, N, B] is [D, N, B]
-    }
-  }
-
+  const bool fused = options.backend && !causal && flash_allowed_by_environment() &&
+                     flash_inputs(ctx, options.backend, qh, kh, vh, scale);
   // v as [M, dh, H, B], so the weighted sum is one mul_mat.
-  ggml_tensor* vt = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 1, 2, 0, 3));
-  ggml_tensor* scores = ggml_mul_mat(ctx, kh, qh);  // [M, N, H, B]
-  if (causal) scores = ggml_diag_mask_inf(ctx, scores, 0);
-  scores = ggml_soft_max_ext(ctx, scores, nullptr, scale, 0.0f);  // softmax(scale · scores); -inf stays -inf
+  ggml_tensor* vt = fused ? nullptr : ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 1, 2, 0, 3));
 
-  ggml_tensor* out = ggml_mul_mat(ctx, vt, scores);          // [dh, N, H, B]
-  out = ggml_cont(ctx, ggml_permute(ctx, out, 0, 2, 1, 3));  // [dh, H, N, B]
-  return ggml_reshape_3d(ctx, out, d, n, b);
+  // Each query's output depends on its own row only: split by queries, the pieces compute the
+  // same numbers. Tensors per piece: the query view, the op(s), the write into the result.
+  const int64_t whole_ne[4] = {dh, heads, n, b};
+  PieceAssembler assembler(whole_ne, 2);
+  const double work = 2.0 * double(n) * double(m) * double(d) * double(b);  // scores and weighted sum
+  // Fused: pieces of at least 64 queries (ggml's CPU tile; for fewer rows it takes another
+  // path, which rounds the queries to f16).
+  const int64_t most_pieces = fused ? n / 64 : n;
+  const int pieces = assembler.fits() ? plan_pieces(ctx, work, most_pieces, fused ? 3 : 9) : 1;
+
+  for (int i = 0; i < pieces; ++i) {
+    const int64_t first = piece_start(n, pieces, i), count = piece_start(n, pieces, i + 1) - first;
+    ggml_tensor* rows = pieces == 1 ? qh : query_rows(ctx, qh, first, count);
+    ggml_tensor* out = fused ? flash(ctx, rows, kh, vh, scale) : plain(ctx, rows, kh, vt, scale, causal, first);
+    if (pieces == 1) return ggml_reshape_3d(ctx, out, d, n, b);  // [dh, H, N, B] is [D, N, B]
+    assembler.add(ctx, out);
+  }
+  return ggml_reshape_3d(ctx, assembler.result(), d, n, b);
 }
 
 }  // namespace sdn

@@ -1,6 +1,9 @@
 #include "nn/layers.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "nn/op_split.h"
 
 namespace sdn {
 
@@ -18,15 +21,60 @@ Conv2d Conv2d::load(WeightLookup& w, const std::string& prefix, int stride) {
   return c;
 }
 
+namespace {
+
+// cols [KW·KH·IC, OW, OH, N] · kernel [KW·KH·IC, OC] -> [OW, OH, N, OC]
+ggml_tensor* unfolded_product(ggml_context* ctx, ggml_tensor* cols, ggml_tensor* w) {
+  ggml_tensor* y = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]),
+                                ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));  // [OW·OH·N, OC]
+  return ggml_reshape_4d(ctx, y, cols->ne[1], cols->ne[2], cols->ne[3], w->ne[3]);
+}
+
+// Output rows [r0, r1) of the convolution: the input rows they read (a view), zero rows where
+// those fall outside the image, then the same unfolding and product as the whole op, without
+// vertical padding. -> [OW, r1 - r0, N, OC]
+ggml_tensor* conv_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, int stride, int pad, ggml_type col_type,
+                       int64_t r0, int64_t r1) {
+  const int64_t kh = w->ne[1], height = x->ne[1];
+  const int64_t in0 = r0 * stride - pad, in1 = (r1 - 1) * stride - pad + kh;  // rows read, [in0, in1)
+  const int64_t lo = std::max<int64_t>(in0, 0), hi = std::min<int64_t>(in1, height);
+  ggml_tensor* band = ggml_view_4d(ctx, x, x->ne[0], hi - lo, x->ne[2], x->ne[3], x->nb[1], x->nb[2], x->nb[3],
+                                   size_t(lo) * x->nb[1]);
+  if (lo > in0 || hi < in1) {
+    band = ggml_pad_ext(ctx, band, 0, 0, static_cast<int>(lo - in0), static_cast<int>(in1 - hi), 0, 0, 0, 0);
+  }
+  return unfolded_product(ctx, ggml_im2col(ctx, w, band, stride, stride, pad, 0, 1, 1, true, col_type), w);
+}
+
+}  // namespace
+
 ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
   ggml_tensor* w = conv.weight;  // [KW, KH, IC, OC]
   const ggml_type col_type = w->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
-  ggml_tensor* cols = ggml_im2col(ctx, w, x, conv.stride, conv.stride, pad, pad, 1, 1, true, col_type);
-  // cols [KW·KH·IC, OW, OH, N] · kernel [KW·KH·IC, OC] -> [OW·OH·N, OC]
-  ggml_tensor* y = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]),
-                                ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));
-  y = ggml_reshape_4d(ctx, y, cols->ne[1], cols->ne[2], cols->ne[3], w->ne[3]);  // [OW, OH, N, OC]
-  y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));                          // [OW, OH, OC, N]
+  const int s = conv.stride;
+  const int64_t ow = (x->ne[0] + 2 * pad - w->ne[0]) / s + 1, oh = (x->ne[1] + 2 * pad - w->ne[1]) / s + 1;
+
+  // A large convolution in bands of output rows (nn/op_split.h): each band unfolds and
+  // multiplies only its own rows, so the numbers are the whole op's. Tensors per band: the
+  // input view, its padding, the unfolding, three reshapes, the product, the write.
+  const int64_t whole_ne[4] = {ow, oh, x->ne[3], w->ne[3]};
+  PieceAssembler assembler(whole_ne, 1);
+  const double cols = double(ow) * double(oh) * double(x->ne[3]) * double(w->ne[0] * w->ne[1] * w->ne[2]);
+  const double work = std::max(cols * double(w->ne[3]), cols * kIm2colElementWork);
+  const int pieces = x->type == GGML_TYPE_F32 && ggml_is_contiguous(x) && assembler.fits()
+                         ? plan_pieces(ctx, work, oh, 9)
+                         : 1;
+
+  ggml_tensor* y;  // [OW, OH, N, OC]
+  if (pieces == 1) {
+    y = unfolded_product(ctx, ggml_im2col(ctx, w, x, s, s, pad, pad, 1, 1, true, col_type), w);
+  } else {
+    for (int i = 0; i < pieces; ++i) {
+      assembler.add(ctx, conv_rows(ctx, w, x, s, pad, col_type, piece_start(oh, pieces, i), piece_start(oh, pieces, i + 1)));
+    }
+    y = assembler.result();
+  }
+  y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));  // [OW, OH, OC, N]
   if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
   return y;
 }

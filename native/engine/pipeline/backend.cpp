@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <unordered_set>
 
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
+#include "pipeline/cpu_budget.h"
 
 namespace sdn {
 
@@ -123,8 +125,9 @@ Runtime::Runtime(const std::string& device, int n_threads) : device_(device) {
     ggml_backend_free(primary_);
     fail(ErrorCode::Backend, "the CPU backend failed to start");
   }
+  n_threads_ = std::clamp(n_threads, 1, CpuBudget::process().size());
   if (auto set_threads = proc<ggml_backend_set_n_threads_t>(cpu_, "ggml_backend_set_n_threads")) {
-    set_threads(cpu_, std::max(1, n_threads));
+    set_threads(cpu_, n_threads_);
   }
   renew_per_graph_ = lower(ggml_backend_reg_name(ggml_backend_dev_backend_reg(chosen))) == "vulkan";
 
@@ -146,7 +149,8 @@ Runtime::~Runtime() {
 void Runtime::start_scheduler() {
   ggml_backend_t backends[2] = {primary_, cpu_};
   int n = cpu_ == primary_ ? 1 : 2;
-  sched_ = ggml_backend_sched_new(backends, nullptr, n, GGML_DEFAULT_GRAPH_SIZE * 4, false, false);
+  if (sched_graph_size_ == 0) sched_graph_size_ = GGML_DEFAULT_GRAPH_SIZE * 4;
+  sched_ = ggml_backend_sched_new(backends, nullptr, n, sched_graph_size_, false, false);
   if (!sched_) fail(ErrorCode::Backend, "could not create the scheduler for '" + device_ + "'");
 }
 
@@ -174,8 +178,39 @@ ggml_backend_buffer_type* Runtime::weight_buffer_type() const { return ggml_back
 
 ggml_backend_buffer_type* Runtime::compute_buffer_type() const { return ggml_backend_dev_buffer_type(primary_dev_); }
 
+namespace {
+
+// Nodes plus leafs (the tensors without an op the nodes read): what the scheduler's tables hold.
+int nodes_and_leafs(ggml_cgraph* graph) {
+  const int n = ggml_graph_n_nodes(graph);
+  std::unordered_set<const ggml_tensor*> leafs;
+  for (int i = 0; i < n; ++i) {
+    const ggml_tensor* node = ggml_graph_node(graph, i);
+    for (const ggml_tensor* src : node->src) {
+      if (src && src->op == GGML_OP_NONE) leafs.insert(src);
+    }
+  }
+  return n + static_cast<int>(leafs.size());
+}
+
+}  // namespace
+
+// The scheduler's tables are sized when it is made, and ggml asserts (kills the process) when
+// a graph outgrows them. Graphs whose large ops are split into pieces (nn/op_split.h) can,
+// so a larger graph gets a larger scheduler.
+void Runtime::fit_scheduler(ggml_cgraph* graph) {
+  const int needed = nodes_and_leafs(graph);
+  if (needed <= sched_graph_size_) return;
+  if (sched_) ggml_backend_sched_free(sched_);
+  sched_ = nullptr;
+  sched_graph_size_ = std::max(needed, sched_graph_size_ * 2);
+  start_scheduler();
+}
+
 void Runtime::allocate(ggml_cgraph* graph) {
   if (renew_per_graph_ && (primary_used_ || !sched_)) renew_primary();
+  if (!sched_) fail(ErrorCode::Backend, "device '" + device_ + "' has no scheduler: its restart failed");
+  fit_scheduler(graph);
   primary_used_ = true;
   ggml_backend_sched_reset(sched_);
   // Reserve first, checked: ggml_backend_sched_alloc_graph ignores a failed buffer allocation
@@ -186,6 +221,10 @@ void Runtime::allocate(ggml_cgraph* graph) {
   }
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) {
     fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
+  }
+  graph_on_cpu_ = cpu_ == primary_;
+  for (int i = 0, n = ggml_graph_n_nodes(graph); i < n && !graph_on_cpu_; ++i) {
+    graph_on_cpu_ = ggml_backend_sched_get_tensor_backend(sched_, ggml_graph_node(graph, i)) == cpu_;
   }
 }
 
@@ -228,6 +267,11 @@ void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_st
   state.steps = std::max(1, std::min(progress_steps, n_nodes));
   state.nodes_per_step = std::max(1, n_nodes / state.steps);
   state.steps = n_nodes / state.nodes_per_step;
+
+  // A GPU graph leaves the CPU threads idle (ggml's CPU threads exist only during a CPU
+  // compute), so it does not wait for them; one with nodes the GPU lacks takes them.
+  CpuBudget::Lease lease;
+  if (graph_on_cpu_) lease = CpuBudget::process().acquire(n_threads_, job);
 
   auto set_abort = proc<ggml_backend_set_abort_callback_t>(cpu_, "ggml_backend_set_abort_callback");
   if (set_abort) set_abort(cpu_, on_abort_check, &state);

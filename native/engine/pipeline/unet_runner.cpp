@@ -13,7 +13,7 @@ UnetRunner::UnetRunner(WeightLookup& weights, Runtime& runtime, const UnetShape&
   net_.check_shape(shape_.batch, shape_.channels, shape_.height, shape_.width, shape_.context_tokens);
 
   // Every spatial transformer builds its attention twice when the fused op is probed.
-  graph_ = std::make_unique<GraphContext>(net_.graph_nodes_estimate() * 2);
+  graph_ = std::make_unique<GraphContext>(net_.graph_nodes_estimate() * 2, runtime.is_cpu());
   ggml_context* ctx = graph_->ctx;
   x_ = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, shape_.width, shape_.height, shape_.channels, shape_.batch);
   t_freq_ = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, net_.model_channels(), shape_.batch);
