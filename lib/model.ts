@@ -45,8 +45,8 @@ export type Scheduler = (typeof SCHEDULERS)[number];
 export interface GenerateOptions {
   /**
    * What to draw, in the webui's syntax: `(word)` ×1.1, `[word]` ÷1.1, `(word:1.3)`, `BREAK`.
-   * At most 32 windows of 75 tokens, 100,000 characters and brackets nested 100 deep
-   * (RangeError beyond). Required.
+   * At most 32 windows of 75 tokens, 100,000 characters, 32 KiB (UTF-8) of text in words and
+   * brackets nested 100 deep (RangeError beyond, thrown before long words are merged). Required.
    */
   prompt: string;
   /** Default '' (the empty prompt is encoded, as the webui does). */
@@ -502,6 +502,7 @@ export class Model implements AsyncDisposable {
    * The prompt's CLIP token ids with BOS and EOS, without padding or prompt syntax (count
    * them against 75 per window): `tokenize('a lovely cat')` → [49406, 320, 2165, 2368, 49407].
    * From the model's own tokenizer/ files when it has them, else OpenAI's CLIP vocabulary.
+   * A prompt's limits apply: 100,000 characters, 32 KiB of words, 2,400 tokens (RangeError).
    */
   tokenize(text: string): number[] {
     this.#checkOpen();
