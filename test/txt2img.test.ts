@@ -181,7 +181,7 @@ describe('generate', () => {
     const disposed = m.dispose();
     expect((await running).images).toHaveLength(1);
     await disposed;
-    expect(() => m.generate({ prompt: 'x', ...small })).toThrow(/disposed/);
+    await expect(m.generate({ prompt: 'x', ...small })).rejects.toThrow(/disposed/);
   });
 
   it("vae: 'tae' decodes with a TAESD decoder given at load", async () => {
