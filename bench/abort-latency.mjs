@@ -34,7 +34,7 @@ if (!existsSync(values.model)) {
 
 const model = await loadModel(values.model, { device: values.device, threads: Number(values.threads) });
 console.log(`abort latency: ${values.model}, device ${values.device}, ${values.threads} threads\n`);
-console.log(' size  abort at  steps done  rejected after');
+console.log(' size  abort at  steps done  rejected after  peak RSS so far');
 for (const size of sizes) {
   for (const after of delays) {
     const controller = new AbortController();
@@ -59,7 +59,8 @@ for (const size of sizes) {
       else outcome = `${((performance.now() - abortedAt) / 1000).toFixed(2)} s`;
     }
     clearTimeout(timer);
-    console.log(`${String(size).padStart(5)}  ${`${after} s`.padStart(8)}  ${String(stepsAtAbort).padStart(10)}  ${outcome}`);
+    const rss = `${(process.resourceUsage().maxRSS / 1024 ** 2).toFixed(2)} GiB`;
+    console.log(`${String(size).padStart(5)}  ${`${after} s`.padStart(8)}  ${String(stepsAtAbort).padStart(10)}  ${outcome.padStart(14)}  ${rss.padStart(15)}`);
   }
 }
 await model.dispose();

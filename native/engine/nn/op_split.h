@@ -18,9 +18,11 @@
 
 namespace sdn {
 
-// Work of one piece, in multiply-adds: about 0.1 s on two busy cores, well under it on more.
-// SDNODE_SPLIT_WORK (multiply-adds) overrides it: small values make tests split tiny ops.
-constexpr double kPieceWork = 1.0 * (1u << 30);
+// Work of one piece, in multiply-adds: about 0.3 s on two busy cores (flash attention ran at
+// ~14·10⁹ a second there), well under it on more. Smaller pieces cost graph nodes: a 4096²
+// image's UNet needs ~4,000 tensors of pieces at this size. SDNODE_SPLIT_WORK (multiply-adds)
+// overrides it: small values make tests split tiny ops.
+constexpr double kPieceWork = 4.0 * (1u << 30);
 double piece_work();
 // im2col moves an element for about this many multiply-adds' time (measured on x86: the
 // unfolding is memory- and conversion-bound).
@@ -28,7 +30,7 @@ constexpr double kIm2colElementWork = 256.0;
 // The most pieces one op is cut into, so that one op cannot use the whole allowance.
 constexpr int kMaxPieces = 512;
 // Tensors a graph context reserves for pieces.
-constexpr size_t kSplitTensors = 6144;
+constexpr size_t kSplitTensors = 8192;
 
 // While it lives, graphs built in `ctx` may add up to `tensors` tensors by splitting ops.
 class SplitAllowance {
