@@ -3,8 +3,8 @@
 // take their threads from one process-wide budget (the cores this process may use), so two
 // jobs share the cores compute by compute instead of each starting a thread per core: the
 // goal is that both at once take no longer than about the two in turn (ratio ≤ 1.1).
-// Run after `npm install`: `node bench/parallel.mjs`. Options: --size (default 384: about
-// 10 s a generate on two busy cores with the default model), --steps (default 6), --threads
+// Run after `npm install`: `node bench/parallel.mjs`. Options: --size (default 256: 10–17 s a
+// generate on two busy cores with the default model), --steps (default 8), --threads
 // (per model; default all cores), --model (default: the tiny preset, written to the cache
 // folder if missing), --runs (default 2: each comparison made this many times).
 import { existsSync, mkdirSync } from 'node:fs';
@@ -17,8 +17,8 @@ import { loadModel } from '../dist/index.js';
 const { values } = parseArgs({
   options: {
     model: { type: 'string', default: join(homedir(), '.cache', 'sdnode', 'bench', 'tiny-f16.safetensors') },
-    size: { type: 'string', default: '384' },
-    steps: { type: 'string', default: '6' },
+    size: { type: 'string', default: '256' },
+    steps: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(availableParallelism()) },
     runs: { type: 'string', default: '2' },
   },
