@@ -7,6 +7,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
@@ -207,17 +208,42 @@ void Runtime::fit_scheduler(ggml_cgraph* graph) {
   start_scheduler();
 }
 
+void Runtime::check_fits_device(ggml_cgraph* graph) {
+  size_t free_bytes = 0, total_bytes = 0;
+  ggml_backend_dev_memory(primary_dev_, &free_bytes, &total_bytes);
+  if (free_bytes == 0) return;  // the device does not say
+  ggml_gallocr_t galloc = ggml_gallocr_new(compute_buffer_type());
+  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
+  size_t planned = 0;
+  // Every node planned on the device: at least what its share of the graph needs.
+  ggml_gallocr_reserve_n_size(galloc, graph, nullptr, nullptr, &planned);
+  ggml_gallocr_free(galloc);
+  if (planned > free_bytes) {
+    fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers: " +
+                                  std::to_string(planned >> 20) + " MiB planned, " + std::to_string(free_bytes >> 20) +
+                                  " MiB free");
+  }
+}
+
 void Runtime::allocate(ggml_cgraph* graph) {
   if (renew_per_graph_ && (primary_used_ || !sched_)) renew_primary();
   if (!sched_) fail(ErrorCode::Backend, "device '" + device_ + "' has no scheduler: its restart failed");
   fit_scheduler(graph);
   primary_used_ = true;
   ggml_backend_sched_reset(sched_);
-  // Reserve first, checked: ggml_backend_sched_alloc_graph ignores a failed buffer allocation
-  // when it re-plans the graph and then places tensors in the missing buffer (SIGSEGV: a 2048²
-  // TAE decode under `ulimit -v`). Once reserved, allocating the same graph allocates nothing.
-  if (!ggml_backend_sched_reserve(sched_, graph)) {
-    fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
+  // ggml_backend_sched_alloc_graph ignores a failed buffer allocation when it re-plans a graph
+  // and then places tensors in the missing buffer (SIGSEGV: a 2048² TAE decode under
+  // `ulimit -v`). So the buffers are made first, checked. On the CPU alone the scheduler's own
+  // reservation does it (allocating the same graph then allocates nothing); with a GPU beside
+  // the CPU, a reservation followed by the allocation of the same graph computed wrong results
+  // on Vulkan (the split copies are made anew), so there the planned size is checked against
+  // the device's free memory instead.
+  if (cpu_ == primary_) {
+    if (!ggml_backend_sched_reserve(sched_, graph)) {
+      fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");
+    }
+  } else {
+    check_fits_device(graph);
   }
   if (!ggml_backend_sched_alloc_graph(sched_, graph)) {
     fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers");

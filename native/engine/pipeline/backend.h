@@ -76,6 +76,8 @@ class Runtime {
 
  private:
   void start_scheduler();
+  // Resource unless the graph's planned compute buffers fit the device's free memory.
+  void check_fits_device(ggml_cgraph* graph);
   void renew_primary();
   void fit_scheduler(ggml_cgraph* graph);
 
