@@ -35,7 +35,7 @@ export interface AutoencoderFiles {
 export interface LoadAutoencoderOptions {
   /** 'auto' (default: first GPU, else CPU), 'cpu', 'cuda:0', 'vulkan:0', 'metal'. */
   device?: string;
-  /** CPU threads. Default: os.availableParallelism(). */
+  /** The most CPU threads one computation uses, taken from the process-wide budget (a cap, not a claim). Default: os.availableParallelism(). */
   threads?: number;
   /** Conv weights in 'f32' (default, exact) or 'f16' (half the memory, faster on GPUs). */
   weightType?: 'f32' | 'f16';

@@ -292,7 +292,7 @@ export type ModelSource = string | ModelComponents;
 export interface LoadModelOptions {
   /** 'auto' (default: first GPU, else CPU), 'cpu', 'cuda:0', 'vulkan:0', 'metal'. */
   device?: string;
-  /** CPU threads. Default: os.availableParallelism(). */
+  /** The most CPU threads one computation uses, taken from the process-wide budget (a cap, not a claim). Default: os.availableParallelism(). */
   threads?: number;
   /**
    * Default: as stored (f32/f16/quantized GGUF kept; bf16, f64, f8 become f16). f32/f16 convert

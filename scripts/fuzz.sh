@@ -5,6 +5,8 @@
 # build (`npm install` or `npm run build:native`) for the type traits the GGUF reader uses.
 #   bash scripts/fuzz.sh                 # all parsers, 60 s each
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh gguf
+#   FUZZ_RUNS=10000000 bash scripts/fuzz.sh   # a count of executions instead of a time
+#                                             # (the scheduled run: .github/workflows/fuzz.yml)
 #
 # `generate` mode fuzzes load *and* generate() instead: mutants of a tiny model in each format
 # (safetensors, GGUF, .ckpt: types, shapes, offsets, names, metadata, data, header bytes), each
@@ -50,8 +52,10 @@ for t in "${targets[@]}"; do
   [ "$t" = torch_checkpoint ] && cp -n "$data"/tae/*.pth "$corpus"/ 2>/dev/null || true
   # The name planner starts from the real key layouts: the generator's LDM and diffusers indexes.
   [ "$t" = name_map ] && node scripts/generator/name-index.mjs "$corpus"
-  echo "[fuzz] $t: ${seconds}s"
-  "$bin" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 |
+  limit=(-max_total_time="$seconds")
+  [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
+  echo "[fuzz] $t: ${limit[0]#-}"
+  "$bin" "$corpus" "${limit[@]}" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 |
     grep -E "^stat::number_of_executed_units|^stat::peak_rss|ERROR|SUMMARY|Done" || true
   if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then echo "[fuzz] $t: findings above" >&2; exit 1; fi
 done

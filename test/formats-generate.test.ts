@@ -91,6 +91,7 @@ describe('hostile sdnode.attention_heads metadata (38)', () => {
     ['zero heads', '{"unet": {"numHeads": 0}}', /unet.numHeads 0/],
     ['a string count', '{"clip": {"numHeads": "2"}}', /clip.numHeads "2"/],
     ['a fractional width', '{"unet": {"headDim": 1.5}}', /unet.headDim 1.5/],
+    ['UNet heads that do not divide its widths', '{"unet": {"numHeads": 3}, "clip": {"numHeads": 2}}', /not divisible by heads 3/],
     // The tiny text encoder is 32 wide: SD1.x's 64-wide default heads do not fit it.
     ['missing', undefined, /does not say its head count/],
   ];

@@ -337,8 +337,10 @@ void UnetNetwork::check_heads(int heads, int head_dim) const {
       const int64_t d = l.transformer.inner_dim();
       const int64_t by = heads > 0 ? heads : head_dim;
       if (d % by != 0) {
-        fail(ErrorCode::InvalidArgument, "'" + b.name + "' is " + std::to_string(d) + " wide, not divisible by " +
-                                             (heads > 0 ? "heads " : "headDim ") + std::to_string(by));
+        // The heads come from the file's metadata or its family's defaults: a mismatch is the model's.
+        fail(ErrorCode::ModelCompatibility, "'" + b.name + "' is " + std::to_string(d) + " wide, not divisible by " +
+                                                (heads > 0 ? "heads " : "headDim ") + std::to_string(by) +
+                                                " (the sdnode.attention_heads metadata or the family's default)");
       }
     }
   };
