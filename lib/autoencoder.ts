@@ -1,13 +1,13 @@
 /**
  * The tiny autoencoder (TAESD family) on its own: images to latents and back.
  */
-import { availableParallelism, freemem } from 'node:os';
+import { availableParallelism } from 'node:os';
 
 import { BackendError, DisposedError, fromNative } from './errors.js';
 import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
 import { native, type NativeAutoencoder, type NativeVaeTiling } from './native.js';
-import { listDevices, resolveDevice } from './system.js';
+import { freeMemoryOn, resolveDevice } from './system.js';
 import { checkPixelBudget, checkVaeTilingOption, resolveTiling, type VaeTilingOption } from './tiling.js';
 import { checkEnum, checkFunction, checkInteger, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 
@@ -136,10 +136,7 @@ export class Autoencoder implements AsyncDisposable {
     return resolveTiling(
       option,
       () => this.#native.computeBytes(width, height)[pass],
-      () => {
-        const device = this.device === 'cpu' ? undefined : listDevices().find((d) => d.id === this.device);
-        return device && device.memoryFree > 0 ? device.memoryFree : freemem();
-      },
+      () => freeMemoryOn(this.device),
     );
   }
 

@@ -36,7 +36,8 @@ async function readConfig(path: string): Promise<Record<string, unknown> | undef
   return parsed as Record<string, unknown>;
 }
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 4096;
+/** A head count or width: an integer 1 … 4096. */
+export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 4096;
 
 /**
  * UNet2DConditionModel: `num_attention_heads` when set, else `attention_head_dim`, which for

@@ -2,7 +2,7 @@
  * Loading a Stable Diffusion model: a checkpoint file, a diffusers folder, or separate component
  * files, into one set of weights on one device, in the stored types or quantized on load.
  */
-import { availableParallelism, freemem } from 'node:os';
+import { availableParallelism } from 'node:os';
 
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
@@ -11,24 +11,26 @@ import { Autoencoder, type Latent } from './autoencoder.js';
 import { AbortError, BackendError, DisposedError, ModelCompatibilityError, fromNative } from './errors.js';
 import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
-import { diffusersAttentionHeads, type AttentionHeads } from './diffusers-config.js';
+import { diffusersAttentionHeads, isCount, type AttentionHeads } from './diffusers-config.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
 import { native, type NativeAutoencoder, type NativeJob, type NativeModel, type NativeProgress, type NativeVaeTiling } from './native.js';
 import { resizeImage } from './resize.js';
-import { listDevices, resolveDevice } from './system.js';
+import { freeMemoryOn, resolveDevice } from './system.js';
 import {
   checkBoolean,
   checkEnum,
+  checkFinite,
   checkFunction,
   checkInteger,
   checkKeys,
   checkObject,
   checkPath,
   checkSignal,
+  MAX_SEED,
 } from './validate.js';
 import { metadataFromChunks } from './metadata.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
-import { MAX_PIXELS, checkVaeTilingOption, resolveTiling, type VaeTilingOption } from './tiling.js';
+import { MAX_PIXELS, MAX_SIDE, checkVaeTilingOption, resolveTiling, type VaeTilingOption } from './tiling.js';
 import { encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
 
@@ -153,9 +155,6 @@ const GENERATE_KEYS = [
 ] as const;
 /** Default previewInterval per preview method: previews stay under 5% of sampling time (bench/previews.mjs). */
 export const PREVIEW_INTERVAL = { latent2rgb: 1, tae: 5 } as const;
-const MAX_SEED = (1n << 64n) - 1n;
-/** The longest side generate() makes, given or taken from an init image. */
-const MAX_SIDE = 8192;
 /** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
 const MAX_PROMPT_WINDOWS = 32;
 /** Tokens per prompt, BOS and EOS aside: what MAX_PROMPT_WINDOWS windows hold at most. */
@@ -220,12 +219,6 @@ function checkSeed(value: unknown): bigint | undefined {
   throw new TypeError(`seed must be a number or a bigint, got ${typeof value}`);
 }
 
-function checkFinite(what: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number`);
-  if (value < min || value > max) throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);
-  return value;
-}
-
 /**
  * The `sdnode.attention_heads` metadata (what shapes cannot tell; the generator writes it):
  * JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}}, every part optional.
@@ -244,7 +237,7 @@ function attentionHeads(raw: string | undefined): AttentionHeads {
   if (!isObject(parsed)) throw bad('is not a JSON object');
   const count = (part: string, key: string, v: unknown) => {
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 4096) throw bad(`has ${part}.${key} ${JSON.stringify(v)}: not an integer 1 … 4096`);
+    if (!isCount(v)) throw bad(`has ${part}.${key} ${JSON.stringify(v)}: not an integer 1 … 4096`);
     return v;
   };
   const out: AttentionHeads = {};
@@ -714,14 +707,8 @@ export class Model implements AsyncDisposable {
         // A missing half (null) is refused by the job that needs it.
         return Math.max(0, ...passes.map((p) => bytes[p] ?? 0));
       },
-      () => this.#freeMemory(),
+      () => freeMemoryOn(this.info.device),
     );
-  }
-
-  /** Bytes free on the model's device now: the GPU's own memory, else the system's. */
-  #freeMemory(): number {
-    const device = this.info.device === 'cpu' ? undefined : listDevices().find((d) => d.id === this.info.device);
-    return device && device.memoryFree > 0 ? device.memoryFree : freemem();
   }
 
   /**
@@ -794,8 +781,8 @@ export class Model implements AsyncDisposable {
 
   #clipTokenizer(): ClipTokenizer {
     if (this.#tokenizerError) throw this.#tokenizerError;
-    const dir = this.info.tokenizerDir;
-    this.#tokenizer ??= dir ? ClipTokenizer.fromVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt')) : ClipTokenizer.default();
+    // A model with a tokenizer/ folder got its tokenizer (or its error) at load.
+    this.#tokenizer ??= ClipTokenizer.default();
     return this.#tokenizer;
   }
 

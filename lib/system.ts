@@ -1,4 +1,6 @@
 /** What this machine offers: ggml's version, backends, CPU features and devices. */
+import { freemem } from 'node:os';
+
 import { native, nativePath, type NativeDevice } from './native.js';
 
 /**
@@ -51,6 +53,12 @@ const DEVICE_PATTERN = /^(auto|cpu|[a-z]+(:\d+)?)$/;
  * Maps a `device` option to a device id. `auto` (the default) picks the first GPU, else the
  * CPU; `cuda` means `cuda:0`. Throws TypeError/RangeError for a bad or unknown device.
  */
+/** Bytes free on a device now: a GPU's own memory, else (the CPU, or a GPU that does not say) the system's. */
+export function freeMemoryOn(deviceId: string): number {
+  const device = deviceId === 'cpu' ? undefined : listDevices().find((d) => d.id === deviceId);
+  return device && device.memoryFree > 0 ? device.memoryFree : freemem();
+}
+
 export function resolveDevice(requested: unknown): { id: string; auto: boolean } {
   if (requested === undefined) requested = 'auto';
   if (typeof requested !== 'string') throw new TypeError(`device must be a string, got ${typeof requested}`);

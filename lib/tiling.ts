@@ -7,6 +7,8 @@ import { checkInteger, checkKeys } from './validate.js';
 
 /** A pixel budget, like sharp's limitInputPixels: 4096² (SD1.x was trained at 512²). */
 export const MAX_PIXELS = 4096 * 4096;
+/** The longest side generate() makes, given or taken from an init image. */
+export const MAX_SIDE = 8192;
 
 /**
  * The autoencoder in overlapping tiles, so the device's compute buffers stay those of one tile. true:

@@ -80,6 +80,9 @@ export function checkBoolean(what: string, value: unknown): boolean {
 }
 
 /** A finite number in [min, max]: TypeError unless a finite number, RangeError otherwise. */
+/** Seeds are 64-bit: 0 … 2^64−1. */
+export const MAX_SEED = (1n << 64n) - 1n;
+
 export function checkFinite(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`${what} must be a finite number`);
   if (value < min || value > max) throw new RangeError(`${what} must be in [${min}, ${max}], got ${value}`);

@@ -761,13 +761,6 @@ async function writeAll(fh, bytes, position) {
 }
 
 /**
- * Writes a random-weight LDM single-file safetensors checkpoint. The data goes to a temporary
- * file beside `out` that is renamed into place when complete, so a failed or interrupted run
- * leaves no partial model behind.
- * @param {GenerateOptions} options
- * @returns {Promise<GenerateResult>}
- */
-/**
  * The `sdnode.attention_heads` metadata value: what the shapes cannot tell. Written into every
  * format that holds metadata (safetensors header, GGUF, the .ckpt's top-level dict).
  * @param {ModelConfig} config
@@ -779,6 +772,13 @@ export function attentionHeadsMetadata(config) {
   });
 }
 
+/**
+ * Writes a random-weight LDM single-file safetensors checkpoint. The data goes to a temporary
+ * file beside `out` that is renamed into place when complete, so a failed or interrupted run
+ * leaves no partial model behind.
+ * @param {GenerateOptions} options
+ * @returns {Promise<GenerateResult>}
+ */
 export async function generateModel(options) {
   if (!options || typeof options !== 'object') throw new TypeError('options must be an object');
   const { out, config: given, dtype = 'f16', seed = 0, onProgress } = options;

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { ModelCompatibilityError, convertModel, loadModel, type Model } from '../lib/index.js';
+import { ModelCompatibilityError, convertModel, loadModel, type Image } from '../lib/index.js';
+import { psnr } from './support/data.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
@@ -30,13 +31,13 @@ const files = {
 const generateWith = async (source: string) => {
   const model = await loadModel(source, cpu);
   try {
-    return (await model.generate(job)).images[0]!.data;
+    return (await model.generate(job)).images[0]!;
   } finally {
     await model.dispose();
   }
 };
 
-let reference: Uint8Array;
+let reference: Image;
 
 beforeAll(async () => {
   const base = { preset: 'tiny', dtype: 'f16', seed: 4 };
@@ -51,17 +52,14 @@ beforeAll(async () => {
 describe('the generator and convertModel: every output generates', () => {
   for (const format of ['ckpt', 'diffusers', 'gguf'] as const) {
     it(`${format}: the same image as the safetensors file`, async () => {
-      expect(Buffer.from(await generateWith(files[format])).equals(Buffer.from(reference))).toBe(true);
+      expect(Buffer.from((await generateWith(files[format])).data).equals(Buffer.from(reference.data))).toBe(true);
     });
   }
 
   it('a q8_0 GGUF converted from it: an image close to it', async () => {
-    const q8 = await generateWith(files.q8);
-    let sq = 0;
-    for (let i = 0; i < q8.length; i++) sq += (q8[i]! - reference[i]!) ** 2;
-    const psnr = 10 * Math.log10((255 * 255) / Math.max(1e-9, sq / q8.length));
-    console.log(`q8_0 GGUF vs f16 safetensors: ${psnr.toFixed(1)} dB`);
-    expect(psnr).toBeGreaterThan(25);
+    const db = psnr(await generateWith(files.q8), reference);
+    console.log(`q8_0 GGUF vs f16 safetensors: ${db.toFixed(1)} dB`);
+    expect(db).toBeGreaterThan(25);
   });
 });
 
@@ -82,7 +80,6 @@ function withHeads(value: string | undefined): string {
 }
 
 describe('hostile sdnode.attention_heads metadata (38)', () => {
-  let model: Model | undefined;
   const cases: Array<[string, string | undefined, RegExp]> = [
     ['not JSON', '{unet', /is not JSON/],
     ['null', 'null', /not a JSON object/],
@@ -97,7 +94,7 @@ describe('hostile sdnode.attention_heads metadata (38)', () => {
   ];
   for (const [what, value, message] of cases) {
     it(`${what}: ModelCompatibilityError with a code`, async () => {
-      model = await loadModel(withHeads(value), cpu);
+      const model = await loadModel(withHeads(value), cpu);
       try {
         const error = await model.generate(job).then(
           () => undefined,

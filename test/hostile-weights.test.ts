@@ -34,8 +34,8 @@ const dir = mkdtempSync(join(tmpdir(), 'sdnode-hostile-weights-'));
 let base: ModelData;
 
 beforeAll(async () => {
-  // The tiny model with a 64-wide text encoder: a .ckpt has no metadata to say the encoder's
-  // head count, and width / 64 stands in for it, so every format's base model generates.
+  // The tiny model with a 64-wide text encoder: the fuzzer's .ckpt writer carries no metadata to
+  // say the encoder's head count, and width / 64 stands in for it, so every format's base model generates.
   const tiny = PRESETS.tiny as { clip: object; unet: object };
   const config = { ...tiny, clip: { ...tiny.clip, width: 64, heads: 1 }, unet: { ...tiny.unet, contextDim: 64 } };
   const path = join(dir, 'tiny.safetensors');

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { ClipTokenizer, pieces, piecesCleanedWhole } from '../lib/text/clip-tokenizer.js';
 import { dataDir } from './support/data.js';
+import { longestHold } from './support/event-loop.js';
 
 const bpeGz = join(dataDir, 'clip', 'bpe_simple_vocab_16e6.txt.gz');
 const cases = JSON.parse(readFileSync(join(dataDir, 'clip', 'tokenizer-cases.json'), 'utf8')) as Array<{ text: string; ids: number[] }>;
@@ -392,20 +393,9 @@ describe('loading a diffusers tokenizer without stalling the event loop', () => 
     const longest: number[] = [];
     let tok: ClipTokenizer | undefined;
     for (let run = 0; run < 3; run++) {
-      // The longest gap between event-loop turns while the load runs.
-      let last = performance.now();
-      let worst = 0;
-      let ticking = true;
-      const tick = () => {
-        const now = performance.now();
-        worst = Math.max(worst, now - last);
-        last = now;
-        if (ticking) setImmediate(tick);
-      };
-      setImmediate(tick);
-      tok = await ClipTokenizer.loadVocabAndMerges(...paths);
-      ticking = false;
-      longest.push(worst);
+      const { ms, result } = await longestHold(() => ClipTokenizer.loadVocabAndMerges(...paths));
+      tok = result;
+      longest.push(ms);
     }
     for (const { text, ids } of cases) expect(tok!.tokenize(text)).toEqual(ids);
     console.log(`diffusers tokenizer load: longest hold ${longest.map((t) => t.toFixed(1)).join(', ')} ms`);

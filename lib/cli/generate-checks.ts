@@ -6,12 +6,8 @@
  * encoder) is still the library's to check.
  * The messages name `options.width` …; the CLI's error report turns those into flag names.
  */
-import { checkFinite, checkInteger } from '../validate.js';
-
-/** As Model.generate's limits. */
-const MAX_SIDE = 8192;
-const MAX_PIXELS = 4096 * 4096;
-const MAX_SEED = (1n << 64n) - 1n;
+import { MAX_PIXELS, MAX_SIDE } from '../tiling.js';
+import { MAX_SEED, checkFinite, checkInteger } from '../validate.js';
 // The deepest text encoder of any family (SDXL's OpenCLIP ViT-bigG: 32 layers); the model then
 // checks its own depth once loaded.
 const MAX_CLIP_SKIP = 32;

@@ -69,13 +69,12 @@ async function baseModels() {
     const { convertModel } = await import(pathToFileURL(entry).href);
     const g = join(work, 'base.gguf');
     await convertModel(st, g, { weightType: 'q8_0' });
-    const gguf = readGguf(readFileSync(g));
-    for (const [k, v] of Object.entries(safetensors.metadata)) if (k.startsWith('sdnode.') && !(k in gguf.metadata)) gguf.metadata[k] = v;
-    bases.gguf = gguf;
+    // convertModel keeps the sdnode.* keys (the attention heads) as they are.
+    bases.gguf = readGguf(readFileSync(g));
   }
   if (formats.includes('ckpt')) {
-    // A .ckpt has no metadata to give the text encoder's head count, which width / 64 stands in
-    // for: the tiny model with a 64-wide text encoder (and UNet context) instead of 32.
+    // This fuzzer's .ckpt writer (formats.mjs) carries no metadata, so the text encoder's head
+    // count comes from width / 64: the tiny model with a 64-wide text encoder (and UNet context).
     const tiny = PRESETS.tiny;
     const config = { ...tiny, clip: { ...tiny.clip, width: 64, heads: 1 }, unet: { ...tiny.unet, contextDim: 64 } };
     const ck = join(work, 'base-64.safetensors');

@@ -208,16 +208,21 @@ void Runtime::fit_scheduler(ggml_cgraph* graph) {
   start_scheduler();
 }
 
+size_t Runtime::planned_bytes(ggml_cgraph* graph) const {
+  ggml_gallocr_t galloc = ggml_gallocr_new(compute_buffer_type());
+  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
+  size_t bytes = 0;
+  ggml_gallocr_reserve_n_size(galloc, graph, nullptr, nullptr, &bytes);
+  ggml_gallocr_free(galloc);
+  return bytes;
+}
+
 void Runtime::check_fits_device(ggml_cgraph* graph) {
   size_t free_bytes = 0, total_bytes = 0;
   ggml_backend_dev_memory(primary_dev_, &free_bytes, &total_bytes);
   if (free_bytes == 0) return;  // the device does not say
-  ggml_gallocr_t galloc = ggml_gallocr_new(compute_buffer_type());
-  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
-  size_t planned = 0;
   // Every node planned on the device: at least what its share of the graph needs.
-  ggml_gallocr_reserve_n_size(galloc, graph, nullptr, nullptr, &planned);
-  ggml_gallocr_free(galloc);
+  const size_t planned = planned_bytes(graph);
   if (planned > free_bytes) {
     fail(ErrorCode::Resource, "not enough memory on '" + device_ + "' for the compute buffers: " +
                                   std::to_string(planned >> 20) + " MiB planned, " + std::to_string(free_bytes >> 20) +

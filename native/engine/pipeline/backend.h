@@ -61,6 +61,9 @@ class Runtime {
   // The device's buffer type for compute buffers; stable across Vulkan context renewals, so
   // other threads may plan graphs with it while a job computes.
   ggml_backend_buffer_type* compute_buffer_type() const;
+  // Compute-buffer bytes the allocator plans for `graph` on this device, measured without
+  // allocating (weights live in their own buffers: not counted). Any thread may call it.
+  size_t planned_bytes(ggml_cgraph* graph) const;
 
   // Allocates `graph` (its inputs must be set after this returns) — call before setting inputs.
   // On Vulkan this starts a new backend context first (see backend.cpp): backend() changes.

@@ -1,6 +1,5 @@
 #include "pipeline/graph.h"
 
-#include "ggml-alloc.h"
 #include "ggml-backend.h"
 
 namespace sdn {
@@ -27,12 +26,7 @@ Latent run_planar(Runtime& runtime, const Latent& input, const char* input_name,
 double planned_compute_bytes(Runtime& runtime, GraphContext& g, ggml_tensor* out) {
   ggml_set_output(out);
   ggml_build_forward_expand(g.graph, out);
-  ggml_gallocr_t galloc = ggml_gallocr_new(runtime.compute_buffer_type());
-  if (!galloc) fail(ErrorCode::Resource, "could not create a graph allocator");
-  size_t bytes = 0;
-  ggml_gallocr_reserve_n_size(galloc, g.graph, nullptr, nullptr, &bytes);
-  ggml_gallocr_free(galloc);
-  return double(bytes);
+  return double(runtime.planned_bytes(g.graph));
 }
 
 Latent read_latent(ggml_tensor* t) {
