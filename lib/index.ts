@@ -25,6 +25,7 @@ export type {
   WeightRecord,
 } from './model.js';
 export { inspectModel } from './model-file.js';
+export { METADATA_LIMITS } from './metadata.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';
 export type { ModelDetection, ModelFamily } from './model-detect.js';
 export { readImage, writeImage } from './image.js';

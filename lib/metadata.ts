@@ -6,6 +6,15 @@
 import { ModelFormatError } from './errors.js';
 import { runYielding, type Steps } from './text/tokenizer-files.js';
 
+/**
+ * What of a file's metadata reaches JS, whatever the file holds (the addon applies them:
+ * native/addon/metadata_json.h). Entries in key order past `keys`, with a value longer than
+ * `valueBytes`, or past `totalBytes` of keys and values are left out and counted
+ * (`metadataOmitted`): a JS object of 200k keys holds the thread tens of ms in garbage collection
+ * alone. Real checkpoints and LoRAs hold tens of keys.
+ */
+export const METADATA_LIMITS = Object.freeze({ keys: 16384, valueBytes: 4 * 1024 * 1024, totalBytes: 16 * 1024 * 1024 });
+
 function* metadataSteps(chunks: readonly string[]): Steps<Record<string, string>> {
   const metadata: Record<string, string> = {};
   for (const chunk of chunks) {

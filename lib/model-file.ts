@@ -46,8 +46,10 @@ export interface ModelInspection {
   parameterCount: number;
   /** Tensor count per stored type. */
   dtypes: Record<string, number>;
-  /** safetensors `__metadata__` or GGUF key-values, as text. */
+  /** safetensors `__metadata__` or GGUF key-values, as text, in key order up to METADATA_LIMITS. */
   metadata: Record<string, string>;
+  /** Entries past METADATA_LIMITS, left out of `metadata` (0 for every real checkpoint). */
+  metadataOmitted: number;
   /** Every tensor, in file order. */
   tensors: TensorSummary[];
   /** What the file holds, from tensor names, shapes and metadata only; `notes` says why. */
@@ -85,7 +87,7 @@ export function inspectModel(path: string, options?: InspectOptions): Promise<Mo
   const onProgress = checkFunction<NonNullable<InspectOptions['onProgress']>>('options.onProgress', o.onProgress);
   return new JobQueue('inspectModel')
     .run((progress) => native().inspectFile(path, checksums, progress), { signal, onProgress })
-    .then(async ({ metadataChunks, ...raw }) => {
+    .then(async ({ metadataChunks, metadataOmitted, ...raw }) => {
       const metadata = await metadataFromChunks(metadataChunks);
       const dtypes: Record<string, number> = {};
       let parameterCount = 0;
@@ -94,6 +96,6 @@ export function inspectModel(path: string, options?: InspectOptions): Promise<Mo
         parameterCount += t.shape.reduce((a, b) => a * b, 1);
       }
       const detection = detectModel(raw.tensors, metadata);
-      return { path, format: raw.format, fileSize: raw.fileSize, metadata, tensors: raw.tensors, tensorCount: raw.tensors.length, parameterCount, dtypes, detection };
+      return { path, format: raw.format, fileSize: raw.fileSize, metadata, metadataOmitted, tensors: raw.tensors, tensorCount: raw.tensors.length, parameterCount, dtypes, detection };
     });
 }

@@ -191,19 +191,22 @@ function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): Enc
 interface ModelExtras {
   /** The file metadata (built from the addon's JSON texts between event-loop turns). */
   metadata: Record<string, string>;
+  /** Entries of the file's metadata past the limits, not in `metadata`. */
+  metadataOmitted: number;
   /** A diffusers folder's own tokenizer, or why it could not be read (tokenize() and generate() throw it). */
   tokenizer?: ClipTokenizer | Error;
 }
 
 async function loadExtras(handle: NativeModel): Promise<ModelExtras> {
-  const metadata = await metadataFromChunks(handle.metadataChunks());
+  const { chunks, omitted: metadataOmitted } = handle.metadata();
+  const metadata = await metadataFromChunks(chunks);
   const dir = handle.info().tokenizerDir;
-  if (!dir) return { metadata };
+  if (!dir) return { metadata, metadataOmitted };
   // A broken tokenizer/ folder fails tokenize() and generate() with its coded error, not the load.
   const tokenizer = await ClipTokenizer.loadVocabAndMerges(join(dir, 'vocab.json'), join(dir, 'merges.txt')).catch((err: unknown) =>
     err instanceof Error ? err : new Error(String(err)),
   );
-  return { metadata, tokenizer };
+  return { metadata, metadataOmitted, tokenizer };
 }
 
 function checkSeed(value: unknown): bigint | undefined {
@@ -334,8 +337,10 @@ export interface ModelInfo extends ModelDetection {
   mappedBytes: number;
   /** Milliseconds the load took. */
   loadMs: number;
-  /** The checkpoint's own metadata (safetensors __metadata__, GGUF key-values). */
+  /** The checkpoint's own metadata (safetensors __metadata__, GGUF key-values), in key order up to METADATA_LIMITS. */
   metadata: Record<string, string>;
+  /** Entries of the file's metadata past METADATA_LIMITS, left out of `metadata` (0 for every real checkpoint). */
+  metadataOmitted: number;
 }
 
 /** One weight of a loaded model (model.weights()). */
@@ -465,6 +470,7 @@ export class Model implements AsyncDisposable {
       mappedBytes: raw.mappedBytes,
       loadMs: raw.loadMs,
       metadata: extras.metadata,
+      metadataOmitted: extras.metadataOmitted,
     };
   }
 

@@ -142,8 +142,8 @@ export interface NativeGenerateResult {
 /** The addon's model handle, wrapped by Model. */
 export interface NativeModel {
   info(): NativeModelInfo;
-  /** The file metadata as JSON texts ["key", "value", …], made by the load job (lib/metadata.ts). */
-  metadataChunks(): string[];
+  /** The file metadata as JSON texts ["key", "value", …], made by the load job (lib/metadata.ts), and the entries left out (native/addon/metadata_json.h). */
+  metadata(): { chunks: string[]; omitted: number };
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
   checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
   encodeTokens(
@@ -219,6 +219,8 @@ export interface NativeModelFile {
   fileSize: number;
   /** The metadata as JSON texts ["key", "value", …], made off the JS thread (lib/metadata.ts). */
   metadataChunks: string[];
+  /** Metadata entries past the addon's limits (native/addon/metadata_json.h), not in metadataChunks. */
+  metadataOmitted: number;
   tensors: Array<{ name: string; dtype: string; shape: number[]; bytes: number; checksum?: string }>;
 }
 

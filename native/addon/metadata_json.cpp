@@ -27,11 +27,19 @@ void append_json_string(std::string& out, const std::string& s) {
 
 }  // namespace
 
-std::vector<std::string> metadata_json_chunks(const std::map<std::string, std::string>& metadata) {
-  std::vector<std::string> chunks;
+MetadataForJs metadata_for_js(const std::map<std::string, std::string>& metadata) {
+  MetadataForJs out;
+  std::vector<std::string>& chunks = out.chunks;
   std::string current;
-  size_t entries = 0;
+  size_t entries = 0, kept = 0, total_bytes = 0;
   for (const auto& [key, value] : metadata) {
+    const size_t bytes = key.size() + value.size();
+    if (kept == kMetadataMaxKeys || value.size() > kMetadataMaxValueBytes || total_bytes + bytes > kMetadataMaxTotalBytes) {
+      ++out.omitted;
+      continue;
+    }
+    ++kept;
+    total_bytes += bytes;
     current += entries == 0 ? '[' : ',';
     append_json_string(current, key);
     current += ',';
@@ -43,7 +51,7 @@ std::vector<std::string> metadata_json_chunks(const std::map<std::string, std::s
     }
   }
   if (entries > 0) chunks.push_back(std::move(current) + "]");
-  return chunks;
+  return out;
 }
 
 }  // namespace sdnode

@@ -16,7 +16,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                     {
                                         StaticMethod<&NativeModel::Load>("load"),
                                         InstanceMethod<&NativeModel::Info>("info"),
-                                        InstanceMethod<&NativeModel::MetadataChunks>("metadataChunks"),
+                                        InstanceMethod<&NativeModel::Metadata>("metadata"),
                                         InstanceMethod<&NativeModel::Weights>("weights"),
                                         InstanceMethod<&NativeModel::Checksums>("checksums"),
                                         InstanceMethod<&NativeModel::EncodeTokens>("encodeTokens"),
@@ -56,19 +56,19 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   using Ptr = std::shared_ptr<sdn::Model>;
   struct Loaded {
     Ptr engine;
-    std::vector<std::string> metadata;
+    MetadataForJs metadata;
   };
   return Job<Loaded>::Start(
       env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
       [options](sdn::JobControl& job) {
         Loaded loaded{std::make_shared<sdn::Model>(options, job), {}};
-        loaded.metadata = metadata_json_chunks(loaded.engine->store().metadata());
+        loaded.metadata = metadata_for_js(loaded.engine->take_metadata());
         return loaded;
       },
       [](Napi::Env env, Loaded& loaded) -> Napi::Value {
         Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &loaded.engine);
         Napi::Object model = addon_data(env).model_ctor.New({external});
-        NativeModel::Unwrap(model)->metadata_chunks_ = std::move(loaded.metadata);
+        NativeModel::Unwrap(model)->metadata_ = std::move(loaded.metadata);
         return model;
       });
 }
@@ -109,9 +109,13 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value NativeModel::MetadataChunks(const Napi::CallbackInfo& info) {
-  engine(info.Env());
-  return strings_to_js(info.Env(), metadata_chunks_);
+Napi::Value NativeModel::Metadata(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("chunks", strings_to_js(env, metadata_.chunks));
+  out.Set("omitted", static_cast<double>(metadata_.omitted));
+  return out;
 }
 
 Napi::Value NativeModel::Weights(const Napi::CallbackInfo& info) {

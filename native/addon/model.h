@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include "job.h"
+#include "metadata_json.h"
 #include "pipeline/model.h"
 
 namespace sdnode {
@@ -23,8 +24,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   static Napi::Value Load(const Napi::CallbackInfo& info);
   // { device, weightType, sources: [...], tokenizerDir, deviceBytes, mappedBytes, loadMs }
   Napi::Value Info(const Napi::CallbackInfo& info);
-  // The file metadata as JSON texts (metadata_json.h), made by the load job.
-  Napi::Value MetadataChunks(const Napi::CallbackInfo& info);
+  // The file metadata as JSON texts and the count left out (metadata_json.h), made by the load job.
+  Napi::Value Metadata(const Napi::CallbackInfo& info);
   // [{ name, shape, from, to, bytes, mapped }]
   Napi::Value Weights(const Napi::CallbackInfo& info);
   // checksums(names: string[]) -> JobHandle<string[]> (16 hex digits each)
@@ -54,7 +55,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   sdn::Model& engine(Napi::Env env);
 
   std::shared_ptr<sdn::Model> engine_;
-  std::vector<std::string> metadata_chunks_;
+  MetadataForJs metadata_;
 };
 
 }  // namespace sdnode

@@ -71,6 +71,9 @@ class TensorStore {
   // summarised as "[N x type]"). Keys are unique; a later set() replaces.
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Moves the metadata out (the store keeps none), so that a caller can free a hostile file's
+  // 200k entries on a worker thread rather than wherever the store ends.
+  std::map<std::string, std::string> take_metadata() { return std::move(metadata_); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   size_t size() const { return tensors_.size(); }
 

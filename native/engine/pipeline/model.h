@@ -3,6 +3,7 @@
 // from here by internal name.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,6 +70,9 @@ class Model {
   const ModelInfo& info() const { return info_; }
   const ModelWeights& weights() const { return *weights_; }
   const TensorStore& store() const { return opened_.store; }
+  // The files' metadata, moved out: the engine reads none of it after loading, and a hostile
+  // file's 200k entries should not be freed wherever the model ends (the JS thread).
+  std::map<std::string, std::string> take_metadata() { return opened_.store.take_metadata(); }
   Runtime& runtime() { return *runtime_; }
   ModelWeights& weight_lookup() { return *weights_; }
   // One computation at a time: the runtime's compute buffers are shared.
