@@ -6,6 +6,7 @@
 //   bash scripts/fuzz.sh name_map
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -16,7 +17,7 @@
 
 namespace {
 
-constexpr int64_t kMaxElements = 1 << 16;  // tensors get real (zeroed) data up to this size
+constexpr int64_t kMaxElements = 1 << 12;  // tensors get real (zeroed) data up to this size (kept small: zeroing dominated the run)
 
 std::vector<sdn::TensorInfo> parse_index(const uint8_t* data, size_t size) {
   std::vector<sdn::TensorInfo> tensors;
@@ -63,9 +64,27 @@ int64_t numel_capped(const std::vector<int64_t>& shape) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<sdn::TensorInfo> index = parse_index(data, size);
-  std::set<std::string> names;
+  std::map<std::string, const sdn::TensorInfo*> by_name;
   for (const auto& t : index) {
-    if (!names.insert(t.name).second) return 0;  // a file never has two tensors of one name
+    if (!by_name.emplace(t.name, &t).second) return 0;  // a file never has two tensors of one name
+  }
+  // One store for every plan: tensors hold zeroed f16 data of their shapes (those small enough).
+  sdn::TensorStore in;
+  bool applicable = true;  // false when the store itself refuses the index (ModelFormat)
+  try {
+    for (const auto& t : index) {
+      const int64_t n = numel_capped(t.shape);
+      if (n < 0) continue;
+      sdn::TensorInfo copy = t;
+      copy.nbytes = static_cast<size_t>(n) * 2;
+      uint8_t* bytes = in.own_buffer(copy.nbytes);
+      std::memset(bytes, 0, copy.nbytes);
+      copy.data = bytes;
+      in.add(copy);
+    }
+  } catch (const sdn::Error& e) {
+    if (e.code() != sdn::ErrorCode::ModelFormat) std::abort();
+    applicable = false;
   }
   const sdn::Component components[] = {sdn::Component::Checkpoint, sdn::Component::Unet, sdn::Component::Vae,
                                        sdn::Component::TextEncoder, sdn::Component::TextEncoder2};
@@ -74,27 +93,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       try {
         sdn::NamePlan plan = sdn::plan_names(c, index, sdn::NameMapOptions{ema});
         std::set<std::string> seen;
-        std::map<std::string, const sdn::TensorInfo*> by_name;
-        for (const auto& t : index) by_name[t.name] = &t;
         bool small = true;
         for (const auto& m : plan.tensors) {
           if (!seen.insert(m.name).second) std::abort();            // duplicate internal name
-          if (!by_name.count(m.source)) std::abort();                // a source not in the file
-          if (numel_capped(by_name[m.source]->shape) < 0) small = false;
+          auto source = by_name.find(m.source);
+          if (source == by_name.end()) std::abort();                // a source not in the file
+          if (numel_capped(source->second->shape) < 0) small = false;
         }
-        if (!small) continue;
-        // Apply to a store whose tensors hold zeroed f16 data of their shapes.
-        sdn::TensorStore in;
-        for (const auto& t : index) {
-          sdn::TensorInfo copy = t;
-          const int64_t n = numel_capped(t.shape);
-          if (n < 0) continue;
-          copy.nbytes = static_cast<size_t>(n) * 2;
-          uint8_t* bytes = in.own_buffer(copy.nbytes);
-          std::fill(bytes, bytes + copy.nbytes, 0);
-          copy.data = bytes;
-          in.add(copy);
-        }
+        if (!small || !applicable) continue;
         sdn::TensorStore out;
         sdn::apply_name_plan(plan, in, out);
         for (const auto& m : plan.tensors) {

@@ -117,6 +117,34 @@ class ZipStream {
 }
 
 /**
+ * Writes a PyTorch zip checkpoint `{ global_step, ...metadata, state_dict: { name: tensor } }`
+ * (as SD .ckpt files are laid out) of the given tensors, atomically. Returns the absolute path.
+ * @param {string} out
+ * @param {Array<{ name: string, shape: number[], dtype: string, bytes: () => Uint8Array }>} tensors
+ * @param {Record<string, string>} [metadata]
+ */
+export async function writeTorchZip(out, tensors, metadata = {}) {
+  const path = resolve(out);
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w');
+  try {
+    const zip = new ZipStream(fh);
+    await zip.entry('archive/data.pkl', [statePickle(tensors, metadata)]);
+    await zip.entry('archive/byteorder', [Buffer.from('little')]);
+    for (const [i, t] of tensors.entries()) await zip.entry(`archive/data/${i}`, [t.bytes()]);
+    await zip.entry('archive/version', [Buffer.from('3\n')]);
+    await zip.finish();
+    await fh.close();
+    await rename(tmp, path);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return path;
+}
+
+/**
  * Writes a random-weight model as a .ckpt: the same names and values as generateModel's
  * safetensors for the same preset/config, seed and dtype (position_ids as int64). With `ema`,
  * the UNet is also stored as `model_ema.<name without "model." and dots>` with the values of
@@ -134,22 +162,6 @@ export async function writeTorchCheckpoint(options) {
       tensors.push({ name: `model_ema.${s.name.slice('model.'.length).replaceAll('.', '')}`, shape: s.shape, dtype: typeOf(s), bytes: () => tensorBytes(s, seed + 1, dtype) });
     }
   }
-  const path = resolve(out);
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    const zip = new ZipStream(fh);
-    await zip.entry('archive/data.pkl', [statePickle(tensors, { 'sdnode.attention_heads': attentionHeadsMetadata(config) })]);
-    await zip.entry('archive/byteorder', [Buffer.from('little')]);
-    for (const [i, t] of tensors.entries()) await zip.entry(`archive/data/${i}`, [t.bytes()]);
-    await zip.entry('archive/version', [Buffer.from('3\n')]);
-    await zip.finish();
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  const path = await writeTorchZip(out, tensors, { 'sdnode.attention_heads': attentionHeadsMetadata(config) });
   return { path, tensorCount: tensors.length };
 }

@@ -189,8 +189,7 @@ std::string find_prefix(const ZipIndex& zip) {
 constexpr size_t kMaxMetadataEntries = 256;
 constexpr size_t kMaxMetadataValue = 1 << 16;
 
-TensorStore read(const std::string& path, const PickleBudget& budget) {
-  std::shared_ptr<ByteSource> src = map_file(path);
+TensorStore read(std::shared_ptr<ByteSource> src, const PickleBudget& budget) {
   const ZipIndex zip(*src);
   const std::string prefix = find_prefix(zip);
 
@@ -233,15 +232,19 @@ TensorStore read(const std::string& path, const PickleBudget& budget) {
 
 }  // namespace
 
-TensorStore read_torch_checkpoint(const std::string& path, const PickleBudget& budget) {
+TensorStore parse_torch_checkpoint(std::shared_ptr<ByteSource> bytes, const std::string& name_for_errors, const PickleBudget& budget) {
   try {
-    return read(path, budget);
+    return read(std::move(bytes), budget);
   } catch (const Error& e) {
     if (e.code() != ErrorCode::ModelFormat) throw;
-    fail(ErrorCode::ModelFormat, "'" + path + "': " + e.what());
+    fail(ErrorCode::ModelFormat, "'" + name_for_errors + "': " + e.what());
   } catch (const std::bad_alloc&) {
-    fail(ErrorCode::Resource, "out of memory reading '" + path + "'");
+    fail(ErrorCode::Resource, "out of memory reading '" + name_for_errors + "'");
   }
+}
+
+TensorStore read_torch_checkpoint(const std::string& path, const PickleBudget& budget) {
+  return parse_torch_checkpoint(map_file(path), path, budget);
 }
 
 }  // namespace sdn

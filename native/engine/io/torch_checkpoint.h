@@ -21,5 +21,7 @@ struct PickleBudget {
 // tensors in nested dicts get "."-joined names; non-tensor values (step counts, strings) are
 // skipped. Throws FileAccess / ModelFormat (the message names the offending part).
 TensorStore read_torch_checkpoint(const std::string& path, const PickleBudget& budget = {});
+// The same over bytes already in memory (tests, fuzzing); errors name `name_for_errors`.
+TensorStore parse_torch_checkpoint(std::shared_ptr<ByteSource> bytes, const std::string& name_for_errors, const PickleBudget& budget = {});
 
 }  // namespace sdn
