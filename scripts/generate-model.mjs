@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// Writes random-weight Stable Diffusion 1.x checkpoints as LDM single-file safetensors: the
-// tensor names and shapes of a real checkpoint (`model.diffusion_model.*` UNet,
-// `first_stage_model.*` AutoencoderKL, `cond_stage_model.transformer.text_model.*` CLIP text
-// encoder), sized by a config. Tests use the tiny presets; benchmarks use `sd15`, the exact
-// SD1.5 shape (~1.07 G parameters, ~2.1 GB in f16). Weights are deterministic in the seed and
-// the tensor's name, so a tensor holds the same values whatever else the file contains.
+// Writes random-weight Stable Diffusion 1.x, 2.x and XL checkpoints as LDM single-file
+// safetensors: the tensor names and shapes of a real checkpoint (`model.diffusion_model.*` UNet,
+// `first_stage_model.*` AutoencoderKL, and the text encoders where each family keeps them:
+// SD1.x `cond_stage_model.transformer.text_model.*` (transformers CLIPTextModel names), SD2.x
+// `cond_stage_model.model.*` (OpenCLIP names), SDXL `conditioner.embedders.0.transformer.
+// text_model.*` and `conditioner.embedders.1.model.*`), sized by a config. Tests use the tiny
+// presets; benchmarks use `sd15`, `sd21` and `sdxl`, the exact shapes of the released files.
+// Weights are deterministic in the seed and the tensor's name, so a tensor holds the same values
+// whatever else the file contains.
 //
 //   node scripts/generate-model.mjs --preset tiny --dtype f16 --seed 1 --out model.safetensors
 //
@@ -16,7 +19,8 @@
 //   sdnode.generator        "sdnode generate-model <format version>"
 //   sdnode.config           the config below, as JSON
 //   sdnode.attention_heads  JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}}
-//                           — the UNet form mirrors LDM's num_heads / num_head_channels
+//                           — the UNet form mirrors LDM's num_heads / num_head_channels; SDXL
+//                           adds "clip2": {"numHeads": n} for the second text encoder
 //   sdnode.seed, sdnode.dtype, and sdnode.preset when one was used
 //   format                  "pt", as files written by safetensors' torch API carry
 //
@@ -24,10 +28,12 @@
 // enough to normal) with standard deviation 1/sqrt(fan_in), so activations keep their scale
 // through the network; biases have std 0.05; norm weights are 1 + std 0.1 and norm biases std
 // 0.05 (not exactly 1 and 0, so that a loader that drops them is caught); embeddings std 0.1.
-// `cond_stage_model.transformer.text_model.embeddings.position_ids` is an I64 [1, positions]
-// buffer holding 0..positions-1, as in the SD1.x checkpoints users download
-// (config `clip.positionIds: false` leaves it out). The DDPM schedule buffers that training
-// checkpoints also carry (betas, alphas_cumprod, ...) are not written.
+// A transformers-named CLIP's `embeddings.position_ids` is an I64 [1, positions] buffer holding
+// 0..positions-1, as in the SD1.x and SDXL checkpoints users download (config
+// `clip.positionIds: false` leaves it out); OpenCLIP encoders have none (their attn_mask buffer
+// is not persistent) but carry `logit_scale`, a 0-d tensor holding ln 100, as the released
+// files do. The DDPM schedule buffers that training checkpoints also carry (betas,
+// alphas_cumprod, ...) are not written.
 //
 // Only node: builtins; plain ESM with JSDoc types so tests can import it.
 import { open, rename, rm } from 'node:fs/promises';
@@ -49,8 +55,15 @@ export const GENERATOR_VERSION = 1;
  *                                       the middle block always has one
  * @property {number} [numHeads]         fixed head count (SD1.x: 8) — or
  * @property {number} [headDim]          fixed head width (SD2.x: 64); exactly one of the two
- * @property {number} transformerDepth   transformer blocks per spatial transformer
- * @property {number} contextDim         cross-attention context width (= clip.width)
+ * @property {number | number[]} transformerDepth  transformer blocks per spatial transformer, or
+ *                                       per level (SDXL [0, 2, 10]: 0 exactly at the levels
+ *                                       without attention)
+ * @property {number} [transformerDepthMiddle]  the middle block's (default: the last level's)
+ * @property {boolean} [linearProj]      proj_in/proj_out as linears (use_linear_in_transformer:
+ *                                       SD2.x, SDXL) instead of 1×1 convs (SD1.x)
+ * @property {number} [admInChannels]    width of the `label_emb` (ADM) input: SDXL's pooled text
+ *                                       embedding + 6 size/crop Fourier embeddings of 256
+ * @property {number} contextDim         cross-attention context width (= clip.width, + clip2.width)
  * @property {number} inChannels         4, or 9 for inpainting (latent + mask + masked latent)
  * @property {number} outChannels        4
  *
@@ -64,20 +77,26 @@ export const GENERATOR_VERSION = 1;
  * @property {number} outChannels   image channels out (3)
  *
  * @typedef {object} ClipConfig
+ * @property {'hf' | 'openclip'} [naming] tensor names: transformers CLIPTextModel (default; SD1.x,
+ *                                  SDXL's first encoder) or OpenCLIP's text tower (SD2.x, SDXL's
+ *                                  second encoder)
  * @property {number} width         hidden size (768)
  * @property {number} layers        encoder layers (12)
  * @property {number} heads         attention heads (12)
  * @property {number} vocab         token embedding rows (49408, the CLIP BPE vocabulary)
  * @property {number} positions     position embedding rows (77)
  * @property {number} intermediate  MLP width (3072)
- * @property {boolean} [positionIds] write the I64 position_ids buffer (default true)
+ * @property {boolean} [positionIds] hf: write the I64 position_ids buffer (default true)
+ * @property {number} [projectionDim] openclip: text_projection's output width (default width)
  *
  * @typedef {object} ModelConfig
  * @property {UnetConfig} unet
  * @property {VaeConfig} vae
- * @property {ClipConfig} clip
+ * @property {ClipConfig} clip      the text encoder (SDXL: the first, CLIP ViT-L)
+ * @property {ClipConfig} [clip2]   SDXL's second text encoder (OpenCLIP ViT-bigG); its presence
+ *                                  selects SDXL's `conditioner.embedders.*` layout
  *
- * @typedef {'weight' | 'bias' | 'norm_weight' | 'norm_bias' | 'embedding' | 'position_ids'} InitKind
+ * @typedef {'weight' | 'bias' | 'norm_weight' | 'norm_bias' | 'embedding' | 'position_ids' | 'logit_scale'} InitKind
  *
  * @typedef {object} TensorSpec
  * @property {string} name
@@ -87,6 +106,11 @@ export const GENERATOR_VERSION = 1;
  *
  * @typedef {'f32' | 'f16'} WeightDtype
  */
+
+/** SDXL's ADM input beyond the pooled text embedding: original size, crop offset and target
+ *  size, two numbers each, each number a 256-wide Fourier embedding (sgm's
+ *  ConcatTimestepEmbedderND, outdim 256): 3 · 2 · 256. */
+export const SDXL_SIZE_EMBEDDINGS = 3 * 2 * 256;
 
 /** @type {Readonly<Record<string, ModelConfig>>} */
 const BASE_PRESETS = {
@@ -127,6 +151,94 @@ const BASE_PRESETS = {
     vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
     clip: { width: 768, layers: 12, heads: 12, vocab: 49408, positions: 77, intermediate: 3072, positionIds: true },
   },
+  // Stable Diffusion 2.x (Stability's v2-inference-v.yaml; v2-1_768 and v2-1_512 share every
+  // name and shape): heads of 64 channels, linear proj_in/proj_out, context 1024 from OpenCLIP
+  // ViT-H/14's text tower (open_clip model config ViT-H-14: width 1024, 24 layers, 16 heads,
+  // MLP 4096, embed_dim 1024). UNet 865.9 M parameters.
+  sd21: {
+    unet: {
+      modelChannels: 320,
+      channelMult: [1, 2, 4, 4],
+      numResBlocks: 2,
+      attentionLevels: [0, 1, 2],
+      headDim: 64,
+      transformerDepth: 1,
+      linearProj: true,
+      contextDim: 1024,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { naming: 'openclip', width: 1024, layers: 24, heads: 16, vocab: 49408, positions: 77, intermediate: 4096, projectionDim: 1024 },
+  },
+  // The tiny preset's sizes in SD2.x's structure: OpenCLIP names, linear projections, heads of
+  // a fixed width.
+  'tiny-sd2': {
+    unet: {
+      modelChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      attentionLevels: [0, 1],
+      headDim: 32,
+      transformerDepth: 1,
+      linearProj: true,
+      contextDim: 32,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 32, chMult: [1, 1, 2, 2], numResBlocks: 1, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { naming: 'openclip', width: 32, layers: 2, heads: 2, vocab: 49408, positions: 77, intermediate: 128, projectionDim: 32 },
+  },
+  // Stable Diffusion XL base 1.0 (Stability's generative-models configs/inference/
+  // sd_xl_base.yaml: model_channels 320, channel_mult [1, 2, 4], attention_resolutions [4, 2]
+  // — none at the first level —, transformer_depth [1, 2, 10] of which the first is unused,
+  // num_head_channels 64, use_linear_in_transformer, context_dim 2048, adm_in_channels 2816;
+  // conditioner: FrozenCLIPEmbedder (CLIP ViT-L/14) and FrozenOpenCLIPEmbedder2 (ViT-bigG-14:
+  // width 1280, 32 layers, 20 heads, MLP 5120, embed_dim 1280)). UNet 2.567 G parameters.
+  // sgm saves its modules' whole state dicts, so the file holds the transformers CLIP's
+  // persistent `embeddings.position_ids` buffer and OpenCLIP's `logit_scale` (both in
+  // stable-diffusion.cpp's list of tensors it skips, under these SDXL names): 2515 tensors.
+  sdxl: {
+    unet: {
+      modelChannels: 320,
+      channelMult: [1, 2, 4],
+      numResBlocks: 2,
+      attentionLevels: [1, 2],
+      headDim: 64,
+      transformerDepth: [0, 2, 10],
+      transformerDepthMiddle: 10,
+      linearProj: true,
+      admInChannels: 1280 + SDXL_SIZE_EMBEDDINGS,
+      contextDim: 768 + 1280,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { width: 768, layers: 12, heads: 12, vocab: 49408, positions: 77, intermediate: 3072, positionIds: true },
+    clip2: { naming: 'openclip', width: 1280, layers: 32, heads: 20, vocab: 49408, positions: 77, intermediate: 5120, projectionDim: 1280 },
+  },
+  // SDXL's structure at tiny widths: a level without attention, transformer depth above 1 and
+  // in the middle, linear projections, two text encoders of 32 whose outputs concatenate to
+  // the 64-wide context, and the real ADM formula (pooled 32 + 1536).
+  'tiny-sdxl': {
+    unet: {
+      modelChannels: 32,
+      channelMult: [1, 2, 2],
+      numResBlocks: 2,
+      attentionLevels: [1, 2],
+      headDim: 32,
+      transformerDepth: [0, 1, 2],
+      transformerDepthMiddle: 2,
+      linearProj: true,
+      admInChannels: 32 + SDXL_SIZE_EMBEDDINGS,
+      contextDim: 32 + 32,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 32, chMult: [1, 1, 2, 2], numResBlocks: 1, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { width: 32, layers: 2, heads: 2, vocab: 49408, positions: 77, intermediate: 64, positionIds: true },
+    clip2: { naming: 'openclip', width: 32, layers: 2, heads: 2, vocab: 49408, positions: 77, intermediate: 128, projectionDim: 32 },
+  },
 };
 
 /** The same model with the 9-channel UNet input of inpainting models (latent, mask and
@@ -140,14 +252,39 @@ export const PRESETS = deepFreeze({
   'tiny-inpaint': inpaintVariant(BASE_PRESETS.tiny),
   sd15: BASE_PRESETS.sd15,
   'sd15-inpaint': inpaintVariant(BASE_PRESETS.sd15),
+  'tiny-sd2': BASE_PRESETS['tiny-sd2'],
+  sd21: BASE_PRESETS.sd21,
+  'tiny-sdxl': BASE_PRESETS['tiny-sdxl'],
+  'tiny-sdxl-inpaint': inpaintVariant(BASE_PRESETS['tiny-sdxl']),
+  sdxl: BASE_PRESETS.sdxl,
 });
 
-/** Name prefix of each component in an LDM single-file checkpoint. */
+/** Name prefix of each component in an SD1.x LDM single-file checkpoint. */
 export const COMPONENT_PREFIXES = Object.freeze({
   unet: 'model.diffusion_model.',
   vae: 'first_stage_model.',
   clip: 'cond_stage_model.transformer.text_model.',
 });
+
+/** Where SD2.x and SDXL keep their text encoders (sgm's conditioner holds SDXL's two). */
+const TEXT_PREFIXES = Object.freeze({
+  sd2: 'cond_stage_model.model.',
+  sdxlClip: 'conditioner.embedders.0.transformer.text_model.',
+  sdxlClip2: 'conditioner.embedders.1.model.',
+});
+
+/**
+ * The name prefix of each component of a config's checkpoint: SD1.x's, SD2.x's (an OpenCLIP
+ * text encoder) or SDXL's (a second text encoder).
+ * @param {ModelConfig} config
+ * @returns {{ unet: string, vae: string, clip: string, clip2?: string }}
+ */
+export function componentPrefixes(config) {
+  if (config.clip2) return { unet: COMPONENT_PREFIXES.unet, vae: COMPONENT_PREFIXES.vae, clip: TEXT_PREFIXES.sdxlClip, clip2: TEXT_PREFIXES.sdxlClip2 };
+  if (config.clip.naming === 'openclip') return { ...COMPONENT_PREFIXES, clip: TEXT_PREFIXES.sd2 };
+  return { ...COMPONENT_PREFIXES };
+}
+
 
 const GROUPNORM_GROUPS = 32;
 
@@ -223,7 +360,21 @@ export function validateConfig(config) {
     throw new RangeError('unet needs exactly one of numHeads and headDim');
   if (unet.numHeads !== undefined) checkInt(unet.numHeads, 'unet.numHeads');
   if (unet.headDim !== undefined) checkInt(unet.headDim, 'unet.headDim');
-  checkInt(unet.transformerDepth, 'unet.transformerDepth');
+  const levels = unet.channelMult.length;
+  if (Array.isArray(unet.transformerDepth)) {
+    checkIntList(unet.transformerDepth, 'unet.transformerDepth', 0);
+    if (unet.transformerDepth.length !== levels)
+      throw new RangeError(`unet.transformerDepth has ${unet.transformerDepth.length} entries for ${levels} levels`);
+    unet.transformerDepth.forEach((d, level) => {
+      if ((d > 0) !== unet.attentionLevels.includes(level))
+        throw new RangeError(`unet.transformerDepth[${level}] is ${d}, but level ${level} ${d > 0 ? 'is not' : 'is'} in unet.attentionLevels`);
+    });
+  } else {
+    checkInt(unet.transformerDepth, 'unet.transformerDepth');
+  }
+  if (unet.transformerDepthMiddle !== undefined) checkInt(unet.transformerDepthMiddle, 'unet.transformerDepthMiddle');
+  if (unet.linearProj !== undefined && typeof unet.linearProj !== 'boolean') throw new TypeError('unet.linearProj must be a boolean');
+  if (unet.admInChannels !== undefined) checkInt(unet.admInChannels, 'unet.admInChannels');
   checkInt(unet.contextDim, 'unet.contextDim');
   checkInt(unet.inChannels, 'unet.inChannels');
   checkInt(unet.outChannels, 'unet.outChannels');
@@ -247,17 +398,23 @@ export function validateConfig(config) {
   checkGroupNorm(vae.ch, 'vae.ch');
   vae.chMult.forEach((m, level) => checkGroupNorm(vae.ch * m, `vae level ${level}`));
 
-  checkInt(clip.width, 'clip.width');
-  checkInt(clip.layers, 'clip.layers');
-  checkInt(clip.heads, 'clip.heads');
-  checkInt(clip.vocab, 'clip.vocab');
-  checkInt(clip.positions, 'clip.positions');
-  checkInt(clip.intermediate, 'clip.intermediate');
-  if (clip.positionIds !== undefined && typeof clip.positionIds !== 'boolean')
-    throw new TypeError('clip.positionIds must be a boolean');
-  if (clip.width % clip.heads !== 0) throw new RangeError(`clip.width ${clip.width} is not a multiple of clip.heads ${clip.heads}`);
-  if (unet.contextDim !== clip.width)
-    throw new RangeError(`unet.contextDim ${unet.contextDim} must equal clip.width ${clip.width}: the UNet attends to the text encoder's output`);
+  const text = validateText(clip, 'clip');
+  const { clip2 } = config;
+  if (clip2 !== undefined && (!clip2 || typeof clip2 !== 'object')) throw new TypeError('config.clip2 must be an object');
+  const text2 = clip2 === undefined ? undefined : validateText(clip2, 'clip2');
+  if (text2) {
+    // SDXL's layout: CLIP ViT-L (transformers names) then OpenCLIP bigG, whose penultimate
+    // hidden states are concatenated into the context and whose projected pooled output opens
+    // the ADM vector.
+    if (text.naming === 'openclip') throw new RangeError("clip.naming must be 'hf' beside a clip2 (SDXL's first encoder is CLIP ViT-L)");
+    if (text2.naming !== 'openclip') throw new RangeError("clip2.naming must be 'openclip' (SDXL's second encoder is OpenCLIP bigG)");
+    const adm = /** @type {number} */ (text2.projectionDim) + SDXL_SIZE_EMBEDDINGS;
+    if (unet.admInChannels !== adm)
+      throw new RangeError(`unet.admInChannels must be clip2.projectionDim + ${SDXL_SIZE_EMBEDDINGS} = ${adm} (pooled text + size embeddings), not ${unet.admInChannels}`);
+  }
+  const context = text.width + (text2?.width ?? 0);
+  if (unet.contextDim !== context)
+    throw new RangeError(`unet.contextDim ${unet.contextDim} must equal ${text2 ? 'clip.width + clip2.width' : 'clip.width'} ${context}: the UNet attends to the text encoder's output`);
 
   return {
     unet: {
@@ -266,7 +423,11 @@ export function validateConfig(config) {
       numResBlocks: unet.numResBlocks,
       attentionLevels: [...unet.attentionLevels],
       ...(unet.numHeads !== undefined ? { numHeads: unet.numHeads } : { headDim: unet.headDim }),
-      transformerDepth: unet.transformerDepth,
+      transformerDepth: Array.isArray(unet.transformerDepth) ? [...unet.transformerDepth] : unet.transformerDepth,
+      // Optional fields only when given, so SD1.x configs (and files) stay as they were.
+      ...(unet.transformerDepthMiddle !== undefined ? { transformerDepthMiddle: unet.transformerDepthMiddle } : {}),
+      ...(unet.linearProj !== undefined ? { linearProj: unet.linearProj } : {}),
+      ...(unet.admInChannels !== undefined ? { admInChannels: unet.admInChannels } : {}),
       contextDim: unet.contextDim,
       inChannels: unet.inChannels,
       outChannels: unet.outChannels,
@@ -280,16 +441,38 @@ export function validateConfig(config) {
       inChannels: vae.inChannels,
       outChannels: vae.outChannels,
     },
-    clip: {
-      width: clip.width,
-      layers: clip.layers,
-      heads: clip.heads,
-      vocab: clip.vocab,
-      positions: clip.positions,
-      intermediate: clip.intermediate,
-      positionIds: clip.positionIds ?? true,
-    },
+    clip: text,
+    ...(text2 ? { clip2: text2 } : {}),
   };
+}
+
+/**
+ * Checks one text encoder's config; returns the plain copy (the transformers-named one as SD1.x
+ * configs always had it, without `naming`).
+ * @param {ClipConfig} clip
+ * @param {string} what
+ * @returns {ClipConfig}
+ */
+function validateText(clip, what) {
+  const naming = clip.naming ?? 'hf';
+  if (naming !== 'hf' && naming !== 'openclip') throw new RangeError(`${what}.naming must be 'hf' or 'openclip', not ${JSON.stringify(clip.naming)}`);
+  checkInt(clip.width, `${what}.width`);
+  checkInt(clip.layers, `${what}.layers`);
+  checkInt(clip.heads, `${what}.heads`);
+  checkInt(clip.vocab, `${what}.vocab`);
+  checkInt(clip.positions, `${what}.positions`);
+  checkInt(clip.intermediate, `${what}.intermediate`);
+  if (clip.width % clip.heads !== 0) throw new RangeError(`${what}.width ${clip.width} is not a multiple of ${what}.heads ${clip.heads}`);
+  const common = { width: clip.width, layers: clip.layers, heads: clip.heads, vocab: clip.vocab, positions: clip.positions, intermediate: clip.intermediate };
+  if (naming === 'openclip') {
+    if (clip.positionIds !== undefined) throw new RangeError(`${what}.positionIds: OpenCLIP encoders have no position_ids buffer`);
+    if (clip.projectionDim !== undefined) checkInt(clip.projectionDim, `${what}.projectionDim`);
+    return { naming, ...common, projectionDim: clip.projectionDim ?? clip.width };
+  }
+  if (clip.positionIds !== undefined && typeof clip.positionIds !== 'boolean')
+    throw new TypeError(`${what}.positionIds must be a boolean`);
+  if (clip.projectionDim !== undefined) throw new RangeError(`${what}.projectionDim: only OpenCLIP encoders carry a text_projection here`);
+  return { ...common, positionIds: clip.positionIds ?? true };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,13 +516,18 @@ class SpecList {
 
 /**
  * UNetModel of ldm/modules/diffusionmodules/openaimodel.py with use_spatial_transformer (SD1.x:
- * conv proj_in/proj_out, GEGLU feed-forward, no bias on q/k/v).
+ * conv proj_in/proj_out, GEGLU feed-forward, no bias on q/k/v), and what sgm's copy of it adds
+ * for SD2.x/SDXL: linear proj_in/proj_out (use_linear_in_transformer), a transformer depth per
+ * level, and the `label_emb` ADM MLP (num_classes "sequential": Linear, SiLU, Linear).
  * @param {UnetConfig} u
  * @param {TensorSpec[]} out
  */
 function unetSpecs(u, out) {
   const s = new SpecList(out);
   const p = COMPONENT_PREFIXES.unet;
+  const levels = u.channelMult.length;
+  const depths = Array.isArray(u.transformerDepth) ? u.transformerDepth : u.channelMult.map(() => /** @type {number} */ (u.transformerDepth));
+  const middleDepth = u.transformerDepthMiddle ?? /** @type {number} */ (depths[levels - 1]);
   const mc = u.modelChannels;
   const timeDim = mc * 4;
 
@@ -352,13 +540,14 @@ function unetSpecs(u, out) {
     s.conv(`${name}.out_layers.3`, cout, cout, 3);
     if (cin !== cout) s.conv(`${name}.skip_connection`, cin, cout, 1);
   };
-  /** @param {string} name @param {number} c */
-  const spatialTransformer = (name, c) => {
+  /** @param {string} name @param {number} c @param {number} depth */
+  const spatialTransformer = (name, c, depth) => {
     const ctx = u.contextDim;
     const ff = c * 4;
+    const proj = (/** @type {string} */ n) => (u.linearProj ? s.linear(n, c, c) : s.conv(n, c, c, 1));
     s.norm(`${name}.norm`, c);
-    s.conv(`${name}.proj_in`, c, c, 1);
-    for (let d = 0; d < u.transformerDepth; d++) {
+    proj(`${name}.proj_in`);
+    for (let d = 0; d < depth; d++) {
       const b = `${name}.transformer_blocks.${d}`;
       s.linear(`${b}.attn1.to_q`, c, c, false);
       s.linear(`${b}.attn1.to_k`, c, c, false);
@@ -374,14 +563,17 @@ function unetSpecs(u, out) {
       s.norm(`${b}.norm2`, c);
       s.norm(`${b}.norm3`, c);
     }
-    s.conv(`${name}.proj_out`, c, c, 1);
+    proj(`${name}.proj_out`);
   };
 
   s.linear(`${p}time_embed.0`, mc, timeDim);
   s.linear(`${p}time_embed.2`, timeDim, timeDim);
+  if (u.admInChannels !== undefined) {
+    s.linear(`${p}label_emb.0.0`, u.admInChannels, timeDim);
+    s.linear(`${p}label_emb.0.2`, timeDim, timeDim);
+  }
 
   const attn = new Set(u.attentionLevels);
-  const levels = u.channelMult.length;
   /** @type {number[]} */
   const skipChannels = [mc];
   let ch = mc;
@@ -393,7 +585,7 @@ function unetSpecs(u, out) {
       const name = `${p}input_blocks.${block++}`;
       resblock(`${name}.0`, ch, cout);
       ch = cout;
-      if (attn.has(level)) spatialTransformer(`${name}.1`, ch);
+      if (attn.has(level)) spatialTransformer(`${name}.1`, ch, /** @type {number} */ (depths[level]));
       skipChannels.push(ch);
     }
     if (level !== levels - 1) {
@@ -403,7 +595,7 @@ function unetSpecs(u, out) {
   }
 
   resblock(`${p}middle_block.0`, ch, ch);
-  spatialTransformer(`${p}middle_block.1`, ch);
+  spatialTransformer(`${p}middle_block.1`, ch, middleDepth);
   resblock(`${p}middle_block.2`, ch, ch);
 
   block = 0;
@@ -415,7 +607,7 @@ function unetSpecs(u, out) {
       resblock(`${name}.0`, ch + skip, cout);
       ch = cout;
       let sub = 1;
-      if (attn.has(level)) spatialTransformer(`${name}.${sub++}`, ch);
+      if (attn.has(level)) spatialTransformer(`${name}.${sub++}`, ch, /** @type {number} */ (depths[level]));
       if (level !== 0 && r === u.numResBlocks) s.conv(`${name}.${sub}.conv`, ch, ch, 3);
     }
   }
@@ -490,11 +682,11 @@ function vaeSpecs(v, out) {
 /**
  * CLIPTextModel of transformers (FrozenCLIPEmbedder's `transformer`).
  * @param {ClipConfig} c
+ * @param {string} p  name prefix, ending in `text_model.`
  * @param {TensorSpec[]} out
  */
-function clipSpecs(c, out) {
+function clipSpecs(c, p, out) {
   const s = new SpecList(out);
-  const p = COMPONENT_PREFIXES.clip;
   const w = c.width;
   s.add(`${p}embeddings.token_embedding.weight`, [c.vocab, w], 'embedding');
   s.add(`${p}embeddings.position_embedding.weight`, [c.positions, w], 'embedding');
@@ -511,28 +703,70 @@ function clipSpecs(c, out) {
 }
 
 /**
- * Every tensor of the checkpoint, in file order: UNet, VAE, text encoder.
+ * OpenCLIP's text tower as sgm's FrozenOpenCLIPEmbedder(2) keeps it under `model.` (the visual
+ * tower deleted): open_clip CLIP's transformer.resblocks (ResidualAttentionBlock: ln_1,
+ * nn.MultiheadAttention with one packed in_proj [3·width, width] for q, k, v, ln_2, mlp c_fc /
+ * c_proj), token_embedding, positional_embedding (a bare [positions, width] parameter), ln_final,
+ * text_projection (a bare [width, embed_dim] parameter, applied as x @ P) and logit_scale.
+ * @param {ClipConfig} c
+ * @param {string} p  name prefix, ending in `model.`
+ * @param {TensorSpec[]} out
+ */
+function openClipSpecs(c, p, out) {
+  const s = new SpecList(out);
+  const w = c.width;
+  for (let l = 0; l < c.layers; l++) {
+    const b = `${p}transformer.resblocks.${l}`;
+    s.norm(`${b}.ln_1`, w);
+    s.add(`${b}.attn.in_proj_weight`, [3 * w, w], 'weight', w);
+    s.add(`${b}.attn.in_proj_bias`, [3 * w], 'bias');
+    s.linear(`${b}.attn.out_proj`, w, w);
+    s.norm(`${b}.ln_2`, w);
+    s.linear(`${b}.mlp.c_fc`, w, c.intermediate);
+    s.linear(`${b}.mlp.c_proj`, c.intermediate, w);
+  }
+  s.add(`${p}token_embedding.weight`, [c.vocab, w], 'embedding');
+  s.add(`${p}positional_embedding`, [c.positions, w], 'embedding');
+  s.norm(`${p}ln_final`, w);
+  s.add(`${p}text_projection`, [w, /** @type {number} */ (c.projectionDim)], 'weight', w);
+  s.add(`${p}logit_scale`, [], 'logit_scale');
+}
+
+/** @param {ClipConfig} c @param {string} prefix @param {TensorSpec[]} out */
+function textSpecs(c, prefix, out) {
+  if (c.naming === 'openclip') openClipSpecs(c, prefix, out);
+  else clipSpecs(c, prefix, out);
+}
+
+/**
+ * Every tensor of the checkpoint, in file order: UNet, VAE, text encoder(s).
  * @param {ModelConfig} config
  * @returns {TensorSpec[]}
  */
 export function tensorSpecs(config) {
   const c = validateConfig(config);
+  const prefixes = componentPrefixes(c);
   /** @type {TensorSpec[]} */
   const out = [];
   unetSpecs(c.unet, out);
   vaeSpecs(c.vae, out);
-  clipSpecs(c.clip, out);
+  textSpecs(c.clip, prefixes.clip, out);
+  if (c.clip2) textSpecs(c.clip2, /** @type {string} */ (prefixes.clip2), out);
   return out;
 }
 
+/** @typedef {'unet' | 'vae' | 'clip' | 'clip2'} Component */
+
 /**
+ * The component a tensor of any preset's checkpoint belongs to (SD1.x, SD2.x or SDXL names).
  * @param {string} name
- * @returns {'unet' | 'vae' | 'clip'}
+ * @returns {Component}
  */
 export function componentOf(name) {
   if (name.startsWith(COMPONENT_PREFIXES.unet)) return 'unet';
   if (name.startsWith(COMPONENT_PREFIXES.vae)) return 'vae';
-  if (name.startsWith(COMPONENT_PREFIXES.clip)) return 'clip';
+  if (name.startsWith(COMPONENT_PREFIXES.clip) || name.startsWith(TEXT_PREFIXES.sd2) || name.startsWith(TEXT_PREFIXES.sdxlClip)) return 'clip';
+  if (name.startsWith(TEXT_PREFIXES.sdxlClip2)) return 'clip2';
   throw new Error(`tensor '${name}' belongs to no component`);
 }
 
@@ -569,6 +803,9 @@ function distribution(spec) {
       return { mean: 0, std: 0.05 };
     case 'embedding':
       return { mean: 0, std: 0.1 };
+    case 'logit_scale':
+      // CLIP's temperature, ln 100: the value training clamps it to, and released models hold.
+      return { mean: Math.log(100), std: 0 };
     default:
       throw new Error(`no distribution for ${spec.init}`);
   }
@@ -742,7 +979,7 @@ function checkSeedAndDtype(seed, dtype) {
  * @property {number} parameterCount
  * @property {number} headerBytes   the 8-byte length plus the JSON header
  * @property {number} fileBytes
- * @property {Record<'unet' | 'vae' | 'clip', ComponentSummary>} components
+ * @property {Partial<Record<Component, ComponentSummary>>} components  clip2 for SDXL only
  * @property {Record<string, string>} metadata
  */
 
@@ -769,6 +1006,7 @@ export function attentionHeadsMetadata(config) {
   return JSON.stringify({
     unet: config.unet.numHeads !== undefined ? { numHeads: config.unet.numHeads } : { headDim: config.unet.headDim },
     clip: { numHeads: config.clip.heads },
+    ...(config.clip2 ? { clip2: { numHeads: config.clip2.heads } } : {}),
   });
 }
 
@@ -810,11 +1048,12 @@ export async function generateModel(options) {
 
   /** @type {Record<string, unknown>} */
   const header = { __metadata__: metadata };
-  /** @type {Record<'unet' | 'vae' | 'clip', ComponentSummary>} */
+  /** @type {Partial<Record<Component, ComponentSummary>>} */
   const components = {
     unet: { tensors: 0, parameters: 0, bytes: 0 },
     vae: { tensors: 0, parameters: 0, bytes: 0 },
     clip: { tensors: 0, parameters: 0, bytes: 0 },
+    ...(config.clip2 ? { clip2: { tensors: 0, parameters: 0, bytes: 0 } } : {}),
   };
   let dataBytes = 0;
   for (const spec of ordered) {
@@ -823,7 +1062,7 @@ export async function generateModel(options) {
     const size = numel(spec.shape) * type.bytes;
     header[spec.name] = { dtype: type.safetensors, shape: spec.shape, data_offsets: [dataBytes, dataBytes + size] };
     dataBytes += size;
-    const c = components[componentOf(spec.name)];
+    const c = /** @type {ComponentSummary} */ (components[componentOf(spec.name)]);
     c.tensors++;
     c.bytes += size;
     if (spec.init !== 'position_ids') c.parameters += numel(spec.shape);
@@ -866,7 +1105,7 @@ export async function generateModel(options) {
     throw err;
   }
 
-  const count = (/** @type {'tensors' | 'parameters'} */ k) => components.unet[k] + components.vae[k] + components.clip[k];
+  const count = (/** @type {'tensors' | 'parameters'} */ k) => Object.values(components).reduce((n, c) => n + c[k], 0);
   return {
     path,
     preset,
@@ -888,9 +1127,9 @@ export async function generateModel(options) {
 const USAGE = `usage: node scripts/generate-model.mjs --out FILE [--preset NAME | --config FILE.json]
                                         [--dtype f16|f32] [--seed N] [--layout ldm|diffusers]
                                         [--format safetensors|ckpt|gguf] [--ema] [--weight-type T]
-Writes a random-weight Stable Diffusion 1.x checkpoint (LDM single-file safetensors).
+Writes a random-weight Stable Diffusion 1.x, 2.x or XL checkpoint (LDM single-file safetensors).
   --preset   ${Object.keys(PRESETS).join(', ')} (default tiny)
-  --config   a JSON file {unet, vae, clip} (see the typedefs at the top of this script)
+  --config   a JSON file {unet, vae, clip, clip2?} (see the typedefs at the top of this script)
   --dtype    weight type, default f16
   --seed     0 .. 2^32-1, default 0
   --layout   ldm (default): one .safetensors file; diffusers: a diffusers folder at --out

@@ -18,3 +18,5 @@ for (const preset of ['tiny', 'tiny-inpaint']) {
     writeFileSync(join(out, `${preset}-diffusers-${component}.txt`), index(tensors));
   }
 }
+// SD2.x (OpenCLIP names) and SDXL (conditioner.embedders.*, label_emb) in LDM naming.
+for (const preset of ['tiny-sd2', 'tiny-sdxl']) writeFileSync(join(out, `${preset}-ldm.txt`), index(tensorSpecs(PRESETS[preset])));
