@@ -1133,7 +1133,8 @@ Writes a random-weight Stable Diffusion 1.x, 2.x or XL checkpoint (LDM single-fi
   --dtype    weight type, default f16
   --seed     0 .. 2^32-1, default 0
   --layout   ldm (default): one .safetensors file; diffusers: a diffusers folder at --out
-             with the same values (scripts/generator/diffusers-layout.mjs)
+             with the same values (scripts/generator/diffusers-layout.mjs; SDXL with
+             text_encoder_2)
   --format   for the ldm layout: safetensors (default); ckpt: a PyTorch training checkpoint
              (state_dict nesting; --ema adds a model_ema.* UNet copy; see
              scripts/generator/torch-checkpoint.mjs); gguf: converted by sdnode's convertModel

@@ -1,16 +1,19 @@
 // The generator's SD2.x and SDXL presets: the full-size ones have the names, shapes and
 // parameter counts of the released checkpoints (checked from the specs alone, nothing written);
 // the tiny ones are written and read back by the engine.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { inspectModel } from '../lib/index.js';
+import { inspectModel, loadModel, type Model } from '../lib/index.js';
+import { dataDir } from './support/data.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, SDXL_SIZE_EMBEDDINGS, attentionHeadsMetadata, componentOf, generateModel, tensorSpecs, validateConfig } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { writeTorchCheckpoint } from '../scripts/generator/torch-checkpoint.mjs';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { diffusersTensors, writeDiffusersFolder } from '../scripts/generator/diffusers-layout.mjs';
 
 interface Spec { name: string; shape: number[]; init: string }
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-gen2-'));
@@ -245,3 +248,66 @@ describe('generate-model: SD2.x', () => {
     expect(c).not.toHaveProperty('clip2');
   });
 });
+
+describe('generate-model: SD2.x and SDXL diffusers folders', () => {
+  const cpu = { device: 'cpu', threads: 2 } as const;
+  /** name → [shape, checksum] of every float weight of a loaded model, under the engine's names. */
+  const weights = async (model: Model) => {
+    const list = model.weights().filter((w) => !w.name.endsWith('position_ids'));
+    const sums = await model.checksums(list.map((w) => w.name));
+    return new Map(list.map((w) => [w.name, [w.shape, sums[w.name]]]));
+  };
+
+  it('sdxl: text_encoder_2 is CLIPTextModelWithProjection with bigG cut into q/k/v and the projection transposed', () => {
+    const t = diffusersTensors(PRESETS.sdxl) as Record<string, Array<{ name: string; shape: number[] }>>;
+    expect(Object.keys(t)).toEqual(['unet', 'vae', 'textEncoder', 'textEncoder2']);
+    const te2 = new Map(t.textEncoder2!.map((x) => [x.name, x.shape]));
+    // 32 layers × 16 + token and position embeddings + final norm (2) + projection.
+    expect(te2.size).toBe(517);
+    expect(te2.get('text_model.encoder.layers.31.self_attn.q_proj.weight')).toEqual([1280, 1280]);
+    expect(te2.get('text_model.encoder.layers.31.self_attn.v_proj.bias')).toEqual([1280]);
+    expect(te2.get('text_model.encoder.layers.0.mlp.fc1.weight')).toEqual([5120, 1280]);
+    expect(te2.get('text_model.embeddings.position_embedding.weight')).toEqual([77, 1280]);
+    expect(te2.get('text_projection.weight')).toEqual([1280, 1280]);
+    const unet = new Map(t.unet!.map((x) => [x.name, x.shape]));
+    expect(unet.get('add_embedding.linear_1.weight')).toEqual([1280, 2816]);
+    expect(unet.get('down_blocks.1.attentions.0.proj_in.weight')).toEqual([640, 640]);
+    expect(unet.get('mid_block.attentions.0.transformer_blocks.9.attn2.to_k.weight')).toEqual([1280, 2048]);
+    expect(unet.has('down_blocks.0.attentions.0.norm.weight')).toBe(false);
+  });
+
+  it('sd21: text_encoder keeps 23 of the 24 layers, as diffusers converts SD2.x', () => {
+    const te = new Map((diffusersTensors(PRESETS.sd21).textEncoder as Array<{ name: string; shape: number[] }>).map((x) => [x.name, x.shape]));
+    expect(te.size).toBe(23 * 16 + 4);
+    expect(te.get('text_model.encoder.layers.22.self_attn.k_proj.weight')).toEqual([1024, 1024]);
+    expect(te.has('text_model.encoder.layers.23.self_attn.k_proj.weight')).toBe(false);
+    expect(te.has('text_projection.weight')).toBe(false);
+  });
+
+  it('tiny-sdxl: the folder loads to the same weights, names and values as the single file', async () => {
+    const folder = join(dir, 'tiny-sdxl-diffusers');
+    const file = join(dir, 'tiny-sdxl-ldm.safetensors');
+    const tokenizerFrom = join(dataDir, 'clip', 'bpe_simple_vocab_16e6.txt.gz');
+    const written = await writeDiffusersFolder({ preset: 'tiny-sdxl', seed: 3, out: folder, tokenizerFrom });
+    // tokenizer_2: CLIP's vocabulary with OpenCLIP's padding token.
+    expect(readFileSync(join(folder, 'tokenizer_2', 'vocab.json'))).toEqual(readFileSync(join(folder, 'tokenizer', 'vocab.json')));
+    expect(JSON.parse(readFileSync(join(folder, 'tokenizer_2', 'special_tokens_map.json'), 'utf8')).pad_token).toBe('!');
+    expect(JSON.parse(readFileSync(join(folder, 'model_index.json'), 'utf8'))).toMatchObject({
+      _class_name: 'StableDiffusionXLPipeline', text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'], tokenizer_2: ['transformers', 'CLIPTokenizer'],
+    });
+    await generateModel({ preset: 'tiny-sdxl', seed: 3, out: file });
+    expect(Object.keys(written.files)).toEqual(['unet', 'vae', 'textEncoder', 'textEncoder2']);
+    const config = JSON.parse(readFileSync(join(folder, 'unet', 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ addition_embed_type: 'text_time', projection_class_embeddings_input_dim: 1568, use_linear_projection: true, cross_attention_dim: 64 });
+    expect(JSON.parse(readFileSync(join(folder, 'text_encoder_2', 'config.json'), 'utf8'))).toMatchObject({ architectures: ['CLIPTextModelWithProjection'], hidden_act: 'gelu' });
+    await using fromFolder = await loadModel(folder, cpu);
+    await using fromFile = await loadModel(file, cpu);
+    expect(fromFolder.info.sources.map((s) => s.component).sort()).toEqual(['textEncoder', 'textEncoder2', 'unet', 'vae']);
+    const [a, b] = [await weights(fromFolder), await weights(fromFile)];
+    expect(a.size).toBeGreaterThan(800);
+    expect([...a.values()].every(([, sum]) => typeof sum === 'string' && sum.length > 0)).toBe(true);
+    expect([...a.keys()].some((n) => n.includes('text_projection'))).toBe(true);
+    expect(a).toEqual(b);
+  });
+});
+

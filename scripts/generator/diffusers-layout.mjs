@@ -8,7 +8,20 @@
 //   out/unet/config.json          out/unet/diffusion_pytorch_model.safetensors
 //   out/vae/config.json           out/vae/diffusion_pytorch_model.safetensors
 //   out/text_encoder/config.json  out/text_encoder/model.safetensors
-//   out/tokenizer/{vocab,merges,...}  only with `tokenizerFrom` (CLIP's bpe_simple_vocab_16e6.txt.gz)
+//   out/text_encoder_2/...        SDXL: the OpenCLIP bigG encoder as CLIPTextModelWithProjection
+//   out/tokenizer/{vocab,merges,...}  only with `tokenizerFrom` (CLIP's bpe_simple_vocab_16e6.txt.gz);
+//   out/tokenizer_2/...           SDXL, the same vocabulary with "!" as the padding token
+//
+// OpenCLIP text towers (SD2.x, SDXL's second encoder) are renamed as diffusers'
+// convert_open_clip_checkpoint and its SDXL counterpart do: token_embedding /
+// positional_embedding / ln_final -> text_model.embeddings.token_embedding.weight /
+// embeddings.position_embedding.weight / final_layer_norm; resblocks.N.{ln_1, ln_2, attn.out_proj,
+// mlp.c_fc, mlp.c_proj} -> encoder.layers.N.{layer_norm1, layer_norm2, self_attn.out_proj,
+// mlp.fc1, mlp.fc2}; the packed attn.in_proj_weight/bias cut into q_proj, k_proj, v_proj (rows
+// 0..W, W..2W, 2W..3W); SDXL's text_projection [W, E] (applied as x @ P) stored transposed as the
+// Linear text_projection.weight [E, W]; logit_scale dropped. SD2.x's text_encoder drops the last
+// layer (diffusers keeps 23 of ViT-H's 24: the UNet reads the penultimate one) and the
+// projection, as the released stabilityai/stable-diffusion-2-1 folder does.
 //
 // The tensor names follow diffusers' UNet2DConditionModel / AutoencoderKL and transformers'
 // CLIPTextModel, walked from the config: per level `down_blocks.i.resnets.j`,
@@ -29,7 +42,7 @@ import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-import { COMPONENT_PREFIXES, GENERATOR_VERSION, PRESETS, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
+import { COMPONENT_PREFIXES, GENERATOR_VERSION, PRESETS, componentPrefixes, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
 
 /**
  * @typedef {import('../generate-model.mjs').ModelConfig} ModelConfig
@@ -40,8 +53,10 @@ import { COMPONENT_PREFIXES, GENERATOR_VERSION, PRESETS, tensorBytes, tensorSpec
  * @property {string} name      the name in the diffusers file
  * @property {number[]} shape   its shape there
  * @property {TensorSpec} spec  the LDM tensor it holds the values of
+ * @property {[number, number]} [rows]  only these rows (first dimension) of it
+ * @property {boolean} [transpose]      it transposed (2-d)
  *
- * @typedef {{ unet: DiffusersTensor[], vae: DiffusersTensor[], textEncoder: DiffusersTensor[] }} DiffusersTensors
+ * @typedef {{ unet: DiffusersTensor[], vae: DiffusersTensor[], textEncoder: DiffusersTensor[], textEncoder2?: DiffusersTensor[] }} DiffusersTensors
  */
 
 const DIFFUSERS_VERSION = '0.27.2';
@@ -87,6 +102,8 @@ function unetModules(u) {
     ['time_embedding.linear_1', 'time_embed.0', null],
     ['time_embedding.linear_2', 'time_embed.2', null],
   ];
+  // SDXL's ADM MLP (diffusers' addition_embed_type "text_time").
+  if (u.admInChannels !== undefined) m.push(['add_embedding.linear_1', 'label_emb.0.0', null], ['add_embedding.linear_2', 'label_emb.0.2', null]);
   const levels = u.channelMult.length;
   const attn = new Set(u.attentionLevels);
   let n = 1;
@@ -186,14 +203,74 @@ function walk(modules, ldmPrefix, specs) {
 export function diffusersTensors(config, options = {}) {
   const c = validateConfig(config);
   const specs = tensorSpecs(c);
+  const prefixes = componentPrefixes(c);
   const of = (/** @type {string} */ p) => specs.filter((s) => s.name.startsWith(p));
-  const textPrefix = COMPONENT_PREFIXES.clip;
-  const text = of(textPrefix).map((spec) => ({ name: `text_model.${spec.name.slice(textPrefix.length)}`, shape: spec.shape, spec }));
+  const textEncoder = c.clip.naming === 'openclip'
+    ? openClipTensors(c.clip, of(prefixes.clip), prefixes.clip, { dropLastLayer: true, projection: false })
+    : of(prefixes.clip).map((spec) => ({ name: `text_model.${spec.name.slice(prefixes.clip.length)}`, shape: spec.shape, spec }));
   return {
     unet: walk(unetModules(c.unet), COMPONENT_PREFIXES.unet, of(COMPONENT_PREFIXES.unet)),
     vae: walk(vaeModules(c.vae, options.legacyVaeAttention === true), COMPONENT_PREFIXES.vae, of(COMPONENT_PREFIXES.vae)),
-    textEncoder: text,
+    textEncoder,
+    ...(c.clip2 && prefixes.clip2
+      ? { textEncoder2: openClipTensors(c.clip2, of(prefixes.clip2), prefixes.clip2, { dropLastLayer: false, projection: true }) }
+      : {}),
   };
+}
+
+// OpenCLIP resblock -> transformers CLIPEncoderLayer (the packed in_proj is cut apart below).
+const OPENCLIP_LAYER = [
+  ['ln_1.', 'layer_norm1.'],
+  ['ln_2.', 'layer_norm2.'],
+  ['attn.out_proj.', 'self_attn.out_proj.'],
+  ['mlp.c_fc.', 'mlp.fc1.'],
+  ['mlp.c_proj.', 'mlp.fc2.'],
+];
+
+/**
+ * An OpenCLIP text tower in transformers CLIPTextModel(WithProjection) names.
+ * @param {ModelConfig['clip']} c
+ * @param {TensorSpec[]} specs   the tower's LDM specs
+ * @param {string} prefix        their name prefix (ending in `model.`)
+ * @param {{ dropLastLayer: boolean, projection: boolean }} how
+ * @returns {DiffusersTensor[]}
+ */
+function openClipTensors(c, specs, prefix, how) {
+  const w = c.width;
+  const layers = how.dropLastLayer ? c.layers - 1 : c.layers;
+  /** @type {DiffusersTensor[]} */
+  const out = [];
+  for (const spec of specs) {
+    const rest = spec.name.slice(prefix.length);
+    const layer = /^transformer\.resblocks\.(\d+)\.(.*)$/.exec(rest);
+    if (layer) {
+      const n = Number(layer[1]);
+      const inner = /** @type {string} */ (layer[2]);
+      if (n >= layers) continue;
+      const to = `text_model.encoder.layers.${n}.`;
+      const packed = /^attn\.in_proj_(weight|bias)$/.exec(inner);
+      if (packed) {
+        ['q_proj', 'k_proj', 'v_proj'].forEach((proj, i) => {
+          out.push({ name: `${to}self_attn.${proj}.${packed[1]}`, shape: [w, ...spec.shape.slice(1)], spec, rows: [i * w, (i + 1) * w] });
+        });
+        continue;
+      }
+      const r = OPENCLIP_LAYER.find(([from]) => inner.startsWith(from));
+      if (!r) throw new Error(`diffusers layout: no transformers name for ${spec.name}`);
+      out.push({ name: `${to}${r[1]}${inner.slice(r[0].length)}`, shape: spec.shape, spec });
+    } else if (rest === 'token_embedding.weight') {
+      out.push({ name: 'text_model.embeddings.token_embedding.weight', shape: spec.shape, spec });
+    } else if (rest === 'positional_embedding') {
+      out.push({ name: 'text_model.embeddings.position_embedding.weight', shape: spec.shape, spec });
+    } else if (rest.startsWith('ln_final.')) {
+      out.push({ name: `text_model.final_layer_norm.${rest.slice('ln_final.'.length)}`, shape: spec.shape, spec });
+    } else if (rest === 'text_projection') {
+      if (how.projection) out.push({ name: 'text_projection.weight', shape: [spec.shape[1] ?? 0, spec.shape[0] ?? 0], spec, transpose: true });
+    } else if (rest !== 'logit_scale') {
+      throw new Error(`diffusers layout: no transformers name for ${spec.name}`);
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,6 +284,18 @@ function unetConfig(u) {
   // diffusers' `attention_head_dim` is, for SD1.x/2.x configs, the number of heads (SD1.5: 8;
   // SD2.x: [5, 10, 20, 20] for heads of 64 channels), a naming kept for compatibility.
   const heads = u.numHeads !== undefined ? u.numHeads : channels.map((c) => c / /** @type {number} */ (u.headDim));
+  // diffusers takes one depth per level and uses the last for the middle block; a level
+  // without attention ignores its entry, which the released SDXL config gives as 1.
+  const depth = Array.isArray(u.transformerDepth) ? u.transformerDepth.map((d) => Math.max(d, 1)) : u.transformerDepth;
+  const middle = u.transformerDepthMiddle ?? (Array.isArray(u.transformerDepth) ? u.transformerDepth[levels - 1] : u.transformerDepth);
+  if (middle !== (Array.isArray(depth) ? depth[levels - 1] : depth))
+    throw new RangeError(`unet.transformerDepthMiddle ${middle}: a diffusers UNet's middle block has the last level's depth`);
+  /** SDXL's size-and-crop conditioning (UNet2DConditionModel addition_embed_type "text_time"). */
+  const adm = u.admInChannels === undefined ? {} : {
+    addition_embed_type: 'text_time',
+    addition_time_embed_dim: 256,
+    projection_class_embeddings_input_dim: u.admInChannels,
+  };
   return {
     _class_name: 'UNet2DConditionModel',
     _diffusers_version: DIFFUSERS_VERSION,
@@ -226,16 +315,18 @@ function unetConfig(u) {
     norm_eps: 1e-5,
     norm_num_groups: 32,
     out_channels: u.outChannels,
-    sample_size: 64,
-    transformer_layers_per_block: u.transformerDepth,
+    sample_size: u.admInChannels === undefined ? 64 : 128,
+    transformer_layers_per_block: depth,
     up_block_types: channels.map((_, i) => (attn.has(levels - 1 - i) ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
     upcast_attention: false,
-    use_linear_projection: false,
+    use_linear_projection: u.linearProj === true,
+    ...adm,
   };
 }
 
-/** AutoencoderKL config. @param {ModelConfig['vae']} v */
-function vaeConfig(v) {
+/** AutoencoderKL config (SDXL's: latent scale 0.13025, and kept in f32 by the pipeline).
+ * @param {ModelConfig['vae']} v @param {boolean} sdxl */
+function vaeConfig(v, sdxl) {
   const channels = v.chMult.map((m) => v.ch * m);
   return {
     _class_name: 'AutoencoderKL',
@@ -248,21 +339,27 @@ function vaeConfig(v) {
     layers_per_block: v.numResBlocks,
     norm_num_groups: 32,
     out_channels: v.outChannels,
-    sample_size: 512,
-    scaling_factor: 0.18215,
+    sample_size: sdxl ? 1024 : 512,
+    scaling_factor: sdxl ? 0.13025 : 0.18215,
+    ...(sdxl ? { force_upcast: true } : {}),
     up_block_types: channels.map(() => 'UpDecoderBlock2D'),
   };
 }
 
-/** transformers CLIPTextModel config (openai/clip-vit-large-patch14's text part). @param {ModelConfig['clip']} c */
-function textConfig(c) {
+/**
+ * transformers CLIPTextModel config (openai/clip-vit-large-patch14's text part), or for an
+ * OpenCLIP tower the GELU model diffusers converts it to: CLIPTextModel without the last layer
+ * (SD2.x) or CLIPTextModelWithProjection (SDXL's second encoder).
+ * @param {ModelConfig['clip']} c @param {number} layers  as written @param {boolean} projection
+ */
+function textConfig(c, layers = c.layers, projection = false) {
   return {
-    architectures: ['CLIPTextModel'],
+    architectures: [projection ? 'CLIPTextModelWithProjection' : 'CLIPTextModel'],
     attention_dropout: 0.0,
     bos_token_id: 0,
     dropout: 0.0,
     eos_token_id: 2,
-    hidden_act: 'quick_gelu',
+    hidden_act: c.naming === 'openclip' ? 'gelu' : 'quick_gelu',
     hidden_size: c.width,
     initializer_factor: 1.0,
     initializer_range: 0.02,
@@ -271,9 +368,9 @@ function textConfig(c) {
     max_position_embeddings: c.positions,
     model_type: 'clip_text_model',
     num_attention_heads: c.heads,
-    num_hidden_layers: c.layers,
+    num_hidden_layers: layers,
     pad_token_id: 1,
-    projection_dim: c.width,
+    projection_dim: c.projectionDim ?? c.width,
     torch_dtype: 'float32',
     transformers_version: TRANSFORMERS_VERSION,
     vocab_size: c.vocab,
@@ -295,6 +392,26 @@ const SCHEDULER_CONFIG = {
   steps_offset: 1,
   timestep_spacing: 'leading',
   trained_betas: null,
+};
+
+// SDXL's Euler scheduler config as stabilityai/stable-diffusion-xl-base-1.0 carries it.
+const SDXL_SCHEDULER_CONFIG = {
+  _class_name: 'EulerDiscreteScheduler',
+  _diffusers_version: DIFFUSERS_VERSION,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  interpolation_type: 'linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  sample_max_value: 1.0,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+  use_karras_sigmas: false,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -323,8 +440,10 @@ function byteCharacters() {
  * it): the 256 byte characters, the same with `</w>`, one token per merge (the file's lines
  * 1 .. 48894), then <|startoftext|> and <|endoftext|> — 49408 tokens.
  * @param {string} path  bpe_simple_vocab_16e6.txt.gz
+ * @param {string} [padToken]  '<|endoftext|>' (CLIP's), or '!' (SDXL's tokenizer_2, OpenCLIP's
+ *                             padding with id 0)
  */
-export function clipTokenizerFiles(path) {
+export function clipTokenizerFiles(path, padToken = '<|endoftext|>') {
   const lines = gunzipSync(readFileSync(path)).toString('utf8').split('\n');
   const merges = lines.slice(1, 49152 - 256 - 2 + 1);
   if (merges.length !== 48894 || merges.some((m) => m.split(' ').length !== 2))
@@ -340,7 +459,7 @@ export function clipTokenizerFiles(path) {
     'vocab.json': JSON.stringify(ids),
     'merges.txt': `#version: 0.2\n${merges.join('\n')}\n`,
     'special_tokens_map.json': JSON.stringify({
-      bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', unk_token: '<|endoftext|>',
+      bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: padToken, unk_token: '<|endoftext|>',
     }, null, 2),
     'tokenizer_config.json': JSON.stringify({
       add_prefix_space: false,
@@ -349,7 +468,7 @@ export function clipTokenizerFiles(path) {
       eos_token: '<|endoftext|>',
       errors: 'replace',
       model_max_length: 77,
-      pad_token: '<|endoftext|>',
+      pad_token: padToken,
       tokenizer_class: 'CLIPTokenizer',
       unk_token: '<|endoftext|>',
     }, null, 2),
@@ -398,7 +517,7 @@ async function writeSafetensors(path, tensors, seed, dtype) {
     await fh.write(prefix);
     await fh.write(headerBytes);
     for (const t of ordered) {
-      const data = tensorBytes(t.spec, seed, dtype);
+      const data = valuesOf(t, seed, dtype);
       for (let done = 0; done < data.byteLength;) {
         const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
         if (bytesWritten <= 0) throw new Error(`write to ${tmp} failed`);
@@ -413,6 +532,22 @@ async function writeSafetensors(path, tensors, seed, dtype) {
     throw err;
   }
   return 8 + headerBytes.length + offset;
+}
+
+/**
+ * A diffusers tensor's bytes: its LDM tensor's, or the rows or the transpose of them.
+ * @param {DiffusersTensor} t @param {number} seed @param {WeightDtype} dtype
+ */
+function valuesOf(t, seed, dtype) {
+  const data = tensorBytes(t.spec, seed, dtype);
+  const size = stored(t.spec, dtype).bytes;
+  const [rows, cols] = [t.spec.shape[0] ?? 1, t.spec.shape.slice(1).reduce((a, b) => a * b, 1)];
+  if (t.rows) return data.subarray(t.rows[0] * cols * size, t.rows[1] * cols * size);
+  if (!t.transpose) return data;
+  const out = new Uint8Array(data.byteLength);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) out.set(data.subarray((r * cols + c) * size, (r * cols + c + 1) * size), (c * rows + r) * size);
+  return out;
 }
 
 /** @param {string} path @param {unknown} value */
@@ -456,39 +591,52 @@ export async function writeDiffusersFolder(options) {
     throw new RangeError(`vae.embedDim ${config.vae.embedDim} must equal vae.zChannels ${config.vae.zChannels} in a diffusers AutoencoderKL`);
 
   const tensors = diffusersTensors(config, { legacyVaeAttention: options.legacyVaeAttention === true });
+  const sdxl = tensors.textEncoder2 !== undefined;
   const root = resolve(out);
-  for (const d of ['unet', 'vae', 'text_encoder', 'scheduler', ...(tokenizerFrom ? ['tokenizer'] : [])]) mkdirSync(join(root, d), { recursive: true });
+  const dirs = ['unet', 'vae', 'text_encoder', ...(sdxl ? ['text_encoder_2'] : []), 'scheduler', ...(tokenizerFrom ? ['tokenizer', ...(sdxl ? ['tokenizer_2'] : [])] : [])];
+  for (const d of dirs) mkdirSync(join(root, d), { recursive: true });
 
   const tokenizer = tokenizerFrom ? clipTokenizerFiles(tokenizerFrom) : undefined;
+  const tokenizer2 = tokenizerFrom && sdxl ? clipTokenizerFiles(tokenizerFrom, '!') : undefined;
   const inpaint = config.unet.inChannels === 9;
+  const pipeline = sdxl ? (inpaint ? 'StableDiffusionXLInpaintPipeline' : 'StableDiffusionXLPipeline')
+    : inpaint ? 'StableDiffusionInpaintPipeline' : 'StableDiffusionPipeline';
   await writeJson(join(root, 'model_index.json'), {
-    _class_name: inpaint ? 'StableDiffusionInpaintPipeline' : 'StableDiffusionPipeline',
+    _class_name: pipeline,
     _diffusers_version: DIFFUSERS_VERSION,
-    feature_extractor: [null, null],
-    requires_safety_checker: false,
-    safety_checker: [null, null],
-    scheduler: ['diffusers', 'PNDMScheduler'],
+    ...(sdxl ? { force_zeros_for_empty_prompt: true } : { feature_extractor: [null, null], requires_safety_checker: false, safety_checker: [null, null] }),
+    scheduler: ['diffusers', sdxl ? 'EulerDiscreteScheduler' : 'PNDMScheduler'],
     text_encoder: ['transformers', 'CLIPTextModel'],
+    ...(sdxl ? { text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'] } : {}),
     tokenizer: tokenizer ? ['transformers', 'CLIPTokenizer'] : [null, null],
+    ...(sdxl ? { tokenizer_2: tokenizer2 ? ['transformers', 'CLIPTokenizer'] : [null, null] } : {}),
     unet: ['diffusers', 'UNet2DConditionModel'],
     vae: ['diffusers', 'AutoencoderKL'],
   });
-  await writeJson(join(root, 'scheduler', 'scheduler_config.json'), SCHEDULER_CONFIG);
+  await writeJson(join(root, 'scheduler', 'scheduler_config.json'), sdxl ? SDXL_SCHEDULER_CONFIG : SCHEDULER_CONFIG);
   await writeJson(join(root, 'unet', 'config.json'), unetConfig(config.unet));
-  await writeJson(join(root, 'vae', 'config.json'), vaeConfig(config.vae));
-  await writeJson(join(root, 'text_encoder', 'config.json'), textConfig(config.clip));
+  await writeJson(join(root, 'vae', 'config.json'), vaeConfig(config.vae, sdxl));
+  const textLayers = config.clip.naming === 'openclip' ? config.clip.layers - 1 : config.clip.layers;
+  await writeJson(join(root, 'text_encoder', 'config.json'), textConfig(config.clip, textLayers));
+  if (config.clip2) await writeJson(join(root, 'text_encoder_2', 'config.json'), textConfig(config.clip2, config.clip2.layers, true));
   if (tokenizer) for (const [name, text] of Object.entries(tokenizer)) await writeJson(join(root, 'tokenizer', name), text);
+  if (tokenizer2) for (const [name, text] of Object.entries(tokenizer2)) await writeJson(join(root, 'tokenizer_2', name), text);
 
+  /** @type {Record<string, string>} */
   const files = {
     unet: join(root, 'unet', 'diffusion_pytorch_model.safetensors'),
     vae: join(root, 'vae', 'diffusion_pytorch_model.safetensors'),
     textEncoder: join(root, 'text_encoder', 'model.safetensors'),
+    ...(sdxl ? { textEncoder2: join(root, 'text_encoder_2', 'model.safetensors') } : {}),
   };
-  const bytes = {
-    unet: await writeSafetensors(files.unet, tensors.unet, seed, dtype),
-    vae: await writeSafetensors(files.vae, tensors.vae, seed, dtype),
-    textEncoder: await writeSafetensors(files.textEncoder, tensors.textEncoder, seed, dtype),
-  };
+  /** @type {Record<string, number>} */
+  const bytes = {};
+  let tensorCount = 0;
+  for (const [component, path] of Object.entries(files)) {
+    const list = /** @type {DiffusersTensor[]} */ (tensors[/** @type {keyof DiffusersTensors} */ (component)]);
+    bytes[component] = await writeSafetensors(path, list, seed, dtype);
+    tensorCount += list.length;
+  }
   return {
     path: root,
     preset,
@@ -497,7 +645,7 @@ export async function writeDiffusersFolder(options) {
     seed,
     files,
     bytes,
-    tensorCount: tensors.unet.length + tensors.vae.length + tensors.textEncoder.length,
+    tensorCount,
     tokenizer: tokenizer !== undefined,
   };
 }
