@@ -13,6 +13,8 @@ import { ModelFormatError } from './errors.js';
 export interface AttentionHeads {
   unet?: { numHeads?: number; headDim?: number };
   clip?: { numHeads?: number };
+  /** SDXL's second text encoder (OpenCLIP bigG). */
+  clip2?: { numHeads?: number };
 }
 
 /** A config.json is a few KB; anything far larger is not one. */
@@ -74,13 +76,13 @@ export async function diffusersAttentionHeads(sources: ReadonlyArray<{ path: str
       const c = await readConfig(configPath);
       const unet = c && unetHeads(configPath, c);
       if (unet) out.unet = unet;
-    } else if (basename(folder) === 'text_encoder') {
+    } else if (basename(folder) === 'text_encoder' || basename(folder) === 'text_encoder_2') {
       const c = await readConfig(configPath);
       if (c && c.num_attention_heads !== undefined) {
         if (!isCount(c.num_attention_heads)) throw new ModelFormatError(`${configPath}: num_attention_heads is not a head count`);
-        out.clip = { numHeads: c.num_attention_heads };
+        out[basename(folder) === 'text_encoder' ? 'clip' : 'clip2'] = { numHeads: c.num_attention_heads };
       }
     }
   }
-  return out.unet || out.clip ? out : undefined;
+  return out.unet || out.clip || out.clip2 ? out : undefined;
 }

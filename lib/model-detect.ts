@@ -40,6 +40,9 @@ type Family = Exclude<ModelFamily, 'unknown'>;
 type Convention = 'ldm' | 'diffusers';
 type Prediction = 'epsilon' | 'v';
 
+/** SDXL's size conditioning in its ADM input: original size, crop, target size, 2 × 256 each. */
+const SDXL_SIZE_EMBEDDINGS = 6 * 256;
+
 const ALL: ReadonlySet<Family> = new Set<Family>(['sd1', 'sd2', 'sdxl']);
 const NONE: ReadonlySet<Family> = new Set<Family>();
 const fits = (...f: Family[]): ReadonlySet<Family> => new Set(f);
@@ -189,6 +192,12 @@ function detectUnet(idx: Index, notes: string[]): UnetFound | undefined {
     } else if (contextDim === 1280 && hasAdm) {
       // The SDXL refiner: OpenCLIP-bigG only, context 1280, ADM 2560 (sd_xl_refiner.yaml).
       why = 'context width 1280 with an ADM embedding: the SDXL refiner, which is not supported';
+    } else if (hasAdm && ![768, 1024].includes(contextDim) && admIn !== undefined && admIn > SDXL_SIZE_EMBEDDINGS && admIn - SDXL_SIZE_EMBEDDINGS < contextDim) {
+      // A scaled-down SDXL (the project's generated test models): an ADM input of a pooled
+      // width + 6 × 256 size embeddings, that pooled width the second of two encoders whose
+      // widths join to the context.
+      family = fits('sdxl');
+      why = `non-standard context width ${contextDim} with ADM input ${admIn} = ${admIn - SDXL_SIZE_EMBEDDINGS} pooled + 6 × 256 (a scaled-down SDXL?)`;
     } else if (hasAdm) {
       // SD2 unCLIP and the x4 upscaler carry label_emb with an SD1/SD2 context width.
       why = `context width ${contextDim} with a label_emb/add_embedding (an unCLIP- or upscaler-style UNet)`;
@@ -300,17 +309,25 @@ const OPENCLIP_WIDTH = [
 //    it to clip_h); the SDXL refiner has OpenCLIP bigG (1280) at the same place
 //  - SDXL   `conditioner.embedders.0.transformer.*` CLIP ViT-L/14 (768) and
 //           `conditioner.embedders.1.model.*`        OpenCLIP ViT-bigG/14 (1280)
+//  - SDXL as stable-diffusion.cpp names it (its GGUF files, and a loaded model's weights):
+//           `cond_stage_model.transformer.*` and `cond_stage_model.1.transformer.*`, HF names
+//           inside; the first is SD1.x's place, so the second decides.
 interface LdmEncoder {
   prefix: string;
   widths: ReadonlyArray<readonly [string, number]>;
   what: string;
-  /** The slot and families a width means here; undefined for a width this place never has. */
-  read(width: number): { slot: Slot; fits: ReadonlySet<Family>; why?: string } | undefined;
+  /** The slot and families a width means here (`second`: the file has a second encoder at cond_stage_model.1.); undefined for a width this place never has. */
+  read(width: number, second: boolean): { slot: Slot; fits: ReadonlySet<Family>; why?: string } | undefined;
 }
+const SDCPP_SECOND_ENCODER = 'cond_stage_model.1.transformer.';
 const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'cond_stage_model.transformer.', widths: HF_WIDTH, what: 'CLIP ViT-L/14',
-    read: (w) => (w === 768 ? { slot: 'textEncoder', fits: fits('sd1') } : undefined),
+    read: (w, second) => (w === 768 ? { slot: 'textEncoder', fits: fits(second ? 'sdxl' : 'sd1') } : undefined),
+  },
+  {
+    prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',
+    read: (w) => (w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl') } : undefined),
   },
   {
     prefix: 'cond_stage_model.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP ViT-H/14',
@@ -339,12 +356,14 @@ const LAYOUT_FAMILY: ReadonlyMap<string, { slot: Slot; family: Family }> = new M
   ['cond_stage_model.model.', { slot: 'textEncoder', family: 'sd2' }],
   ['conditioner.embedders.0.transformer.', { slot: 'textEncoder', family: 'sdxl' }],
   ['conditioner.embedders.1.model.', { slot: 'textEncoder2', family: 'sdxl' }],
+  [SDCPP_SECOND_ENCODER, { slot: 'textEncoder2', family: 'sdxl' }],
 ]);
 
-function scaledDown(e: LdmEncoder, width: number): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
+function scaledDown(e: LdmEncoder, width: number, second: boolean): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
   const known = LAYOUT_FAMILY.get(e.prefix);
   if (!known || [768, 1024, 1280].includes(width)) return undefined;
-  return { slot: known.slot, fits: fits(known.family), why: `non-standard width ${width} (a scaled-down model?): ${known.family} by key layout` };
+  const family = e.prefix === 'cond_stage_model.transformer.' && second ? 'sdxl' : known.family;
+  return { slot: known.slot, fits: fits(family), why: `non-standard width ${width} (a scaled-down model?): ${family} by key layout` };
 }
 
 // Diffusers / transformers CLIPTextModel files: `text_encoder/` (CLIP ViT-L 768 for SD1.x and
@@ -365,12 +384,13 @@ const slotName = (slot: Slot) => (slot === 'textEncoder' ? 'text encoder' : 'sec
 
 function detectEncoders(idx: Index, notes: string[]): EncoderFound[] {
   const found: EncoderFound[] = [];
+  const second = idx.names(SDCPP_SECOND_ENCODER).length > 0;
   for (const e of LDM_ENCODERS) {
     const names = idx.names(e.prefix);
     if (names.length === 0) continue;
     idx.claim(names);
     const w = firstDim(idx, e.prefix, e.widths);
-    const r = w ? e.read(w.value) ?? scaledDown(e, w.value) : undefined;
+    const r = w ? e.read(w.value, second) ?? scaledDown(e, w.value, second) : undefined;
     if (!w || !r) {
       const why = w ? `width ${w.value} from ${w.key} is not ${e.what}'s` : 'no embedding or final norm to read the width from';
       notes.push(`${e.prefix}* (${names.length} tensors): ${why}; not counted`);

@@ -13,7 +13,17 @@ import { checkImage, type Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
 import { diffusersAttentionHeads, isCount, type AttentionHeads } from './diffusers-config.js';
 import { detectModel, type ModelDetection } from './model-detect.js';
-import { native, type NativeAutoencoder, type NativeJob, type NativeModel, type NativeProgress, type NativeVaeTiling } from './native.js';
+import {
+  native,
+  type NativeAutoencoder,
+  type NativeJob,
+  type NativeModel,
+  type NativeProgress,
+  type NativeTextEncoderParams,
+  type NativeTokens,
+  type NativeVaeTiling,
+} from './native.js';
+import { secondEncoderIds, sizeConditioning, type CropCoords, type Size } from './sdxl-conditioning.js';
 import { resizeImage } from './resize.js';
 import { freeMemoryOn, resolveDevice } from './system.js';
 import {
@@ -75,8 +85,14 @@ export interface GenerateOptions {
   rng?: 'cuda' | 'cpu';
   /** Images to make, 1–64; image i uses seed + i. Default 1. */
   batchCount?: number;
-  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x), as the webui; up to 12. */
+  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x and SDXL, both of whose encoders it applies to), as the webui; up to the encoder's layers. */
   clipSkip?: number;
+  /** SDXL: the size the training image had before it was resized (the conditioning's original_size). Default: width × height. */
+  originalSize?: Size;
+  /** SDXL: the size the model is told it makes (target_size). Default: width × height. */
+  targetSize?: Size;
+  /** SDXL: where the training crop started (crop_coords_top_left). Default { left: 0, top: 0 }. */
+  cropCoords?: CropCoords;
   /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
   /** 'full' (default): the model's VAE; 'tae': the TAESD decoder given as `tae` to loadModel (much faster, approximate). */
@@ -151,7 +167,7 @@ const GENERATE_KEYS = [
   'prompt', 'negativePrompt', 'width', 'height', 'steps', 'cfgScale', 'sampler', 'scheduler', 'seed', 'rng',
   'batchCount', 'clipSkip', 'prediction', 'vae', 'initImage', 'strength', 'mask', 'maskBlur', 'signal', 'onProgress',
   'preview', 'previewInterval',
-  'vaeTiling',
+  'vaeTiling', 'originalSize', 'targetSize', 'cropCoords',
 ] as const;
 /** Default previewInterval per preview method: previews stay under 5% of sampling time (bench/previews.mjs). */
 export const PREVIEW_INTERVAL = { latent2rgb: 1, tae: 5 } as const;
@@ -178,9 +194,9 @@ function checkPromptText(what: string, text: unknown): string {
 }
 
 /** The prompt's windows, with the option named in any error of its syntax. */
-function encodeOption(what: string, tokenizer: ClipTokenizer, text: string): EncodedPrompt {
+function encodeOption(what: string, tokenizer: ClipTokenizer, text: string, padId: number): EncodedPrompt {
   try {
-    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS, maxWordBytes: MAX_PROMPT_WORD_BYTES });
+    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS, maxWordBytes: MAX_PROMPT_WORD_BYTES, padId });
   } catch (err) {
     if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
     throw err;
@@ -224,7 +240,8 @@ function checkSeed(value: unknown): bigint | undefined {
 
 /**
  * The `sdnode.attention_heads` metadata (what shapes cannot tell; the generator writes it):
- * JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}}, every part optional.
+ * JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}, "clip2": {"numHeads": n}}
+ * (clip2: SDXL's second text encoder), every part optional.
  * Anything else is a ModelCompatibilityError naming what is wrong, never a TypeError from inside.
  */
 function attentionHeads(raw: string | undefined): AttentionHeads {
@@ -244,7 +261,7 @@ function attentionHeads(raw: string | undefined): AttentionHeads {
     return v;
   };
   const out: AttentionHeads = {};
-  for (const part of ['unet', 'clip'] as const) {
+  for (const part of ['unet', 'clip', 'clip2'] as const) {
     const v = parsed[part];
     if (v === undefined) continue;
     if (!isObject(v)) throw bad(`has a ${part} that is not an object`);
@@ -258,12 +275,25 @@ function attentionHeads(raw: string | undefined): AttentionHeads {
 interface Architecture {
   unetHeads: number;
   unetHeadDim: number;
-  textEncoderHeads: number;
-  quickGelu: boolean;
+  /** The text encoders in the order their hidden states are joined, without clipSkip (an option). */
+  textEncoders: Array<Omit<NativeTextEncoderParams, 'clipSkip'>>;
   vaeScale: number;
 }
 
-const tokens = (p: EncodedPrompt) => ({ ids: p.ids, weights: p.weights, windows: p.chunkCount });
+/** Internal name prefix of SDXL's second text encoder (native/engine/io/name_map_internal.h). */
+const TEXT_ENCODER_2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
+/** Tokens per window: BOS, 75 tokens, EOS. */
+const WINDOW_TOKENS = 77;
+
+/** A prompt as the engine takes it; `second` adds the ids SDXL's OpenCLIP bigG reads. */
+function tokens(p: EncodedPrompt, second?: { eos: number }): NativeTokens {
+  return {
+    ids: p.ids,
+    weights: p.weights,
+    windows: p.chunkCount,
+    ...(second ? { ids2: secondEncoderIds(p.ids, WINDOW_TOKENS, second.eos) } : {}),
+  };
+}
 
 /** Files of a model; each component file replaces that component of `model`. */
 export interface ModelComponents {
@@ -559,8 +589,14 @@ export class Model implements AsyncDisposable {
     const given = checkSeed(o.seed);
     const rng = o.rng === undefined ? 'cuda' : checkEnum('options.rng', o.rng, ['cuda', 'cpu'] as const);
     const batchCount = o.batchCount === undefined ? 1 : checkInteger('options.batchCount', o.batchCount, 1, 64);
-    // SD2.x's text encoder was trained on OpenCLIP's penultimate layer (LDM's FrozenOpenCLIPEmbedder).
-    const clipSkip = o.clipSkip === undefined ? (this.info.family === 'sd2' ? 2 : 1) : checkInteger('options.clipSkip', o.clipSkip, 1, Math.max(1, this.#textEncoderLayers()));
+    // SD2.x's text encoder was trained on OpenCLIP's penultimate layer (LDM's FrozenOpenCLIPEmbedder), SDXL's on both encoders' (sgm).
+    const family = this.info.family;
+    const clipSkip = o.clipSkip === undefined ? (family === 'sd2' || family === 'sdxl' ? 2 : 1) : checkInteger('options.clipSkip', o.clipSkip, 1, Math.max(1, this.#textEncoderLayers()));
+    if (family !== 'sdxl') {
+      for (const k of ['originalSize', 'targetSize', 'cropCoords'] as const)
+        if (o[k] !== undefined) throw new TypeError(`options.${k} applies to SDXL models; this one is ${family}`);
+    }
+    const size = family === 'sdxl' ? sizeConditioning(o, width, height) : undefined;
     const prediction = o.prediction === undefined
       ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
       : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
@@ -587,19 +623,26 @@ export class Model implements AsyncDisposable {
     }
     const seed = given ?? BigInt(randomInt(0, 2 ** 32));
     const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
-    const prompt = encodeOption('options.prompt', tokenizer, promptText);
-    const negative = encodeOption('options.negativePrompt', tokenizer, negativePrompt);
+    // SD2.x pads with 0 (OpenCLIP's pad, as the webui and stable-diffusion.cpp); SD1.x and SDXL with EOS.
+    const padId = family === 'sd2' ? 0 : tokenizer.eos;
+    const prompt = encodeOption('options.prompt', tokenizer, promptText, padId);
+    const negative = encodeOption('options.negativePrompt', tokenizer, negativePrompt, padId);
+    const second = arch.textEncoders.length > 1 ? { eos: tokenizer.eos } : undefined;
     const vaeTiling = this.#vaeTiling(vaeTilingOption, width, height, [
       ...(vae === 'full' ? (['decode'] as const) : []),
       ...(initImage ? (['encode'] as const) : []),
     ]);
     const taeTiling = vae === 'tae' ? this.#tae?.tilingFor(vaeTilingOption, width, height, 'decode') : undefined;
+    const { textEncoders, ...unetAndVae } = arch;
     const params = {
-      prompt: tokens(prompt),
-      negative: tokens(negative),
-      empty: tokens(encodePrompt(tokenizer, '')),
-      ...arch,
-      clipSkip,
+      prompt: tokens(prompt, second),
+      negative: tokens(negative, second),
+      empty: tokens(encodePrompt(tokenizer, '', { padId }), second),
+      ...unetAndVae,
+      textEncoders: textEncoders.map((e) => ({ ...e, clipSkip })),
+      // SDXL without a negative prompt conditions on zeros, as stable-diffusion.cpp and sgm do.
+      zeroNegative: family === 'sdxl' && negativePrompt === '',
+      ...(size ? { size } : {}),
       prediction,
       width,
       height,
@@ -767,22 +810,25 @@ export class Model implements AsyncDisposable {
     const { family, components, metadata } = this.info;
     const missing = (['unet', 'vae', 'textEncoder'] as const).filter((c) => !components[c]);
     if (missing.length) throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}: load it with the missing component files`);
-    if (family === 'sdxl') throw new ModelCompatibilityError('SDXL generation is not supported yet (SD1.x and SD2.x are)');
+    if (family === 'sdxl' && !components.textEncoder2)
+      throw new ModelCompatibilityError('the SDXL model lacks its second text encoder (OpenCLIP bigG): load it with textEncoder2');
     // The file's own metadata first, then a diffusers folder's config.json files.
     const heads = metadata['sdnode.attention_heads'] ? attentionHeads(metadata['sdnode.attention_heads']) : (this.#configHeads ?? {});
     // SD1.x: 8 heads at every level (LDM num_heads: 8); SD2.x: 64-wide heads (num_head_channels: 64).
     const unetHeads = heads.unet?.numHeads ?? (heads.unet?.headDim === undefined && family === 'sd1' ? 8 : 0);
     const unetHeadDim = heads.unet?.headDim ?? (unetHeads ? 0 : 64);
     if (family === 'unknown' && !heads.unet) throw new ModelCompatibilityError('the model family is unknown, so its attention heads are too');
-    return {
-      unetHeads,
-      unetHeadDim,
-      textEncoderHeads: heads.clip?.numHeads ?? 0,
-      // CLIP ViT-L (SD1.x) uses quick-GELU; OpenCLIP ViT-H (SD2.x) GELU.
-      quickGelu: family !== 'sd2',
-      // SD1.x/SD2.x VAE latent scale (LDM configs' scale_factor).
-      vaeScale: 0.18215,
-    };
+    const clipHeads = heads.clip?.numHeads ?? 0;
+    // CLIP ViT-L (SD1.x, SDXL's first) uses quick-GELU; OpenCLIP ViT-H (SD2.x) and bigG (SDXL's second) GELU.
+    // SDXL takes both encoders' hidden states without their final norm (sgm's "hidden" / "penultimate" layers).
+    const textEncoders: Architecture['textEncoders'] =
+      family === 'sdxl'
+        ? [
+            { heads: clipHeads, quickGelu: true, finalNorm: false },
+            { prefix: TEXT_ENCODER_2_PREFIX, heads: heads.clip2?.numHeads ?? 0, quickGelu: false, finalNorm: false, pooled: true },
+          ]
+        : [{ heads: clipHeads, quickGelu: family !== 'sd2' }];
+    return { unetHeads, unetHeadDim, textEncoders, vaeScale: this.#vaeScale() };
   }
 
   #clipTokenizer(): ClipTokenizer {

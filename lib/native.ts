@@ -72,8 +72,35 @@ export interface NativeModelInfo {
 /** A prompt as token ids with a weight each, in windows of 77 (lib/text/prompt-weights.ts). */
 export interface NativeTokens {
   ids: Int32Array;
+  /** The same tokens as the second text encoder takes them (SDXL's bigG: 0 after each window's EOS). */
+  ids2?: Int32Array;
   weights: Float32Array;
   windows: number;
+}
+
+/** One text encoder as a job runs it: what its weights cannot say. */
+export interface NativeTextEncoderParams {
+  /** Internal name prefix of the tower (default the first encoder's). */
+  prefix?: string;
+  /** 0: width / 64. */
+  heads: number;
+  quickGelu: boolean;
+  /** 1: last layer, 2: penultimate, … */
+  clipSkip: number;
+  /** false: the hidden states without the final layer norm (SDXL). Default true. */
+  finalNorm?: boolean;
+  /** Also the pooled vector (SDXL's second encoder). */
+  pooled?: boolean;
+}
+
+/** SDXL's size conditioning, pixels. */
+export interface NativeSizeConditioning {
+  originalWidth: number;
+  originalHeight: number;
+  cropLeft: number;
+  cropTop: number;
+  targetWidth: number;
+  targetHeight: number;
 }
 
 /** The VAE in overlapping tiles; sizes in latent cells (the encoder's tiles: as many pixels as those cells cover). */
@@ -89,10 +116,12 @@ export interface NativeGenerateParams {
   prompt: NativeTokens;
   negative: NativeTokens;
   empty: NativeTokens;
-  textEncoderPrefix?: string;
-  textEncoderHeads: number;
-  quickGelu: boolean;
-  clipSkip: number;
+  /** One, or two whose hidden states are joined per token (SDXL). */
+  textEncoders: readonly NativeTextEncoderParams[];
+  /** The negative conditioning is zeros (SDXL without a negative prompt). */
+  zeroNegative?: boolean;
+  /** For UNets that take a vector y (SDXL). */
+  size?: NativeSizeConditioning;
   unetHeads: number;
   unetHeadDim: number;
   prediction: 'epsilon' | 'v';
@@ -146,12 +175,13 @@ export interface NativeModel {
   metadata(): { chunks: string[]; omitted: number };
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
   checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
+  /** Hidden states [windows][positions][width] (and with `pooled`, each window's pooled vector [windows][proj]). */
   encodeTokens(
     ids: Int32Array,
     windows: number,
-    params: { prefix?: string; heads?: number; quickGelu?: boolean; clipSkip?: number },
+    params: Partial<NativeTextEncoderParams>,
     onProgress?: (p: NativeProgress) => void,
-  ): NativeJob<Float32Array>;
+  ): NativeJob<{ hidden: Float32Array; pooled?: Float32Array }>;
   runUnet(
     params: {
       x: Float32Array;
@@ -162,6 +192,8 @@ export interface NativeModel {
       timesteps: Float32Array;
       context: Float32Array;
       contextTokens: number;
+      /** [batch][adm]: SDXL's vector (UNets with label_emb). */
+      y?: Float32Array;
       heads?: number;
       headDim?: number;
     },

@@ -125,7 +125,7 @@ function encode(
   params: { heads?: number; quickGelu?: boolean; clipSkip?: number; prefix?: string } = {},
   onProgress?: (p: { step: number; steps: number }) => void,
 ): Promise<Float32Array> {
-  return model.encodeTokens(Int32Array.from(ids), windows, { heads, ...params }, onProgress).promise;
+  return model.encodeTokens(Int32Array.from(ids), windows, { heads, ...params }, onProgress).promise.then((e) => e.hidden);
 }
 
 const tokenizer = ClipTokenizer.default();

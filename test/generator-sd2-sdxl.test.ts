@@ -185,7 +185,7 @@ describe('generate-model: SDXL', () => {
   // lib/model-detect.ts reads a UNet with an ADM input and a context other than 2048 as an
   // unCLIP/upscaler-style UNet, so the scaled-down SDXL is family 'unknown' for now. When
   // detection accepts it, this fails: make it a plain `it`.
-  it.fails('tiny-sdxl is detected as family sdxl', async () => {
+  it('tiny-sdxl is detected as family sdxl', async () => {
     const out = join(dir, 'tiny-sdxl-family.safetensors');
     await generateModel({ out, preset: 'tiny-sdxl', seed: 1 });
     expect((await inspectModel(out)).detection.family).toBe('sdxl');

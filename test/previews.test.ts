@@ -149,7 +149,7 @@ describe('generate previews', () => {
     const r = await parts.generate(
       {
         prompt: tokens('a lovely cat'), negative: tokens(''), empty: tokens(''),
-        textEncoderHeads: 2, quickGelu: true, clipSkip: 1, unetHeads: 0, unetHeadDim: 32, prediction: 'epsilon',
+        textEncoders: [{ heads: 2, quickGelu: true, clipSkip: 1 }], unetHeads: 0, unetHeadDim: 32, prediction: 'epsilon',
         width: 64, height: 48, steps: 3, sampler: 'euler', scheduler: 'discrete', cfgScale: 7, vaeScale: 0.18215,
         seed: 11n, rng: 'cuda', batchCount: 1, decode: false, preview: 'latent2rgb', previewInterval: 1,
       },
@@ -211,7 +211,7 @@ describe('generate previews', () => {
     const t = encodePrompt(tok, 'x');
     const tokens = { ids: t.ids, weights: t.weights, windows: t.chunkCount };
     const params = {
-      prompt: tokens, negative: tokens, empty: tokens, textEncoderHeads: 2, quickGelu: true, clipSkip: 1, unetHeads: 0, unetHeadDim: 32,
+      prompt: tokens, negative: tokens, empty: tokens, textEncoders: [{ heads: 2, quickGelu: true, clipSkip: 1 }], unetHeads: 0, unetHeadDim: 32,
       prediction: 'epsilon', width: 32, height: 32, steps: 1, sampler: 'euler', scheduler: 'discrete', cfgScale: 7, vaeScale: 0.18215,
       seed: 1n, rng: 'cuda', batchCount: 1, decode: false,
     } as const;

@@ -42,7 +42,7 @@ describe('generate', () => {
     const r = await model.generate({ prompt: 'a lovely cat', negativePrompt: 'blurry', width: w, height: h, steps: 1, sampler: 'euler', cfgScale: cfg, seed });
 
     const tok = ClipTokenizer.default();
-    const encode = (text: string) => parts.encodeTokens(encodePrompt(tok, text).ids, 1, { heads: 2, quickGelu: true, clipSkip: 1 }).promise;
+    const encode = (text: string) => parts.encodeTokens(encodePrompt(tok, text).ids, 1, { heads: 2, quickGelu: true, clipSkip: 1 }).promise.then((e) => e.hidden);
     const [cond, uncond] = [await encode('a lovely cat'), await encode('blurry')];
     const s = native().sampling;
     const [sigma] = s.sigmas('discrete', 1);

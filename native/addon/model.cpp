@@ -178,6 +178,19 @@ Napi::Float32Array to_float32_array(Napi::Env env, const std::vector<float>& v) 
   return a;
 }
 
+// { prefix?, heads, quickGelu, clipSkip, finalNorm?, pooled? } (lib/native.ts NativeTextEncoderParams)
+sdn::TextEncoderParams text_encoder_params(const Napi::Object& o) {
+  sdn::TextEncoderParams params;
+  const std::string prefix = get_string(o, "prefix", false);
+  if (!prefix.empty()) params.prefix = prefix;
+  params.heads = get_int(o, "heads", 0);
+  params.quick_gelu = get_bool(o, "quickGelu", true);
+  params.clip_skip = get_int(o, "clipSkip", 1);
+  params.final_norm = get_bool(o, "finalNorm", true);
+  params.pooled = get_bool(o, "pooled", false);
+  return params;
+}
+
 
 }  // namespace
 
@@ -190,21 +203,20 @@ Napi::Value NativeModel::EncodeTokens(const Napi::CallbackInfo& info) {
   Napi::Int32Array a = info[0].As<Napi::Int32Array>();
   std::vector<int32_t> ids(a.Data(), a.Data() + a.ElementLength());
   const int windows = info[1].As<Napi::Number>().Int32Value();
-  Napi::Object o = info[2].As<Napi::Object>();
-  sdn::TextEncoderParams params;
-  const std::string prefix = get_string(o, "prefix", false);
-  if (!prefix.empty()) params.prefix = prefix;
-  params.heads = get_int(o, "heads", 0);
-  params.quick_gelu = get_bool(o, "quickGelu", true);
-  params.clip_skip = get_int(o, "clipSkip", 1);
+  const sdn::TextEncoderParams params = text_encoder_params(info[2].As<Napi::Object>());
   std::shared_ptr<sdn::Model> engine = engine_;
-  return Job<std::vector<float>>::Start(
+  return Job<sdn::TextEncoding>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 3 ? info[3] : env.Undefined(),
       [engine, ids = std::move(ids), windows, params](sdn::JobControl& job) {
         std::lock_guard<std::mutex> lock(engine->compute_mutex());
         return engine->encode_tokens(ids, windows, params, job);
       },
-      [](Napi::Env env, std::vector<float>& v) -> Napi::Value { return to_float32_array(env, v); });
+      [](Napi::Env env, sdn::TextEncoding& e) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("hidden", to_float32_array(env, e.hidden));
+        if (!e.pooled.empty()) out.Set("pooled", to_float32_array(env, e.pooled));
+        return out;
+      });
 }
 
 Napi::Value NativeModel::RunUnet(const Napi::CallbackInfo& info) {
@@ -215,6 +227,7 @@ Napi::Value NativeModel::RunUnet(const Napi::CallbackInfo& info) {
   std::vector<float> x = float_array(o.Get("x"), "x");
   std::vector<float> timesteps = float_array(o.Get("timesteps"), "timesteps");
   std::vector<float> context = float_array(o.Get("context"), "context");
+  std::vector<float> y = o.Get("y").IsUndefined() ? std::vector<float>{} : float_array(o.Get("y"), "y");
   const int batch = get_int(o, "batch", 1), channels = get_int(o, "channels", 0), height = get_int(o, "height", 0),
             width = get_int(o, "width", 0), context_tokens = get_int(o, "contextTokens", 0);
   sdn::UnetParams params;
@@ -223,9 +236,9 @@ Napi::Value NativeModel::RunUnet(const Napi::CallbackInfo& info) {
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<std::vector<float>>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
-      [=, x = std::move(x), timesteps = std::move(timesteps), context = std::move(context)](sdn::JobControl& job) {
+      [=, x = std::move(x), timesteps = std::move(timesteps), context = std::move(context), y = std::move(y)](sdn::JobControl& job) {
         std::lock_guard<std::mutex> lock(engine->compute_mutex());
-        return engine->run_unet(x, batch, channels, height, width, timesteps, context, context_tokens, params, job);
+        return engine->run_unet(x, batch, channels, height, width, timesteps, context, context_tokens, y, params, job);
       },
       [](Napi::Env env, std::vector<float>& v) -> Napi::Value { return to_float32_array(env, v); });
 }
@@ -328,6 +341,13 @@ sdn::PromptTokens prompt_tokens(const Napi::Object& o, const char* key) {
   t.ids.assign(a.Data(), a.Data() + a.ElementLength());
   t.weights = float_array(p.Get("weights"), "weights");
   t.windows = get_int(p, "windows", 0);
+  Napi::Value ids2 = p.Get("ids2");
+  if (!ids2.IsUndefined()) {
+    if (!ids2.IsTypedArray() || ids2.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Napi::TypeError::New(o.Env(), std::string(key) + ".ids2 must be an Int32Array");
+    Napi::Int32Array b = ids2.As<Napi::Int32Array>();
+    t.ids2.assign(b.Data(), b.Data() + b.ElementLength());
+  }
   return t;
 }
 
@@ -342,11 +362,27 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.prompt = prompt_tokens(o, "prompt");
   p.negative = prompt_tokens(o, "negative");
   p.empty = prompt_tokens(o, "empty");
-  const std::string prefix = get_string(o, "textEncoderPrefix", false);
-  if (!prefix.empty()) p.text_encoder.prefix = prefix;
-  p.text_encoder.heads = get_int(o, "textEncoderHeads", 0);
-  p.text_encoder.quick_gelu = get_bool(o, "quickGelu", true);
-  p.text_encoder.clip_skip = get_int(o, "clipSkip", 1);
+  Napi::Value encoders = o.Get("textEncoders");
+  if (!encoders.IsArray() || encoders.As<Napi::Array>().Length() < 1 || encoders.As<Napi::Array>().Length() > 2)
+    throw Napi::TypeError::New(env, "textEncoders must be an array of one or two objects");
+  p.text_encoders.clear();
+  for (uint32_t k = 0; k < encoders.As<Napi::Array>().Length(); ++k) {
+    Napi::Value e = encoders.As<Napi::Array>().Get(k);
+    if (!e.IsObject()) throw Napi::TypeError::New(env, "textEncoders must be an array of one or two objects");
+    p.text_encoders.push_back(text_encoder_params(e.As<Napi::Object>()));
+  }
+  p.zero_negative = get_bool(o, "zeroNegative", false);
+  Napi::Value size = o.Get("size");
+  if (!size.IsUndefined()) {
+    if (!size.IsObject()) throw Napi::TypeError::New(env, "size must be an object");
+    Napi::Object s = size.As<Napi::Object>();
+    p.size.original_width = get_int(s, "originalWidth", 0);
+    p.size.original_height = get_int(s, "originalHeight", 0);
+    p.size.crop_left = get_int(s, "cropLeft", 0);
+    p.size.crop_top = get_int(s, "cropTop", 0);
+    p.size.target_width = get_int(s, "targetWidth", 0);
+    p.size.target_height = get_int(s, "targetHeight", 0);
+  }
   p.unet.heads = get_int(o, "unetHeads", 0);
   p.unet.head_dim = get_int(o, "unetHeadDim", 0);
   p.prediction = get_string(o, "prediction", true) == "v" ? sdn::Prediction::V : sdn::Prediction::Epsilon;

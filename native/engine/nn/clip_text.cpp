@@ -86,6 +86,10 @@ ClipTextEncoder ClipTextEncoder::load(WeightLookup& w, const std::string& prefix
     fail(ErrorCode::ModelCompatibility, "the model has no tensor '" + prefix + "encoder.layers.0.layer_norm1.weight'");
   }
   e.final_norm = load_norm(w, prefix + "final_layer_norm", e.width);
+  if (w.has(prefix + "text_projection")) {
+    e.text_projection = w.require(prefix + "text_projection", 2);
+    expect_dim("input width of '" + prefix + "text_projection'", e.text_projection->ne[0], e.width);
+  }
   return e;
 }
 
@@ -114,7 +118,8 @@ double ClipTextEncoder::activation_elements(int windows) const {
   return per_window * windows;
 }
 
-ggml_tensor* ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* ids, int clip_skip) const {
+ClipTextEncoder::Outputs ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* ids, int clip_skip, bool norm_hidden,
+                                                ggml_tensor* eos_rows) const {
   const int64_t n = ids->ne[0];  // positions
   const int64_t b = ids->ne[1];  // windows
   if (ids->type != GGML_TYPE_I32 || n < 1 || n > positions || ids->ne[2] != 1 || ids->ne[3] != 1) {
@@ -133,7 +138,12 @@ ggml_tensor* ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* ids, int cli
   x = ggml_add(ctx, x, pos);                                                  // [width, n, b]
   ggml_format_name(x, "clip.embeddings");
 
-  const int run = layer_count() - clip_skip + 1;  // webui: hidden_states[-clip_skip]
+  if (eos_rows && !text_projection) {
+    fail(ErrorCode::ModelCompatibility, "the text encoder has no text_projection to pool its output through");
+  }
+  const int hidden_layer = layer_count() - clip_skip;  // webui: hidden_states[-clip_skip]
+  const int run = eos_rows ? layer_count() : hidden_layer + 1;  // pooling takes the last layer
+  Outputs out;
   for (int i = 0; i < run; ++i) {
     const ClipTextLayer& l = layers[i];
     // Self-attention, pre-norm, causal.
@@ -159,11 +169,18 @@ ggml_tensor* ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* ids, int cli
     ggml_format_name(h, "clip.layer%d.mlp", i);
     x = ggml_add(ctx, x, h);    // [width, n, b]
     ggml_format_name(x, "clip.layer%d.out", i);
+    if (i == hidden_layer) {
+      out.hidden = norm_hidden ? layer_norm(ctx, final_norm, x) : x;  // [width, n, b]
+      ggml_format_name(out.hidden, "clip.out");
+    }
   }
-
-  x = layer_norm(ctx, final_norm, x);  // [width, n, b]
-  ggml_format_name(x, "clip.out");
-  return x;
+  if (eos_rows) {
+    ggml_tensor* last = layer_norm(ctx, final_norm, x);                       // [width, n, b]
+    ggml_tensor* eos = ggml_get_rows(ctx, ggml_reshape_2d(ctx, last, width, n * b), eos_rows);  // [width, b]
+    out.pooled = ggml_mul_mat(ctx, text_projection, eos);                             // [proj, b]
+    ggml_format_name(out.pooled, "clip.pooled");
+  }
+  return out;
 }
 
 }  // namespace sdn

@@ -34,6 +34,8 @@ class ClipTextEncoder {
   ggml_tensor* position_embedding = nullptr;  // [width, positions] <- "embeddings.position_embedding.weight" [positions, width]
   std::vector<ClipTextLayer> layers;          // "encoder.layers.0" ... (consecutive from 0)
   LayerNorm final_norm;                       // "final_layer_norm.{weight,bias}" [width]
+  ggml_tensor* text_projection = nullptr;     // [width, proj] <- "text_projection" [proj, width] (HF Linear
+                                              // orientation, name_map.cpp); optional: SDXL's bigG pools through it
 
   int64_t width = 0;
   int64_t vocab = 0;
@@ -52,9 +54,18 @@ class ClipTextEncoder {
   // 1 ≤ clip_skip ≤ layers. Call before build(): ggml asserts on out-of-range rows.
   void check_inputs(const std::vector<int32_t>& ids, int windows, int clip_skip) const;
 
-  // ids: I32 [positions, windows] -> hidden states [width, positions, windows]: the output of
-  // layer (layers - clip_skip), through the final layer norm.
-  ggml_tensor* build(ggml_context* ctx, ggml_tensor* ids, int clip_skip) const;
+  struct Outputs {
+    ggml_tensor* hidden = nullptr;  // [width, positions, windows]
+    ggml_tensor* pooled = nullptr;  // [proj, windows], when asked for
+  };
+  // ids: I32 [positions, windows] -> hidden states: the output of layer (layers - clip_skip),
+  // through the final layer norm unless `norm_hidden` is false (SDXL takes them raw). With
+  // `eos_rows` (I32 [windows]: window·positions + the EOS token's index in it), also the pooled
+  // vector of each window: the last layer's output, normed, at the EOS token, times
+  // text_projection (OpenCLIP's and HF CLIPTextModelWithProjection's text_embeds); the
+  // projection must be there (ModelCompatibility).
+  Outputs build(ggml_context* ctx, ggml_tensor* ids, int clip_skip, bool norm_hidden = true,
+                ggml_tensor* eos_rows = nullptr) const;
 
   // Upper bounds for sizing the graph context.
   size_t graph_nodes() const { return 128 + 128 * layers.size(); }

@@ -233,15 +233,18 @@ int64_t UnetNetwork::input_channels(WeightLookup& w, const std::string& prefix) 
 
 UnetNetwork UnetNetwork::load(WeightLookup& w, const std::string& prefix) {
   UnetNetwork net;
-  if (w.has(prefix + "label_emb.0.0.weight")) {
-    fail(ErrorCode::ModelCompatibility,
-         "this UNet takes a class / pooled-text vector (label_emb, as SDXL's): not supported yet");
-  }
   net.time_embed_in_ = Linear::load(w, prefix + "time_embed.0");
   net.time_embed_out_ = Linear::load(w, prefix + "time_embed.2");
   net.model_channels_ = net.time_embed_in_.in_features();
   net.time_dim_ = net.time_embed_in_.out_features();
   expect_linear(prefix + "time_embed.2", net.time_embed_out_, net.time_dim_, net.time_dim_);
+  // SDXL's vector conditioning (sgm num_classes "sequential"): Linear, SiLU, Linear into the time embedding.
+  if (w.has(prefix + "label_emb.0.0.weight")) {
+    net.label_emb_in_ = Linear::load(w, prefix + "label_emb.0.0");
+    net.label_emb_out_ = Linear::load(w, prefix + "label_emb.0.2");
+    expect_dim("output width of '" + prefix + "label_emb.0.0.weight'", net.label_emb_in_.out_features(), net.time_dim_);
+    expect_linear(prefix + "label_emb.0.2", net.label_emb_out_, net.time_dim_, net.time_dim_);
+  }
 
   // The stem: input_blocks.0.0, a 3×3 conv from the latent (+ mask) channels.
   if (!w.has(prefix + "input_blocks.0.0.weight")) {
@@ -427,6 +430,12 @@ ggml_tensor* UnetNetwork::build(ggml_context* ctx, const UnetInputs& in, int hea
                                 const AttentionOptions& attention) const {
   ggml_tensor* emb = timestep_embedding(ctx, time_embed_in_, time_embed_out_, in.t_freq);  // [T, B]
   ggml_format_name(emb, "unet.time_embed");
+  if (adm_channels() > 0) {
+    if (!in.y || in.y->ne[0] != adm_channels() || in.y->ne[1] != in.x->ne[3])
+      fail(ErrorCode::Internal, "the UNet takes y [" + std::to_string(adm_channels()) + ", batch]");
+    emb = ggml_add(ctx, emb, timestep_embedding(ctx, label_emb_in_, label_emb_out_, in.y));  // [T, B]
+    ggml_format_name(emb, "unet.time_label_embed");
+  }
   ggml_tensor* emb_silu = ggml_silu(ctx, emb);  // what every ResBlock's emb_layers take
 
   auto apply = [&](const UnetBlock& block, ggml_tensor* h) {

@@ -77,6 +77,7 @@ struct UnetInputs {
   ggml_tensor* x = nullptr;         // [W, H, in_channels, B]  latent (+ mask + masked latent)
   ggml_tensor* t_freq = nullptr;    // [model_channels, B]     sinusoidal_embedding() of the timesteps
   ggml_tensor* context = nullptr;   // [context_dim, tokens, B]
+  ggml_tensor* y = nullptr;         // [adm_channels, B] the class / pooled-text vector (SDXL); null without label_emb
 };
 
 class UnetNetwork {
@@ -92,6 +93,9 @@ class UnetNetwork {
   int64_t out_channels() const { return out_conv_.out_channels(); }
   int64_t model_channels() const { return model_channels_; }
   int64_t context_dim() const { return context_dim_; }
+  // Width of the vector `y` the UNet adds to its time embedding through label_emb (SDXL: pooled
+  // text 1280 + six 256-wide size embeddings = 2816); 0 for UNets without one (SD1.x, SD2.x).
+  int64_t adm_channels() const { return label_emb_in_.weight ? label_emb_in_.in_features() : 0; }
   // Latent sides must be multiples of this (2^downsamplings).
   int64_t side_multiple() const { return int64_t(1) << downsamplings_; }
   // Widest spatial transformer (for sizing checks).
@@ -114,6 +118,8 @@ class UnetNetwork {
   int downsamplings_ = 0;
   Linear time_embed_in_;   // time_embed.0 [T, model_channels]
   Linear time_embed_out_;  // time_embed.2 [T, T]
+  Linear label_emb_in_;    // label_emb.0.0 [T, adm_channels] (absent without label_emb)
+  Linear label_emb_out_;   // label_emb.0.2 [T, T]
   std::vector<UnetBlock> input_blocks_;   // input_blocks.0 is the stem conv
   UnetBlock middle_;
   std::vector<UnetBlock> output_blocks_;  // each starts with a ResBlock on concat(h, skip)

@@ -30,6 +30,14 @@ struct TextEncoderParams {
   int heads = 0;            // 0: width / 64, as every CLIP text tower SD uses
   bool quick_gelu = true;   // CLIP ViT-L (SD1.x): quick-GELU; OpenCLIP (SD2.x, SDXL's bigG): GELU
   int clip_skip = 1;        // 1: last layer; 2: penultimate layer, then the final norm (as the webui)
+  bool final_norm = true;   // false: the layer's output as it is (SDXL's encoders, sgm's "hidden"/"penultimate")
+  bool pooled = false;      // also the pooled vector (SDXL's bigG: what the UNet's y starts with)
+};
+
+// A text encoder's outputs for `windows` windows of tokens.
+struct TextEncoding {
+  std::vector<float> hidden;  // [windows][positions][width]
+  std::vector<float> pooled;  // [windows][proj] when asked for, else empty
 };
 
 // What shapes cannot tell about the UNet: exactly one of the two is set (SD1.x: 8 heads;
@@ -80,14 +88,18 @@ class Model {
 
   // The networks, one evaluation each (callers hold compute_mutex()). Planar float layouts,
   // outermost first, as PyTorch's.
-  // Text encoder: `windows` × positions token ids -> hidden states [windows][positions][width].
-  std::vector<float> encode_tokens(const std::vector<int32_t>& ids, int windows, const TextEncoderParams& params,
-                                   const JobControl& job);
-  // UNet: x [batch][C][H][W], timesteps [batch], context [batch][tokens][width] -> its output,
-  // [batch][out C][H][W] (noise or v, as the model was trained).
+  // Text encoder: `windows` × positions token ids -> hidden states [windows][positions][width]
+  // (and the pooled vectors, params.pooled: each window's EOS token is its largest id, as CLIP's
+  // own pooling takes the argmax).
+  TextEncoding encode_tokens(const std::vector<int32_t>& ids, int windows, const TextEncoderParams& params,
+                             const JobControl& job);
+  // UNet: x [batch][C][H][W], timesteps [batch], context [batch][tokens][width], y [batch][adm]
+  // (SDXL's vector; empty for UNets without one) -> its output, [batch][out C][H][W] (noise or v,
+  // as the model was trained).
   std::vector<float> run_unet(const std::vector<float>& x, int batch, int channels, int height, int width,
                               const std::vector<float>& timesteps, const std::vector<float>& context,
-                              int context_tokens, const UnetParams& params, const JobControl& job);
+                              int context_tokens, const std::vector<float>& y, const UnetParams& params,
+                              const JobControl& job);
   // VAE decoder: a latent as the sampler leaves it, divided by `scale_factor` (0.18215 for
   // SD1.x/2.x) inside, -> 8-bit RGB. Tiled: one progress step per tile and stage (vae_tiling.h).
   Image decode_latent(const Latent& latent, float scale_factor, const VaeTiling& tiling, const JobControl& job);

@@ -22,11 +22,17 @@ UnetRunner::UnetRunner(WeightLookup& weights, Runtime& runtime, const UnetShape&
   ggml_set_name(t_freq_, "unet.t_freq");
   ggml_set_name(context_, "unet.context");
   for (ggml_tensor* t : {x_, t_freq_, context_}) ggml_set_input(t);
+  if (net_.adm_channels() > 0) {
+    y_ = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, net_.adm_channels(), shape_.batch);
+    ggml_set_name(y_, "unet.y");
+    ggml_set_input(y_);
+  }
 
   UnetInputs in;
   in.x = x_;
   in.t_freq = t_freq_;
   in.context = context_;
+  in.y = y_;
   AttentionOptions attention;
   attention.backend = runtime.backend();
   out_ = net_.build(ctx, in, params.heads, params.head_dim, attention);
@@ -45,10 +51,13 @@ size_t UnetRunner::context_size() const {
   return size_t(shape_.batch) * size_t(shape_.context_tokens) * size_t(net_.context_dim());
 }
 
+size_t UnetRunner::y_size() const { return size_t(shape_.batch) * size_t(net_.adm_channels()); }
+
 size_t UnetRunner::out_size() const { return size_t(ggml_nelements(out_)); }
 
 std::vector<float> UnetRunner::run(const std::vector<float>& x, const std::vector<float>& timesteps,
-                                   const std::vector<float>& context, const JobControl& job, int progress_steps) {
+                                   const std::vector<float>& context, const std::vector<float>& y, const JobControl& job,
+                                   int progress_steps) {
   if (x.size() != x_size()) {
     fail(ErrorCode::InvalidArgument, "x has " + std::to_string(x.size()) + " values; batch × channels × height × width is " +
                                          std::to_string(x_size()));
@@ -66,10 +75,16 @@ std::vector<float> UnetRunner::run(const std::vector<float>& x, const std::vecto
              std::to_string(net_.context_dim()) + ", the model's) is " + std::to_string(context_size()));
   }
 
+  if (y.size() != y_size()) {
+    fail(ErrorCode::InvalidArgument, "y has " + std::to_string(y.size()) + " values; batch × the UNet's vector width (" +
+                                         std::to_string(net_.adm_channels()) + ") is " + std::to_string(y_size()));
+  }
+
   const std::vector<float> t_freq = sinusoidal_embedding(timesteps, net_.model_channels());
   ggml_backend_tensor_set(x_, x.data(), 0, x.size() * sizeof(float));
   ggml_backend_tensor_set(t_freq_, t_freq.data(), 0, t_freq.size() * sizeof(float));
   ggml_backend_tensor_set(context_, context.data(), 0, context.size() * sizeof(float));
+  if (y_) ggml_backend_tensor_set(y_, y.data(), 0, y.size() * sizeof(float));
   runtime_.compute(graph_->graph, job, progress_steps);
 
   std::vector<float> out(out_size());
@@ -79,7 +94,8 @@ std::vector<float> UnetRunner::run(const std::vector<float>& x, const std::vecto
 
 std::vector<float> Model::run_unet(const std::vector<float>& x, int batch, int channels, int height, int width,
                                    const std::vector<float>& timesteps, const std::vector<float>& context,
-                                   int context_tokens, const UnetParams& params, const JobControl& job) {
+                                   int context_tokens, const std::vector<float>& y, const UnetParams& params,
+                                   const JobControl& job) {
   job.throw_if_cancelled();
   UnetShape shape;
   shape.batch = batch;
@@ -88,7 +104,7 @@ std::vector<float> Model::run_unet(const std::vector<float>& x, int batch, int c
   shape.width = width;
   shape.context_tokens = context_tokens;
   UnetRunner runner(weight_lookup(), runtime(), shape, params);
-  return runner.run(x, timesteps, context, job);
+  return runner.run(x, timesteps, context, y, job);
 }
 
 }  // namespace sdn

@@ -37,15 +37,19 @@ class UnetRunner {
   const UnetShape& shape() const { return shape_; }
   int out_channels() const { return static_cast<int>(net_.out_channels()); }
   int context_dim() const { return static_cast<int>(net_.context_dim()); }
+  int adm_channels() const { return static_cast<int>(net_.adm_channels()); }
   size_t x_size() const;        // batch × channels × height × width
   size_t context_size() const;  // batch × tokens × context width
+  size_t y_size() const;        // batch × adm channels (0 for UNets without label_emb)
   size_t out_size() const;      // batch × out channels × height × width
 
   // One evaluation. x [batch][channels][H][W], timesteps [batch], context
-  // [batch][tokens][width] -> [batch][out channels][H][W]. Throws InvalidArgument for wrong
-  // lengths or non-finite timesteps, Aborted, Backend.
+  // [batch][tokens][width], y [batch][adm channels] (empty for UNets without label_emb) ->
+  // [batch][out channels][H][W]. Throws InvalidArgument for wrong lengths or non-finite
+  // timesteps, Aborted, Backend.
   std::vector<float> run(const std::vector<float>& x, const std::vector<float>& timesteps,
-                         const std::vector<float>& context, const JobControl& job, int progress_steps = 16);
+                         const std::vector<float>& context, const std::vector<float>& y, const JobControl& job,
+                         int progress_steps = 16);
 
  private:
   Runtime& runtime_;
@@ -55,6 +59,7 @@ class UnetRunner {
   ggml_tensor* x_ = nullptr;        // [W, H, C, B]
   ggml_tensor* t_freq_ = nullptr;   // [model channels, B]
   ggml_tensor* context_ = nullptr;  // [width, tokens, B]
+  ggml_tensor* y_ = nullptr;        // [adm channels, B], or null
   ggml_tensor* out_ = nullptr;      // [W, H, out C, B]
 };
 
