@@ -4,9 +4,12 @@
 // stride-2 conv down, nearest ×2 + conv up, skip concatenation) on generated models: the tiny
 // preset (f32 and f16 files, head width from the metadata), the 9-channel tiny-inpaint preset,
 // and a small model with SD1.5's layout (four levels, two res blocks per level, attention on
-// three levels, a fixed head count) and two transformer blocks per spatial transformer. Batch
-// items must equal their batch-1 results; the fused attention op and the plain path must both
-// match; bad shapes and head settings are refused with ERR_INVALID_ARGUMENT.
+// three levels, a fixed head count) and two transformer blocks per spatial transformer, and the
+// tiny-sdxl preset (sgm's additions: transformer depth per level and in the middle, a level
+// without attention, linear proj_in/proj_out, and label_emb taking the vector y into the time
+// embedding). Batch items must equal their batch-1 results; the fused attention op and the
+// plain path must both match; bad shapes, head settings and y lengths are refused with
+// ERR_INVALID_ARGUMENT.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +34,14 @@ interface UnetConfig {
   attentionLevels: number[];
   numHeads?: number;
   headDim?: number;
-  transformerDepth: number;
+  /** One depth for every attention level, or one per level (sgm). */
+  transformerDepth: number | number[];
+  /** The middle block's depth; default the last level's. */
+  transformerDepthMiddle?: number;
+  /** proj_in/proj_out as linears ([C, C]) instead of 1×1 convs ([C, C, 1, 1]). */
+  linearProj?: boolean;
+  /** Width of the vector y that label_emb takes (SDXL); absent: no label_emb. */
+  admInChannels?: number;
   contextDim: number;
   inChannels: number;
   outChannels: number;
@@ -89,9 +99,12 @@ interface Act {
   w: number;
 }
 
-function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: number, context: Vec, tokens: number): Vec {
+function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: number, context: Vec, tokens: number, y?: Vec): Vec {
   const mc = u.modelChannels;
   const timeDim = mc * 4;
+  const levels = u.channelMult.length;
+  const depths = Array.isArray(u.transformerDepth) ? u.transformerDepth : u.channelMult.map(() => u.transformerDepth as number);
+  const middleDepth = u.transformerDepthMiddle ?? depths[levels - 1]!;
 
   // timestep_embedding: [cos, sin], 10000^(-j/half)
   const half = mc / 2;
@@ -101,8 +114,15 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
     freq[j] = Math.cos(t * f);
     freq[j + half] = Math.sin(t * f);
   }
-  const emb = linear(map(linear(freq, 1, wt('time_embed.0.weight'), wt('time_embed.0.bias'), mc, timeDim), silu), 1,
-    wt('time_embed.2.weight'), wt('time_embed.2.bias'), timeDim, timeDim);
+  const mlp = (v: Vec, name: string, inF: number) =>
+    linear(map(linear(v, 1, wt(`${name}.0.weight`), wt(`${name}.0.bias`), inF, timeDim), silu), 1,
+      wt(`${name}.2.weight`), wt(`${name}.2.bias`), timeDim, timeDim);
+  let emb = mlp(freq, 'time_embed', mc);
+  // sgm: emb = emb + label_emb(y), label_emb = Sequential(Linear, SiLU, Linear) under `label_emb.0`.
+  if (u.admInChannels !== undefined) {
+    if (!y || y.length !== u.admInChannels) throw new RangeError(`the reference UNet takes y of ${u.admInChannels} values`);
+    emb = add(emb, mlp(y, 'label_emb.0', u.admInChannels));
+  }
   const embSilu = map(emb, silu);
 
   const conv = (a: Act, name: string, oc: number, k: number, stride = 1): Act => {
@@ -143,13 +163,26 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
     return linear(merged, n, wt(`${name}.to_out.0.weight`), wt(`${name}.to_out.0.bias`), dim, dim);
   };
 
-  const spatialTransformer = (a: Act, name: string): Act => {
+  const toTokens = (planar: Vec, c: number, n: number): Vec => {
+    const tokens = new Float64Array(n * c);
+    for (let ch = 0; ch < c; ch++) for (let i = 0; i < n; i++) tokens[i * c + ch] = planar[ch * n + i]!;
+    return tokens;
+  };
+  const toPlanar = (tokens: Vec, c: number, n: number): Vec => {
+    const planar = new Float64Array(c * n);
+    for (let ch = 0; ch < c; ch++) for (let i = 0; i < n; i++) planar[ch * n + i] = tokens[i * c + ch]!;
+    return planar;
+  };
+
+  const spatialTransformer = (a: Act, name: string, depth: number): Act => {
     const c = a.c, n = a.h * a.w, ff = c * 4;
-    // proj_in is a 1×1 conv: on planar data, then to tokens [n][c]
-    const p = conv(norm(a, `${name}.norm`, 1e-6), `${name}.proj_in`, c, 1);
-    let x: Vec = new Float64Array(n * c);
-    for (let ch = 0; ch < c; ch++) for (let i = 0; i < n; i++) x[i * c + ch] = p.data[ch * n + i]!;
-    for (let d = 0; d < u.transformerDepth; d++) {
+    const normed = norm(a, `${name}.norm`, 1e-6);
+    // SD1.x: proj_in a 1×1 conv on planar data, then to tokens [n][c]; sgm's
+    // use_linear_in_transformer: to tokens, then a linear.
+    let x: Vec = u.linearProj
+      ? linear(toTokens(normed.data, c, n), n, wt(`${name}.proj_in.weight`), wt(`${name}.proj_in.bias`), c, c)
+      : toTokens(conv(normed, `${name}.proj_in`, c, 1).data, c, n);
+    for (let d = 0; d < depth; d++) {
       const b = `${name}.transformer_blocks.${d}`;
       const ln = (v: Vec, k: string) => layerNorm(v, n, c, wt(`${b}.${k}.weight`), wt(`${b}.${k}.bias`), 1e-5);
       let h = ln(x, 'norm1');
@@ -162,10 +195,10 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
       for (let r = 0; r < n; r++) for (let i = 0; i < ff; i++) g[r * ff + i] = proj[r * 2 * ff + i]! * gelu(proj[r * 2 * ff + ff + i]!);
       x = add(x, linear(g, n, wt(`${b}.ff.net.2.weight`), wt(`${b}.ff.net.2.bias`), ff, c));
     }
-    const planar = new Float64Array(c * n);
-    for (let ch = 0; ch < c; ch++) for (let i = 0; i < n; i++) planar[ch * n + i] = x[i * c + ch]!;
-    const out = conv({ ...a, data: planar }, `${name}.proj_out`, c, 1);
-    return { ...a, data: add(a.data, out.data) };
+    const out = u.linearProj
+      ? toPlanar(linear(x, n, wt(`${name}.proj_out.weight`), wt(`${name}.proj_out.bias`), c, c), c, n)
+      : conv({ ...a, data: toPlanar(x, c, n) }, `${name}.proj_out`, c, 1).data;
+    return { ...a, data: add(a.data, out) };
   };
 
   const upsample = (a: Act): Act => {
@@ -183,14 +216,13 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
   };
 
   const attn = new Set(u.attentionLevels);
-  const levels = u.channelMult.length;
   let h = conv(x, 'input_blocks.0.0', mc, 3);
   const skips: Act[] = [h];
   let block = 1;
   for (let level = 0; level < levels; level++) {
     for (let r = 0; r < u.numResBlocks; r++) {
       h = resblock(h, `input_blocks.${block}.0`, mc * u.channelMult[level]!);
-      if (attn.has(level)) h = spatialTransformer(h, `input_blocks.${block}.1`);
+      if (attn.has(level)) h = spatialTransformer(h, `input_blocks.${block}.1`, depths[level]!);
       skips.push(h);
       block++;
     }
@@ -201,14 +233,14 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
     }
   }
   h = resblock(h, 'middle_block.0', h.c);
-  h = spatialTransformer(h, 'middle_block.1');
+  h = spatialTransformer(h, 'middle_block.1', middleDepth);
   h = resblock(h, 'middle_block.2', h.c);
   block = 0;
   for (let level = levels - 1; level >= 0; level--) {
     for (let r = 0; r <= u.numResBlocks; r++) {
       h = resblock(concat(h, skips.pop()!), `output_blocks.${block}.0`, mc * u.channelMult[level]!);
       let sub = 1;
-      if (attn.has(level)) h = spatialTransformer(h, `output_blocks.${block}.${sub++}`);
+      if (attn.has(level)) h = spatialTransformer(h, `output_blocks.${block}.${sub++}`, depths[level]!);
       if (level !== 0 && r === u.numResBlocks) h = conv(upsample(h), `output_blocks.${block}.${sub}.conv`, h.c, 3);
       block++;
     }
@@ -246,6 +278,8 @@ interface RunInput {
   tokens: number;
   contextWidth: number;
   salt: number;
+  /** The width of y per batch item, for UNets with label_emb. */
+  adm?: number;
 }
 
 function inputs(r: RunInput) {
@@ -253,6 +287,7 @@ function inputs(r: RunInput) {
     x: values(r.batch * r.channels * r.height * r.width, r.salt, 1.5),
     timesteps: Float32Array.from(r.timesteps),
     context: values(r.batch * r.tokens * r.contextWidth, r.salt + 100),
+    y: r.adm ? values(r.batch * r.adm, r.salt + 200) : undefined,
   };
 }
 
@@ -265,12 +300,13 @@ function runEngine(c: Case, r: RunInput, x: Float32Array, timesteps: Float32Arra
   }).promise;
 }
 
-function referenceBatch(c: Case, r: RunInput, x: Float32Array, timesteps: Float32Array, context: Float32Array): Vec[] {
-  const per = r.channels * r.height * r.width, perCtx = r.tokens * r.contextWidth;
+function referenceBatch(c: Case, r: RunInput, x: Float32Array, timesteps: Float32Array, context: Float32Array, y?: Float32Array): Vec[] {
+  const per = r.channels * r.height * r.width, perCtx = r.tokens * r.contextWidth, perY = r.adm ?? 0;
   const out: Vec[] = [];
   for (let b = 0; b < r.batch; b++) {
     const xb = { data: Float64Array.from(x.subarray(b * per, (b + 1) * per)), c: r.channels, h: r.height, w: r.width };
-    out.push(referenceUnet(c.weights, c.config.unet, c.heads, xb, timesteps[b]!, Float64Array.from(context.subarray(b * perCtx, (b + 1) * perCtx)), r.tokens));
+    const yb = y ? Float64Array.from(y.subarray(b * perY, (b + 1) * perY)) : undefined;
+    out.push(referenceUnet(c.weights, c.config.unet, c.heads, xb, timesteps[b]!, Float64Array.from(context.subarray(b * perCtx, (b + 1) * perCtx)), r.tokens, yb));
   }
   return out;
 }
@@ -293,6 +329,8 @@ beforeAll(async () => {
   await prepare('tiny-f16', 'tiny', 'f16');
   await prepare('inpaint-f32', 'tiny-inpaint', 'f32');
   await prepare('sd15-layout', sd15Layout, 'f32');
+  await prepare('sdxl-f32', 'tiny-sdxl', 'f32');
+  await prepare('sdxl-f16', 'tiny-sdxl', 'f16');
 }, 120_000);
 
 afterAll(() => {
@@ -327,19 +365,22 @@ describe('UNet vs the float64 reference', () => {
     { name: 'tiny-f16', label: 'tiny, f16 weights', tol: 5e-3, r: { batch: 2, height: 12, width: 16, timesteps: [981, 1.5], tokens: 7, salt: 1 } },
     { name: 'inpaint-f32', label: 'tiny-inpaint (9 channels), f32, 8×6 latent', tol: 1e-4, r: { batch: 2, height: 8, width: 6, timesteps: [500, 20], tokens: 5, salt: 2 } },
     { name: 'sd15-layout', label: 'SD1.5 layout (4 levels, 8 heads, depth 2), f32, 16×8 latent', tol: 1e-4, r: { batch: 2, height: 16, width: 8, timesteps: [999, 250], tokens: 9, salt: 3 } },
+    { name: 'sdxl-f32', label: 'tiny-sdxl (depths [0, 1, 2], middle 2, linear proj, label_emb), f32, 8×12 latent', tol: 1e-4, r: { batch: 2, height: 8, width: 12, timesteps: [999, 37], tokens: 7, salt: 10 } },
+    { name: 'sdxl-f16', label: 'tiny-sdxl, f16 weights', tol: 5e-3, r: { batch: 2, height: 8, width: 12, timesteps: [999, 37], tokens: 7, salt: 10 } },
   ];
 
   for (const { name, label, tol, r: partial } of table) {
     for (const flash of [true, false]) {
       it(`${label}, ${flash ? 'fused attention' : 'plain attention'}: each batch item matches`, async () => {
         const c = cases[name]!;
-        const r: RunInput = { ...partial, channels: c.config.unet.inChannels, contextWidth: c.config.unet.contextDim };
-        const { x, timesteps, context } = inputs(r);
-        const got = await withFlash(flash, () => runEngine(c, r, x, timesteps, context));
+        const u = c.config.unet;
+        const r: RunInput = { ...partial, channels: u.inChannels, contextWidth: u.contextDim, adm: u.admInChannels };
+        const { x, timesteps, context, y } = inputs(r);
+        const got = await withFlash(flash, () => runEngine(c, r, x, timesteps, context, y ? { y } : {}));
         const per = c.config.unet.outChannels * r.height * r.width;
         expect(got.length).toBe(r.batch * per);
         expect(got.every(Number.isFinite)).toBe(true);
-        const want = referenceBatch(c, r, x, timesteps, context);
+        const want = referenceBatch(c, r, x, timesteps, context, y);
         for (let b = 0; b < r.batch; b++) {
           const err = record(`${name}${flash ? '' : '/plain'}`, relativeError(got.subarray(b * per, (b + 1) * per), want[b]!));
           expect(err).toBeLessThan(tol);
@@ -375,6 +416,29 @@ describe('UNet vs the float64 reference', () => {
     const want = referenceBatch(c, b, ib.x, ib.timesteps, ib.context);
     expect(relativeError(other.subarray(0, 256), want[0]!)).toBeLessThan(1e-4);
     expect(relativeError(other.subarray(256), want[1]!)).toBeLessThan(1e-4);
+  });
+
+  it('tiny-sdxl: y alone tells batch items apart, each as the reference with its own y', async () => {
+    const c = cases['sdxl-f32']!;
+    const u = c.config.unet;
+    const adm = u.admInChannels!;
+    const one: RunInput = { batch: 1, channels: 4, height: 4, width: 8, timesteps: [500], tokens: 5, contextWidth: u.contextDim, salt: 11, adm };
+    const i1 = inputs(one);
+    // Batch 2 of the same latent, timestep and context, with two different vectors y.
+    const r: RunInput = { ...one, batch: 2, timesteps: [500, 500] };
+    const x = Float32Array.from([...i1.x, ...i1.x]);
+    const timesteps = Float32Array.of(500, 500);
+    const context = Float32Array.from([...i1.context, ...i1.context]);
+    const y = Float32Array.from([...i1.y!, ...values(adm, 12)]);
+    const got = await runEngine(c, r, x, timesteps, context, { y });
+    const want = referenceBatch(c, r, x, timesteps, context, y);
+    const per = 4 * 4 * 8;
+    for (let b = 0; b < 2; b++) expect(record('sdxl-f32/y-only', relativeError(got.subarray(b * per, (b + 1) * per), want[b]!))).toBeLessThan(1e-4);
+    expect(relativeError(want[0]!, want[1]!)).toBeGreaterThan(1e-3);
+    expect(relativeError(got.subarray(0, per), got.subarray(per))).toBeGreaterThan(1e-3);
+    // Item 0 equals the batch-1 run with its y.
+    const alone = await runEngine(c, one, i1.x, i1.timesteps, i1.context, { y: i1.y });
+    expect(relativeError(got.subarray(0, per), alone)).toBeLessThan(1e-5);
   });
 
   it('reports progress', async () => {
@@ -441,6 +505,21 @@ describe('refused inputs', () => {
     };
     await mismatch(call({ heads: 3 }), /not divisible by heads 3/);
     await mismatch(call({ headDim: 48 }), /not divisible by headDim 48/);
+  });
+
+  it('a vector y of the wrong length, none for a UNet with label_emb, or one for a UNet without', async () => {
+    const c = cases['sdxl-f32']!;
+    const adm = c.config.unet.admInChannels!;
+    const r: RunInput = { batch: 2, channels: 4, height: 4, width: 4, timesteps: [10, 20], tokens: 3, contextWidth: c.config.unet.contextDim, salt: 13, adm };
+    const { x, timesteps, context, y } = inputs(r);
+    await refuse(runEngine(c, r, x, timesteps, context, { y: y!.subarray(0, adm) }), /y has/);
+    await refuse(runEngine(c, r, x, timesteps, context, { y: values(2 * adm + 1, 14) }), /y has/);
+    await refuse(runEngine(c, r, x, timesteps, context), /y has 0 values/);
+    const { r: plain, x: px, timesteps: pt, context: pc } = base();
+    await refuse(runEngine(cases['tiny-f32']!, plain, px, pt, pc, { y: values(2 * adm, 15) }), /y has/);
+    // Still usable afterwards.
+    const ok = await runEngine(c, r, x, timesteps, context, { y });
+    expect(ok.every(Number.isFinite)).toBe(true);
   });
 
   it('a non-finite timestep', async () => {
