@@ -1,17 +1,20 @@
 // The CLIP text encoder graph (native/engine/nn/clip_text.cpp) against a float64 JS reference of
 // transformers' CLIPTextModel, on the tiny generated model (f32 and f16 files), for real token
 // ids from the tokenizer: one window, two windows in one batch, clip skip 2, GELU instead of
-// quick-GELU; refused ids and parameters; a model without a text encoder.
+// quick-GELU; refused ids and parameters; a model without a text encoder. And SDXL's two
+// encoders on the tiny-sdxl model, the reference reading the file's own names: CLIP ViT-L's
+// hidden states without the final norm, and OpenCLIP bigG's (packed in_proj, GELU) with its
+// pooled output (the last layer, final-normed, at each window's EOS, times text_projection).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { native, type NativeModel } from '../lib/native.js';
+import { native, type NativeModel, type NativeTextEncoderParams } from '../lib/native.js';
 import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { COMPONENT_PREFIXES, PRESETS, componentOf, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
+import { COMPONENT_PREFIXES, PRESETS, componentOf, componentPrefixes, generateModel, tensorBytes, tensorSpecs } from '../scripts/generate-model.mjs';
 import { generatedWeights } from './support/generated-weights.js';
 import { add, attention, gelu, layerNorm, linear, map, quickGelu, relativeError, type Vec } from './support/reference-nn.js';
 import { writeSafetensors } from './support/safetensors.js';
@@ -29,6 +32,7 @@ interface ClipConfig {
   vocab: number;
   positions: number;
   intermediate: number;
+  projectionDim?: number;
 }
 
 const clip = PRESETS.tiny.clip as ClipConfig;
@@ -39,69 +43,164 @@ const EPS = 1e-5;
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-clip-'));
 
 // ---------------------------------------------------------------------------------------------
-// Weights as the engine sees them
+// Weights as the engine sees them, by the names of the file (transformers' CLIPTextModel or
+// OpenCLIP's text tower)
 
 type Weights = (name: string) => Vec;
+type Affine = { w: Vec; b: Vec };
 
-/** The text encoder's weights of the tiny model in `dtype`, decoded to float64 (keys without the prefix). */
-function clipWeights(dtype: 'f32' | 'f16'): Weights {
+interface LayerWeights {
+  norm1: Affine;
+  q: Affine;
+  k: Affine;
+  v: Affine;
+  out: Affine;
+  norm2: Affine;
+  fc1: Affine;
+  fc2: Affine;
+}
+
+interface TextWeights {
+  config: ClipConfig;
+  token: Vec; // [vocab][width]
+  position: Vec; // [positions][width]
+  layer(l: number): LayerWeights;
+  finalNorm: Affine;
+  /** OpenCLIP's [width][proj], applied as x @ P. */
+  projection?: Vec;
+}
+
+function hfTextWeights(w: Weights, config: ClipConfig): TextWeights {
+  const affine = (name: string): Affine => ({ w: w(`${name}.weight`), b: w(`${name}.bias`) });
+  return {
+    config,
+    token: w('embeddings.token_embedding.weight'),
+    position: w('embeddings.position_embedding.weight'),
+    layer: (l) => {
+      const b = `encoder.layers.${l}.`;
+      return {
+        norm1: affine(`${b}layer_norm1`), q: affine(`${b}self_attn.q_proj`), k: affine(`${b}self_attn.k_proj`),
+        v: affine(`${b}self_attn.v_proj`), out: affine(`${b}self_attn.out_proj`), norm2: affine(`${b}layer_norm2`),
+        fc1: affine(`${b}mlp.fc1`), fc2: affine(`${b}mlp.fc2`),
+      };
+    },
+    finalNorm: affine('final_layer_norm'),
+  };
+}
+
+/** OpenCLIP: nn.MultiheadAttention's in_proj packs q; k; v as row blocks of [3·width][width]. */
+function openClipTextWeights(w: Weights, config: ClipConfig): TextWeights {
+  const affine = (name: string): Affine => ({ w: w(`${name}.weight`), b: w(`${name}.bias`) });
+  const d = config.width;
+  return {
+    config,
+    token: w('token_embedding.weight'),
+    position: w('positional_embedding'),
+    layer: (l) => {
+      const b = `transformer.resblocks.${l}.`;
+      const inW = w(`${b}attn.in_proj_weight`), inB = w(`${b}attn.in_proj_bias`);
+      const part = (i: number): Affine => ({ w: inW.subarray(i * d * d, (i + 1) * d * d), b: inB.subarray(i * d, (i + 1) * d) });
+      return {
+        norm1: affine(`${b}ln_1`), q: part(0), k: part(1), v: part(2), out: affine(`${b}attn.out_proj`),
+        norm2: affine(`${b}ln_2`), fc1: affine(`${b}mlp.c_fc`), fc2: affine(`${b}mlp.c_proj`),
+      };
+    },
+    finalNorm: affine('ln_final'),
+    projection: w('text_projection'),
+  };
+}
+
+/** The text encoder's weights of the tiny model in `dtype`, decoded to float64. */
+function clipWeights(dtype: 'f32' | 'f16'): TextWeights {
   const w = generatedWeights(specs, seed, dtype, prefix);
-  return (name) => w.get(name);
+  return hfTextWeights((name) => w.get(name), clip);
 }
 
 // ---------------------------------------------------------------------------------------------
-// CLIPTextModel in float64: embeddings, pre-LN layers with causal attention, final layer norm.
+// The text transformer in float64: embeddings, pre-LN layers with causal attention, final layer norm.
 
 interface RefOptions {
   heads: number;
   quickGelu: boolean;
   clipSkip: number;
+  /** false: the clip-skip layer's output without the final layer norm (SDXL). Default true. */
+  finalNorm?: boolean;
 }
 
-/** One window of `positions` ids → [positions][width] (last_hidden_state, or the webui clip-skip output). */
-function referenceWindow(w: Weights, ids: ArrayLike<number>, o: RefOptions): Vec {
-  const { width: d, positions: n, intermediate: inter } = clip;
-  const dh = d / o.heads;
-  const tok = w('embeddings.token_embedding.weight');
-  const pos = w('embeddings.position_embedding.weight');
+/** One window of `positions` ids → every layer's output, each [positions][width]. */
+function layerOutputs(t: TextWeights, ids: ArrayLike<number>, heads: number, useQuickGelu: boolean): Vec[] {
+  const { width: d, positions: n, intermediate: inter, layers } = t.config;
+  const dh = d / heads;
   let x: Vec = new Float64Array(n * d);
   for (let p = 0; p < n; p++) {
-    for (let c = 0; c < d; c++) x[p * d + c] = tok[ids[p]! * d + c]! + pos[p * d + c]!;
+    for (let c = 0; c < d; c++) x[p * d + c] = t.token[ids[p]! * d + c]! + t.position[p * d + c]!;
   }
-  const layers = clip.layers - o.clipSkip + 1;
+  const outs: Vec[] = [];
   for (let l = 0; l < layers; l++) {
-    const b = `encoder.layers.${l}.`;
-    const lin = (input: ArrayLike<number>, name: string, inF: number, outF: number) =>
-      linear(input, n, w(`${b}${name}.weight`), w(`${b}${name}.bias`), inF, outF);
+    const lw = t.layer(l);
+    const lin = (input: ArrayLike<number>, a: Affine, inF: number, outF: number) => linear(input, n, a.w, a.b, inF, outF);
 
-    let h = layerNorm(x, n, d, w(`${b}layer_norm1.weight`), w(`${b}layer_norm1.bias`), EPS);
-    const q = lin(h, 'self_attn.q_proj', d, d);
-    const k = lin(h, 'self_attn.k_proj', d, d);
-    const v = lin(h, 'self_attn.v_proj', d, d);
+    let h = layerNorm(x, n, d, lw.norm1.w, lw.norm1.b, EPS);
+    const q = lin(h, lw.q, d, d);
+    const k = lin(h, lw.k, d, d);
+    const v = lin(h, lw.v, d, d);
     const merged = new Float64Array(n * d);
-    for (let head = 0; head < o.heads; head++) {
-      const slice = (t: Vec) => {
+    for (let head = 0; head < heads; head++) {
+      const slice = (m: Vec) => {
         const s = new Float64Array(n * dh);
-        for (let p = 0; p < n; p++) s.set(t.subarray(p * d + head * dh, p * d + (head + 1) * dh), p * dh);
+        for (let p = 0; p < n; p++) s.set(m.subarray(p * d + head * dh, p * d + (head + 1) * dh), p * dh);
         return s;
       };
       const a = attention(slice(q), slice(k), slice(v), n, n, dh, true);
       for (let p = 0; p < n; p++) merged.set(a.subarray(p * dh, (p + 1) * dh), p * d + head * dh);
     }
-    x = add(x, lin(merged, 'self_attn.out_proj', d, d));
+    x = add(x, lin(merged, lw.out, d, d));
 
-    h = layerNorm(x, n, d, w(`${b}layer_norm2.weight`), w(`${b}layer_norm2.bias`), EPS);
-    h = map(lin(h, 'mlp.fc1', d, inter), o.quickGelu ? quickGelu : gelu);
-    x = add(x, lin(h, 'mlp.fc2', inter, d));
+    h = layerNorm(x, n, d, lw.norm2.w, lw.norm2.b, EPS);
+    h = map(lin(h, lw.fc1, d, inter), useQuickGelu ? quickGelu : gelu);
+    x = add(x, lin(h, lw.fc2, inter, d));
+    outs.push(x);
   }
-  return layerNorm(x, n, d, w('final_layer_norm.weight'), w('final_layer_norm.bias'), EPS);
+  return outs;
 }
 
-function reference(w: Weights, ids: ArrayLike<number>, windows: number, o: RefOptions): Float64Array {
-  const per = clip.positions * clip.width;
+/** One window → [positions][width]: last_hidden_state, or the webui clip-skip output (optionally without the final norm). */
+function referenceWindow(t: TextWeights, ids: ArrayLike<number>, o: RefOptions): Vec {
+  const { width: d, positions: n, layers } = t.config;
+  const x = layerOutputs(t, ids, o.heads, o.quickGelu)[layers - o.clipSkip]!;
+  return o.finalNorm === false ? x : layerNorm(x, n, d, t.finalNorm.w, t.finalNorm.b, EPS);
+}
+
+function reference(t: TextWeights, ids: ArrayLike<number>, windows: number, o: RefOptions): Float64Array {
+  const { positions, width } = t.config;
+  const per = positions * width;
   const out = new Float64Array(windows * per);
   for (let i = 0; i < windows; i++) {
-    out.set(referenceWindow(w, Array.from(ids).slice(i * clip.positions, (i + 1) * clip.positions), o), i * per);
+    out.set(referenceWindow(t, Array.from(ids).slice(i * positions, (i + 1) * positions), o), i * per);
+  }
+  return out;
+}
+
+/**
+ * OpenCLIP's pooled output per window → [windows][proj]: ln_final of the last layer's output at
+ * the window's first EOS, times text_projection (x @ P, P [width][proj] as stored).
+ */
+function referencePooled(t: TextWeights, ids: ArrayLike<number>, windows: number, heads: number, eos: number): Float64Array {
+  const { positions: n, width: d, layers } = t.config;
+  const P = t.projection!;
+  const proj = P.length / d;
+  const out = new Float64Array(windows * proj);
+  for (let i = 0; i < windows; i++) {
+    const window = Array.from(ids).slice(i * n, (i + 1) * n);
+    const at = window.indexOf(eos);
+    if (at < 0) throw new RangeError(`window ${i} has no EOS`);
+    const last = layerOutputs(t, window, heads, false)[layers - 1]!;
+    const row = layerNorm(last.subarray(at * d, (at + 1) * d), 1, d, t.finalNorm.w, t.finalNorm.b, EPS);
+    for (let j = 0; j < proj; j++) {
+      let s = 0;
+      for (let c = 0; c < d; c++) s += row[c]! * P[c * proj + j]!;
+      out[i * proj + j] = s;
+    }
   }
   return out;
 }
@@ -122,7 +221,7 @@ function encode(
   model: NativeModel,
   ids: ArrayLike<number>,
   windows: number,
-  params: { heads?: number; quickGelu?: boolean; clipSkip?: number; prefix?: string } = {},
+  params: Partial<NativeTextEncoderParams> = {},
   onProgress?: (p: { step: number; steps: number }) => void,
 ): Promise<Float32Array> {
   return model.encodeTokens(Int32Array.from(ids), windows, { heads, ...params }, onProgress).promise.then((e) => e.hidden);
@@ -225,6 +324,147 @@ describe('CLIP text encoder (tiny model, CPU)', () => {
     const errOne = relativeError(one, reference(f16, shortPrompt.ids, 1, { heads, quickGelu: true, clipSkip: 1 }));
     measured.oneWindowF16 = errOne;
     expect(errOne).toBeLessThan(5e-3);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// SDXL's two text encoders (tiny-sdxl)
+
+/** The engine's internal prefix of SDXL's second encoder (native/engine/io/name_map_internal.h kText2). */
+const TEXT2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
+const sdxlConfig = PRESETS['tiny-sdxl'] as { clip: ClipConfig; clip2: ClipConfig };
+const sdxlSpecs = tensorSpecs(PRESETS['tiny-sdxl']) as Spec[];
+const sdxlPrefixes = componentPrefixes(PRESETS['tiny-sdxl']) as { clip: string; clip2: string };
+const sdxlText = (dtype: 'f32' | 'f16') => {
+  const l = generatedWeights(sdxlSpecs, seed, dtype, sdxlPrefixes.clip);
+  const g = generatedWeights(sdxlSpecs, seed, dtype, sdxlPrefixes.clip2);
+  return { clipL: hfTextWeights((n) => l.get(n), sdxlConfig.clip), bigG: openClipTextWeights((n) => g.get(n), sdxlConfig.clip2) };
+};
+
+/** bigG's ids: each window's tokens up to its first EOS, 0 after it (OpenCLIP pads with 0). */
+function zeroAfterEos(ids: ArrayLike<number>, positions: number): Int32Array {
+  const out = Int32Array.from(ids);
+  for (let start = 0; start < out.length; start += positions) {
+    const at = out.subarray(start, start + positions).indexOf(tokenizer.eos);
+    if (at >= 0) out.fill(0, start + at + 1, start + positions);
+  }
+  return out;
+}
+
+describe('SDXL text encoders (tiny-sdxl, CPU)', () => {
+  let f32Sdxl: NativeModel;
+  let f16Sdxl: NativeModel;
+  let heads1: number; // metadata "clip"
+  let heads2: number; // metadata "clip2"
+  const ref32 = sdxlText('f32');
+  const ref16 = sdxlText('f16');
+  const { positions } = sdxlConfig.clip2;
+  const proj = sdxlConfig.clip2.projectionDim!;
+  const measured: Record<string, number> = {};
+
+  beforeAll(async () => {
+    const f32Path = join(dir, 'tiny-sdxl-f32.safetensors');
+    const f16Path = join(dir, 'tiny-sdxl-f16.safetensors');
+    const result = (await generateModel({ out: f32Path, preset: 'tiny-sdxl', dtype: 'f32', seed })) as { metadata: Record<string, string> };
+    await generateModel({ out: f16Path, preset: 'tiny-sdxl', dtype: 'f16', seed });
+    const meta = JSON.parse(result.metadata['sdnode.attention_heads']!) as { clip: { numHeads: number }; clip2: { numHeads: number } };
+    heads1 = meta.clip.numHeads;
+    heads2 = meta.clip2.numHeads;
+    f32Sdxl = await load(f32Path);
+    f16Sdxl = await load(f16Path);
+  }, 120_000);
+
+  afterAll(() => {
+    f32Sdxl?.dispose();
+    f16Sdxl?.dispose();
+    console.log('clip-text SDXL max relative errors:', measured);
+  });
+
+  const bigG = (model: NativeModel, ids: ArrayLike<number>, windows: number, clipSkip = 2) =>
+    model.encodeTokens(Int32Array.from(ids), windows, { prefix: TEXT2_PREFIX, heads: heads2, quickGelu: false, clipSkip, finalNorm: false, pooled: true }).promise;
+
+  it('the test setup: heads from the metadata, a projection to check, EOS in every window', () => {
+    expect(heads2).toBe(sdxlConfig.clip2.heads);
+    expect(heads1).toBe(sdxlConfig.clip.heads);
+    expect(ref32.bigG.projection!.length).toBe(sdxlConfig.clip2.width * proj);
+    for (const p of [shortPrompt, longPrompt]) {
+      const ids = zeroAfterEos(p.ids, positions);
+      for (let w = 0; w < p.chunkCount; w++) expect(ids.subarray(w * positions, (w + 1) * positions).includes(tokenizer.eos)).toBe(true);
+    }
+  });
+
+  it('bigG, one window: the penultimate layer without the final norm, and the pooled vector at EOS through text_projection', async () => {
+    const ids = zeroAfterEos(shortPrompt.ids, positions);
+    const out = await bigG(f32Sdxl, ids, 1);
+    expect(out.hidden.length).toBe(positions * sdxlConfig.clip2.width);
+    expect(out.pooled).toBeInstanceOf(Float32Array);
+    expect(out.pooled!.length).toBe(proj);
+    const hiddenRef = reference(ref32.bigG, ids, 1, { heads: heads2, quickGelu: false, clipSkip: 2, finalNorm: false });
+    const pooledRef = referencePooled(ref32.bigG, ids, 1, heads2, tokenizer.eos);
+    measured.bigGHiddenF32 = relativeError(out.hidden, hiddenRef);
+    measured.bigGPooledF32 = relativeError(out.pooled!, pooledRef);
+    expect(measured.bigGHiddenF32).toBeLessThan(1e-4);
+    expect(measured.bigGPooledF32).toBeLessThan(1e-4);
+    // Without the final norm is not with it; the pooled vector is not the projection's transpose applied.
+    expect(relativeError(out.hidden, reference(ref32.bigG, ids, 1, { heads: heads2, quickGelu: false, clipSkip: 2 }))).toBeGreaterThan(1e-2);
+    const { width } = sdxlConfig.clip2;
+    const transposed = { ...ref32.bigG, projection: Float64Array.from({ length: width * proj }, (_, i) => ref32.bigG.projection![(i % proj) * width + Math.floor(i / proj)]!) };
+    expect(relativeError(out.pooled!, referencePooled(transposed, ids, 1, heads2, tokenizer.eos))).toBeGreaterThan(1e-2);
+  });
+
+  it('bigG, two windows in one call: hidden states and a pooled vector per window', async () => {
+    const ids = zeroAfterEos(longPrompt.ids, positions);
+    const out = await bigG(f32Sdxl, ids, 2);
+    expect(out.pooled!.length).toBe(2 * proj);
+    measured.bigGTwoWindowsHiddenF32 = relativeError(out.hidden, reference(ref32.bigG, ids, 2, { heads: heads2, quickGelu: false, clipSkip: 2, finalNorm: false }));
+    measured.bigGTwoWindowsPooledF32 = relativeError(out.pooled!, referencePooled(ref32.bigG, ids, 2, heads2, tokenizer.eos));
+    expect(measured.bigGTwoWindowsHiddenF32).toBeLessThan(1e-4);
+    expect(measured.bigGTwoWindowsPooledF32).toBeLessThan(1e-4);
+    expect(relativeError(out.pooled!.subarray(0, proj), out.pooled!.subarray(proj))).toBeGreaterThan(1e-2);
+  });
+
+  it('bigG pools at the first EOS: EOS padding after it (causal attention) leaves the pooled vector as it is', async () => {
+    const padded = await bigG(f32Sdxl, longPrompt.ids, 2);
+    const zeroed = zeroAfterEos(longPrompt.ids, positions);
+    const err = relativeError(padded.pooled!, referencePooled(ref32.bigG, zeroed, 2, heads2, tokenizer.eos));
+    measured.bigGEosPaddedPooledF32 = err;
+    expect(err).toBeLessThan(1e-4);
+  });
+
+  it('bigG, clip skip 1: the last layer without the final norm; the pooled vector does not depend on clip skip', async () => {
+    const ids = zeroAfterEos(shortPrompt.ids, positions);
+    const one = await bigG(f32Sdxl, ids, 1, 1);
+    const two = await bigG(f32Sdxl, ids, 1, 2);
+    expect(relativeError(one.hidden, reference(ref32.bigG, ids, 1, { heads: heads2, quickGelu: false, clipSkip: 1, finalNorm: false }))).toBeLessThan(1e-4);
+    expect(relativeError(one.pooled!, two.pooled!)).toBeLessThan(1e-6);
+  });
+
+  it('bigG, f16 weights: within the looser tolerance', async () => {
+    const ids = zeroAfterEos(longPrompt.ids, positions);
+    const out = await bigG(f16Sdxl, ids, 2);
+    measured.bigGHiddenF16 = relativeError(out.hidden, reference(ref16.bigG, ids, 2, { heads: heads2, quickGelu: false, clipSkip: 2, finalNorm: false }));
+    measured.bigGPooledF16 = relativeError(out.pooled!, referencePooled(ref16.bigG, ids, 2, heads2, tokenizer.eos));
+    expect(measured.bigGHiddenF16).toBeLessThan(5e-3);
+    expect(measured.bigGPooledF16).toBeLessThan(5e-3);
+  });
+
+  it('CLIP ViT-L (the first encoder), two windows, quick-GELU, clip skip 2 without the final norm', async () => {
+    const out = await f32Sdxl.encodeTokens(longPrompt.ids, 2, { heads: heads1, quickGelu: true, clipSkip: 2, finalNorm: false }).promise;
+    expect(out.pooled).toBeUndefined();
+    const err = relativeError(out.hidden, reference(ref32.clipL, longPrompt.ids, 2, { heads: heads1, quickGelu: true, clipSkip: 2, finalNorm: false }));
+    measured.clipLNoFinalNormF32 = err;
+    expect(err).toBeLessThan(1e-4);
+    expect(relativeError(out.hidden, reference(ref32.clipL, longPrompt.ids, 2, { heads: heads1, quickGelu: true, clipSkip: 2 }))).toBeGreaterThan(1e-2);
+    // finalNorm defaults to true: the SD1.x output.
+    const normed = await f32Sdxl.encodeTokens(shortPrompt.ids, 1, { heads: heads1, quickGelu: true, clipSkip: 2 }).promise;
+    expect(relativeError(normed.hidden, reference(ref32.clipL, shortPrompt.ids, 1, { heads: heads1, quickGelu: true, clipSkip: 2 }))).toBeLessThan(1e-4);
+  });
+
+  it('pooling an encoder without text_projection is the model\'s mismatch', async () => {
+    await expect(f32Sdxl.encodeTokens(shortPrompt.ids, 1, { heads: heads1, quickGelu: true, clipSkip: 2, pooled: true }).promise).rejects.toMatchObject({
+      code: 'ERR_MODEL_COMPATIBILITY',
+      message: expect.stringMatching(/text_projection/),
+    });
   });
 });
 
