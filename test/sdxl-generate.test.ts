@@ -1,0 +1,279 @@
+// SDXL text-to-image on the tiny-sdxl generated model: generate() against the parts composed by
+// hand (each proven on its own in clip-text and unet tests): tokens padded with EOS, bigG's ids
+// zero after each window's EOS, both encoders' penultimate layers without the final norm joined
+// per token, y = [bigG's pooled vector | sinusoidal embeddings of original size, crop and target
+// size, each (h, w)], one Euler step with CFG, the VAE at SDXL's scale. With a negative prompt,
+// with an empty one (zero hidden states, the empty prompt's pooled vector), and with size
+// conditioning options; the options refused on SD1.x models or when malformed.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadModel, type Image, type Model } from '../lib/index.js';
+import { native, type NativeModel } from '../lib/native.js';
+import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
+import { encodePrompt } from '../lib/text/prompt-weights.js';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { PRESETS, SDXL_SIZE_EMBEDDINGS, generateModel } from '../scripts/generate-model.mjs';
+import { psnr } from './support/data.js';
+
+interface TextConfig {
+  width: number;
+  positions: number;
+  projectionDim?: number;
+}
+
+const config = PRESETS['tiny-sdxl'] as { unet: { admInChannels: number; contextDim: number }; clip: TextConfig; clip2: TextConfig };
+const dir = mkdtempSync(join(tmpdir(), 'sdnode-sdxl-generate-'));
+const sdxlPath = join(dir, 'tiny-sdxl.safetensors');
+const sd1Path = join(dir, 'tiny.safetensors');
+const cpu = { device: 'cpu', threads: 2 } as const;
+/** The engine's internal prefix of SDXL's second encoder (native/engine/io/name_map_internal.h kText2). */
+const TEXT2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
+/** SDXL's VAE latent scale (sgm's sd_xl_base.yaml scale_factor). */
+const SDXL_VAE_SCALE = 0.13025;
+/** Each size number's embedding width (sgm's ConcatTimestepEmbedderND outdim). */
+const SIZE_EMBEDDING_WIDTH = 256;
+const LATENT_CHANNELS = 4;
+
+let model: Model;
+let sd1: Model;
+let parts: NativeModel;
+let heads: { unet: { headDim: number }; clip: { numHeads: number }; clip2: { numHeads: number } };
+
+beforeAll(async () => {
+  const result = (await generateModel({ out: sdxlPath, preset: 'tiny-sdxl', dtype: 'f32', seed: 3 })) as { metadata: Record<string, string> };
+  heads = JSON.parse(result.metadata['sdnode.attention_heads']!);
+  await generateModel({ out: sd1Path, preset: 'tiny', dtype: 'f16', seed: 3 });
+  model = await loadModel(sdxlPath, cpu);
+  sd1 = await loadModel(sd1Path, cpu);
+  parts = await native().NativeModel.load({ model: sdxlPath, ema: false, device: 'cpu', threads: 2, weightType: '' }).promise;
+}, 120_000);
+
+afterAll(async () => {
+  await model?.dispose();
+  await sd1?.dispose();
+  parts?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The hand composition
+
+const tok = ClipTokenizer.default();
+
+/** bigG's ids: each window's tokens up to its first EOS, 0 after it (OpenCLIP pads with 0). */
+function zeroAfterEos(ids: Int32Array, positions: number): Int32Array {
+  const out = Int32Array.from(ids);
+  for (let start = 0; start < out.length; start += positions) {
+    const at = out.subarray(start, start + positions).indexOf(tok.eos);
+    if (at >= 0) out.fill(0, start + at + 1, start + positions);
+  }
+  return out;
+}
+
+/** A one-window prompt through both encoders: hidden states [tokens][w1 + w2] and bigG's pooled vector. */
+async function encodeBoth(text: string): Promise<{ states: Float32Array; pooled: Float32Array }> {
+  const p = encodePrompt(tok, text); // SDXL pads with EOS, as SD1.x
+  expect(p.chunkCount).toBe(1);
+  const { positions } = config.clip;
+  const a = await parts.encodeTokens(p.ids, 1, { heads: heads.clip.numHeads, quickGelu: true, clipSkip: 2, finalNorm: false }).promise;
+  const b = await parts.encodeTokens(zeroAfterEos(p.ids, positions), 1, {
+    prefix: TEXT2_PREFIX, heads: heads.clip2.numHeads, quickGelu: false, clipSkip: 2, finalNorm: false, pooled: true,
+  }).promise;
+  const w1 = config.clip.width, w2 = config.clip2.width;
+  const states = new Float32Array(positions * (w1 + w2));
+  for (let t = 0; t < positions; t++) {
+    states.set(a.hidden.subarray(t * w1, (t + 1) * w1), t * (w1 + w2));
+    states.set(b.hidden.subarray(t * w2, (t + 1) * w2), t * (w1 + w2) + w1);
+  }
+  return { states, pooled: b.pooled! };
+}
+
+/** LDM's timestep_embedding of one number: [cos(t·f_j) | sin(t·f_j)], f_j = 10000^(−j/half). */
+function sinusoidal(t: number, width: number): Float64Array {
+  const half = width / 2;
+  const out = new Float64Array(width);
+  for (let j = 0; j < half; j++) {
+    const f = Math.exp((-Math.log(10000) * j) / half);
+    out[j] = Math.cos(t * f);
+    out[j + half] = Math.sin(t * f);
+  }
+  return out;
+}
+
+interface SizeConditioning {
+  original: { width: number; height: number };
+  crop: { left: number; top: number };
+  target: { width: number; height: number };
+}
+
+/** sgm's vector y: pooled text, then original (h, w), crop (top, left), target (h, w). */
+function vectorY(pooled: Float32Array, s: SizeConditioning): Float32Array {
+  const numbers = [s.original.height, s.original.width, s.crop.top, s.crop.left, s.target.height, s.target.width];
+  const y = new Float32Array(pooled.length + numbers.length * SIZE_EMBEDDING_WIDTH);
+  y.set(pooled);
+  numbers.forEach((n, i) => y.set(sinusoidal(n, SIZE_EMBEDDING_WIDTH), pooled.length + i * SIZE_EMBEDDING_WIDTH));
+  return y;
+}
+
+interface Job {
+  prompt: string;
+  negativePrompt: string;
+  seed: bigint;
+  cfg: number;
+  width: number;
+  height: number;
+  size: SizeConditioning;
+  /** Use the empty negative prompt's real hidden states instead of zeros (to show the zeros matter). */
+  keepEmptyStates?: boolean;
+  /** Zero the negative's pooled vector too (to show the pooled vector matters). */
+  zeroNegativePooled?: boolean;
+}
+
+/** tokens → both encoders → y → one Euler step with CFG (to sigma 0: the denoised latent) → VAE. */
+async function composeByHand(j: Job): Promise<Image> {
+  const { width: w, height: h, cfg } = j;
+  const cond = await encodeBoth(j.prompt);
+  const uncond = await encodeBoth(j.negativePrompt);
+  if (j.negativePrompt === '' && !j.keepEmptyStates) uncond.states.fill(0); // the pooled vector stays
+  if (j.zeroNegativePooled) uncond.pooled.fill(0);
+  const s = native().sampling;
+  const [sigma] = s.sigmas('discrete', 1);
+  const n = LATENT_CHANNELS * (h / 8) * (w / 8);
+  const x = s.randn('cuda', j.seed, n).map((v) => v * sigma!);
+  const cIn = 1 / Math.sqrt(sigma! * sigma! + 1);
+  const xin = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) xin[i] = xin[n + i] = x[i]! * cIn;
+  const t = s.sigmaToTimestep(sigma!);
+  const context = new Float32Array(cond.states.length * 2);
+  context.set(uncond.states, 0);
+  context.set(cond.states, cond.states.length);
+  const yu = vectorY(uncond.pooled, j.size), yc = vectorY(cond.pooled, j.size);
+  expect(yu.length).toBe(config.unet.admInChannels);
+  const y = new Float32Array(2 * yu.length);
+  y.set(yu, 0);
+  y.set(yc, yu.length);
+  const eps = await parts.runUnet({
+    x: xin, batch: 2, channels: LATENT_CHANNELS, height: h / 8, width: w / 8, timesteps: Float32Array.of(t, t), context,
+    contextTokens: config.clip.positions, y, headDim: heads.unet.headDim,
+  }).promise;
+  const latent = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const du = x[i]! - sigma! * eps[i]!, dc = x[i]! - sigma! * eps[n + i]!;
+    latent[i] = du + cfg * (dc - du);
+  }
+  const image = await parts.decodeLatent({ channels: LATENT_CHANNELS, width: w / 8, height: h / 8, data: latent }, SDXL_VAE_SCALE).promise;
+  expect(image.channels).toBe(3);
+  return { ...image, channels: 3 };
+}
+
+const defaults = (w: number, h: number): SizeConditioning => ({ original: { width: w, height: h }, crop: { left: 0, top: 0 }, target: { width: w, height: h } });
+
+const measured: Record<string, { maxDiff: number; meanDiff: number; psnr: number | string }> = {};
+/** Mean absolute pixel differences of the images that must differ. */
+const apart: Record<string, number> = {};
+afterAll(() => {
+  console.log('[sdxl-generate] generate() vs the hand composition:', JSON.stringify(measured));
+  console.log('[sdxl-generate] mean pixel differences of images that must differ:', JSON.stringify(apart));
+});
+
+/** The pixel differences, held to txt2img's tolerance: float rounding in the Euler update may move a pixel across a rounding edge. */
+function expectSame(label: string, got: Image, want: Image) {
+  expect(got).toMatchObject({ width: want.width, height: want.height, channels: 3 });
+  let max = 0, sum = 0;
+  for (let i = 0; i < want.data.length; i++) {
+    const d = Math.abs(want.data[i]! - got.data[i]!);
+    max = Math.max(max, d);
+    sum += d;
+  }
+  const db = psnr(got, want);
+  measured[label] = { maxDiff: max, meanDiff: sum / want.data.length, psnr: Number.isFinite(db) ? db : 'identical' };
+  expect(max).toBeLessThanOrEqual(1);
+  expect(sum / want.data.length).toBeLessThan(0.05);
+}
+
+/** Mean absolute pixel difference of two images that must differ (recorded as `label`). */
+function meanDiff(label: string, a: Image, b: Image): number {
+  let sum = 0;
+  for (let i = 0; i < a.data.length; i++) sum += Math.abs(a.data[i]! - b.data[i]!);
+  return (apart[label] = sum / a.data.length);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('SDXL generate (tiny-sdxl, CPU)', () => {
+  const base = { width: 64, height: 64, steps: 1, sampler: 'euler', cfgScale: 7 } as const;
+
+  it('the test setup: an SDXL model, y as wide as pooled + six size embeddings', () => {
+    expect(model.info.family).toBe('sdxl');
+    expect(sd1.info.family).toBe('sd1');
+    expect(config.unet.admInChannels).toBe(config.clip2.projectionDim! + 6 * SIZE_EMBEDDING_WIDTH);
+    expect(SDXL_SIZE_EMBEDDINGS).toBe(6 * SIZE_EMBEDDING_WIDTH);
+    expect(config.unet.contextDim).toBe(config.clip.width + config.clip2.width);
+  });
+
+  it('(a) with a negative prompt: equals the parts composed by hand', async () => {
+    const job: Job = { prompt: 'a lovely cat', negativePrompt: 'blurry', seed: 5n, cfg: 7, width: 64, height: 64, size: defaults(64, 64) };
+    const r = await model.generate({ ...base, prompt: job.prompt, negativePrompt: job.negativePrompt, seed: job.seed });
+    expect(r.images).toHaveLength(1);
+    expect(r.seed).toBe(5n);
+    expectSame('a-negative', r.images[0]!, await composeByHand(job));
+  });
+
+  it("(b) negativePrompt '': zero hidden states, the empty prompt's pooled vector in y", async () => {
+    const job: Job = { prompt: 'a house by the sea', negativePrompt: '', seed: 11n, cfg: 7, width: 64, height: 64, size: defaults(64, 64) };
+    const r = await model.generate({ ...base, prompt: job.prompt, negativePrompt: '', seed: job.seed });
+    expectSame('b-empty-negative', r.images[0]!, await composeByHand(job));
+    // The zeros matter: the empty prompt's real hidden states give another image.
+    const unzeroed = await composeByHand({ ...job, keepEmptyStates: true });
+    expect(meanDiff('b-vs-unzeroed-states', r.images[0]!, unzeroed)).toBeGreaterThan(0.5);
+    // And the pooled vector stays: zeroing it too gives another image.
+    const nothing = await composeByHand({ ...job, zeroNegativePooled: true });
+    expect(meanDiff('b-vs-zeroed-pooled', r.images[0]!, nothing)).toBeGreaterThan(0.5);
+    // The default negative prompt is ''.
+    const omitted = await model.generate({ ...base, prompt: job.prompt, seed: job.seed });
+    expect(Array.from(omitted.images[0]!.data)).toEqual(Array.from(r.images[0]!.data));
+  });
+
+  it('(c) originalSize 1024×768 and cropCoords (16, 32): another image, the hand composition with those values', async () => {
+    const job: Job = {
+      prompt: 'a lovely cat', negativePrompt: 'blurry', seed: 5n, cfg: 7, width: 64, height: 64,
+      size: { original: { width: 1024, height: 768 }, crop: { left: 16, top: 32 }, target: { width: 64, height: 64 } },
+    };
+    const plain = await model.generate({ ...base, prompt: job.prompt, negativePrompt: job.negativePrompt, seed: job.seed });
+    const r = await model.generate({
+      ...base, prompt: job.prompt, negativePrompt: job.negativePrompt, seed: job.seed,
+      originalSize: { width: 1024, height: 768 }, cropCoords: { left: 16, top: 32 },
+    });
+    expect(meanDiff('c-vs-defaults', r.images[0]!, plain.images[0]!)).toBeGreaterThan(0.5);
+    expectSame('c-original-crop', r.images[0]!, await composeByHand(job));
+    // (h, w) and (top, left) in that order: the swapped values give another image.
+    const swapped = await composeByHand({ ...job, size: { ...job.size, original: { width: 768, height: 1024 }, crop: { left: 32, top: 16 } } });
+    expect(meanDiff('c-vs-swapped', r.images[0]!, swapped)).toBeGreaterThan(0.5);
+  });
+
+  it('(d) targetSize 512×256: the hand composition with (h, w) = (256, 512)', async () => {
+    const job: Job = {
+      prompt: 'a lovely cat', negativePrompt: 'blurry', seed: 5n, cfg: 7, width: 64, height: 64,
+      size: { original: { width: 64, height: 64 }, crop: { left: 0, top: 0 }, target: { width: 512, height: 256 } },
+    };
+    const r = await model.generate({ ...base, prompt: job.prompt, negativePrompt: job.negativePrompt, seed: job.seed, targetSize: { width: 512, height: 256 } });
+    expectSame('d-target', r.images[0]!, await composeByHand(job));
+    const swapped = await composeByHand({ ...job, size: { ...job.size, target: { width: 256, height: 512 } } });
+    expect(meanDiff('d-vs-swapped', r.images[0]!, swapped)).toBeGreaterThan(0.5);
+  });
+
+  it('options refused: size conditioning on an SD1.x model, sizes out of range, unknown keys', () => {
+    expect(() => sd1.generate({ prompt: 'x', originalSize: { width: 64, height: 64 } })).toThrow(TypeError);
+    expect(() => sd1.generate({ prompt: 'x', targetSize: { width: 64, height: 64 } })).toThrow(TypeError);
+    expect(() => sd1.generate({ prompt: 'x', cropCoords: { left: 0, top: 0 } })).toThrow(TypeError);
+    expect(() => model.generate({ prompt: 'x', originalSize: { width: 0, height: 64 } })).toThrow(RangeError);
+    expect(() => model.generate({ prompt: 'x', targetSize: { width: 64, height: -1 } })).toThrow(RangeError);
+    expect(() => model.generate({ prompt: 'x', cropCoords: { left: -1, top: 0 } })).toThrow(RangeError);
+    expect(() => model.generate({ prompt: 'x', originalSize: { width: 64, height: 64, depth: 1 } as never })).toThrow(TypeError);
+    expect(() => model.generate({ prompt: 'x', cropCoords: { x: 0, y: 0 } as never })).toThrow(TypeError);
+    expect(() => model.generate({ prompt: 'x', originalSize: 1024 as never })).toThrow(TypeError);
+  });
+});
