@@ -323,7 +323,10 @@ const SDCPP_SECOND_ENCODER = 'cond_stage_model.1.transformer.';
 const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'cond_stage_model.transformer.', widths: HF_WIDTH, what: 'CLIP ViT-L/14',
-    read: (w, second) => (w === 768 ? { slot: 'textEncoder', fits: fits(second ? 'sdxl' : 'sd1') } : undefined),
+    // stable-diffusion.cpp's naming also puts SD2.x's OpenCLIP ViT-H here, with HF names (1024).
+    read: (w, second) => w === 768 ? { slot: 'textEncoder', fits: fits(second ? 'sdxl' : 'sd1') }
+      : w === 1024 ? { slot: 'textEncoder', fits: fits('sd2') }
+      : undefined,
   },
   {
     prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',

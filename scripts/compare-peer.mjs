@@ -30,7 +30,9 @@ export function runPeer(bin, o, out) {
     '-m', o.model, '-p', o.prompt, '-n', o.negativePrompt ?? '', '-W', String(o.width), '-H', String(o.height),
     '--steps', String(o.steps), '--cfg-scale', String(o.cfgScale), '--sampling-method', o.sampler,
     '--scheduler', o.scheduler ?? 'discrete', '-s', String(o.seed), '--rng', o.rng ?? 'cuda',
-    '-t', String(o.threads), '--clip-skip', String(o.clipSkip ?? 1), '-o', out, ...(o.peerArgs ?? []),
+    '-t', String(o.threads), '-o', out,
+    // Without clipSkip the peer picks its family default (1 for SD1.x, 2 for SD2.x and SDXL), as sdnode does.
+    ...(o.clipSkip ? ['--clip-skip', String(o.clipSkip)] : []), ...(o.peerArgs ?? []),
   ];
   const timed = existsSync('/usr/bin/time');
   const [cmd, argv] = timed ? ['/usr/bin/time', ['-v', bin, ...args]] : [bin, args];
