@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// Image parity with stable-diffusion.cpp: runs each case with sdnode and with a peer `sd-cli`
+// binary (built by you, outside this repository) on the same file and settings, and prints the
+// PSNR between the two images. Cases: txt2img with euler_a, dpm++2m + karras, a non-square
+// size, a weighted prompt with a negative prompt, and img2img from a photo of ../shared/data.
+//   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v]
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { loadModel, readImage, writeImage } from '../dist/index.js';
+import { imageDiff, runPeer } from '../scripts/compare-peer.mjs';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    peer: { type: 'string' },
+    cases: { type: 'string' },
+    steps: { type: 'string', default: '2' },
+    threads: { type: 'string', default: '2' },
+    prediction: { type: 'string' },
+  },
+});
+if (!values.model || !values.peer) throw new Error('usage: node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases names] [--steps N]');
+const steps = Number(values.steps), threads = Number(values.threads);
+const photo = fileURLToPath(new URL('../../shared/data/images/chelsea.png', import.meta.url));
+const base = { prompt: 'a lovely cat', negativePrompt: '', width: 512, height: 512, steps, cfgScale: 7, sampler: 'euler_a', scheduler: 'discrete', seed: 42, rng: 'cuda' };
+const CASES = {
+  euler_a: {},
+  'dpm++2m-karras': { sampler: 'dpm++2m', scheduler: 'karras' },
+  'non-square': { width: 640, height: 448 },
+  weighted: { prompt: '(masterpiece:1.2) a lovely cat, [blurry]', negativePrompt: 'ugly, lowres' },
+  img2img: { init: photo, strength: 0.6 },
+};
+const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
+const dir = mkdtempSync(join(tmpdir(), 'sdnode-parity-'));
+const model = await loadModel(values.model, { device: 'cpu', threads });
+const prediction = values.prediction === 'v' ? 'v' : values.prediction === 'eps' ? 'epsilon' : undefined;
+console.log(`parity with ${values.peer} on ${values.model} (${model.info.family}), ${steps} steps, seed 42\n`);
+console.log('| case | size | sampler | PSNR dB | max abs diff |');
+console.log('|---|---|---|---|---|');
+for (const name of names) {
+  const c = { ...base, ...CASES[name] };
+  if (!CASES[name]) throw new Error(`unknown case ${name}`);
+  let initImage, initPath;
+  if (c.init) {
+    // The init image at the job's size for both tools, so neither resizes it its own way.
+    const { default: sharp } = await import('sharp');
+    initPath = join(dir, `${name}-init.png`);
+    await sharp(c.init).removeAlpha().resize(c.width, c.height, { fit: 'fill' }).png().toFile(initPath);
+    initImage = await readImage(initPath);
+  }
+  const { init, strength, ...options } = c;
+  const ours = await model.generate({ ...options, ...(prediction ? { prediction } : {}), ...(initImage ? { initImage, strength } : {}) });
+  const oursPath = join(dir, `${name}-sdnode.png`);
+  await writeImage(oursPath, ours.images[0]);
+  const peerPath = join(dir, `${name}-peer.png`);
+  const peerArgs = ['--eager-load', ...(initPath ? ['-i', initPath, '--strength', String(strength)] : []), ...(values.prediction ? ['--prediction', values.prediction] : [])];
+  await runPeer(values.peer, { ...options, model: values.model, threads, peerArgs }, peerPath);
+  const d = imageDiff(await readImage(oursPath), await readImage(peerPath));
+  console.log(`| ${name} | ${c.width}×${c.height} | ${c.sampler}${c.scheduler !== 'discrete' ? ` + ${c.scheduler}` : ''} | ${d.psnr.toFixed(2)} | ${d.maxDiff} |`);
+}
+await model.dispose();
+console.log(`\nimages: ${dir}`);
