@@ -660,6 +660,7 @@ export class Model implements AsyncDisposable {
       // Previews travel only with progress events: without onProgress none are made.
       preview: onProgress ? preview : 'none',
       previewInterval,
+      latentFormat: family === 'sdxl' ? ('sdxl' as const) : ('sd' as const),
       ...(onProgress && preview === 'tae' ? { tae: this.#taeNative } : {}),
       ...(vae === 'tae' ? { taeDecoder: this.#taeNative } : {}),
       ...(taeTiling ? { taeTiling } : {}),

@@ -149,6 +149,8 @@ export interface NativeGenerateParams {
   preview?: 'none' | 'latent2rgb' | 'tae';
   /** Sampler steps between previews (each image's last step has one too), ≥ 1. */
   previewInterval?: number;
+  /** Whose latent space 'latent2rgb' projects: 'sd' (SD1.x/SD2.x, default) or 'sdxl'. */
+  latentFormat?: 'sd' | 'sdxl';
   /** The TAESD decoder for 'tae' previews. */
   tae?: NativeAutoencoder;
   /** Decode with this TAESD decoder instead of the model's VAE. */

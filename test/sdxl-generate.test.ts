@@ -277,3 +277,78 @@ describe('SDXL generate (tiny-sdxl, CPU)', () => {
     expect(() => model.generate({ prompt: 'x', originalSize: 1024 as never })).toThrow(TypeError);
   });
 });
+
+describe('SDXL latent2rgb previews', () => {
+  // stable-diffusion.cpp's SDXL projection (latent-preview.h): rgb = Σ latent·w + bias, in [-1, 1].
+  const W = [
+    [0.258303, 0.27764, 0.329699],
+    [-0.299701, 0.105446, 0.014194],
+    [0.050522, 0.186163, -0.143257],
+    [-0.211938, -0.149892, -0.080036],
+  ];
+  const BIAS = [0.144381, -0.033313, 0.007061];
+  const SD1_W = [
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+  ];
+  /** The preview of a planar latent with one factor set, 8×8 pixels per cell. */
+  function project(latent: { width: number; height: number; data: Float32Array }, w: number[][], bias: number[]): Uint8Array {
+    const cells = latent.width * latent.height, out = new Uint8Array(cells * 64 * 3), width = latent.width * 8;
+    for (let y = 0; y < latent.height * 8; y++)
+      for (let x = 0; x < width; x++) {
+        const i = (y >> 3) * latent.width + (x >> 3);
+        for (let c = 0; c < 3; c++) {
+          let v = bias[c]!;
+          for (let l = 0; l < LATENT_CHANNELS; l++) v += latent.data[l * cells + i]! * w[l]![c]!;
+          out[(y * width + x) * 3 + c] = Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
+        }
+      }
+    return out;
+  }
+
+  it("'latent2rgb' of the final latent uses SDXL's factors, not SD1.x's", async () => {
+    const tokens = (text: string) => {
+      const p = encodePrompt(tok, text);
+      return { ids: p.ids, ids2: zeroAfterEos(p.ids, 77), weights: p.weights, windows: p.chunkCount };
+    };
+    const events: Array<{ step: number; preview?: { data: Uint8Array } }> = [];
+    const r = await parts.generate(
+      {
+        prompt: tokens('a lovely cat'), negative: tokens('blurry'), empty: tokens(''),
+        textEncoders: [
+          { heads: heads.clip.numHeads, quickGelu: true, clipSkip: 2, finalNorm: false },
+          { prefix: TEXT2_PREFIX, heads: heads.clip2.numHeads, quickGelu: false, clipSkip: 2, finalNorm: false, pooled: true },
+        ],
+        size: { originalWidth: 64, originalHeight: 32, cropLeft: 0, cropTop: 0, targetWidth: 64, targetHeight: 32 },
+        unetHeads: 0, unetHeadDim: heads.unet.headDim, prediction: 'epsilon', width: 64, height: 32, steps: 2, sampler: 'euler',
+        scheduler: 'discrete', cfgScale: 7, vaeScale: SDXL_VAE_SCALE, seed: 11n, rng: 'cuda', batchCount: 1, decode: false,
+        preview: 'latent2rgb', previewInterval: 1, latentFormat: 'sdxl',
+      },
+      (p) => events.push(p),
+    ).promise;
+    const latent = r.latents[0]!;
+    const last = events.at(-1)!.preview!.data;
+    const expected = project(latent, W, BIAS);
+    let off = 0;
+    for (let i = 0; i < expected.length; i++) off = Math.max(off, Math.abs(last[i]! - expected[i]!));
+    expect(off).toBeLessThanOrEqual(1);
+    // SD1.x's factors would give another picture.
+    const sd1 = project(latent, SD1_W, [0, 0, 0]);
+    let differs = 0;
+    for (let i = 0; i < sd1.length; i++) differs += Math.abs(last[i]! - sd1[i]!) > 2 ? 1 : 0;
+    expect(differs / sd1.length).toBeGreaterThan(0.2);
+  });
+
+  it('an unknown latent format is refused', async () => {
+    const p = encodePrompt(tok, 'x');
+    const t = { ids: p.ids, weights: p.weights, windows: p.chunkCount };
+    const params = {
+      prompt: t, negative: t, empty: t, textEncoders: [{ heads: heads.clip.numHeads, quickGelu: true, clipSkip: 1 }], unetHeads: 0, unetHeadDim: 32,
+      prediction: 'epsilon', width: 32, height: 32, steps: 1, sampler: 'euler', scheduler: 'discrete', cfgScale: 7, vaeScale: 0.18215,
+      seed: 1n, rng: 'cuda', batchCount: 1, decode: false, preview: 'latent2rgb', latentFormat: 'flux',
+    };
+    await expect(parts.generate(params as never).promise).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+});

@@ -415,6 +415,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   // Live previews: 'none' | 'latent2rgb' | 'tae' (the engine checks), every previewInterval steps.
   p.preview.method = get_string(o, "preview", false);
   p.preview.interval = get_int(o, "previewInterval", 1);
+  p.preview.latent_format = get_string(o, "latentFormat", false);
   p.preview.tae = NativeAutoencoder::Shared(o.Get("tae"));
   p.tae_decoder = NativeAutoencoder::Shared(o.Get("taeDecoder"));
   std::shared_ptr<sdn::Model> engine = engine_;

@@ -17,14 +17,18 @@ struct PreviewParams {
   // "tae": the tiny autoencoder's decoder (needs `tae`).
   std::string method = "none";
   int interval = 1;                       // sampler steps between previews, >= 1
+  std::string latent_format = "sd";       // whose latent space latent2rgb reads: "sd" (SD1.x/2.x) or "sdxl"
   std::shared_ptr<TinyAutoencoder> tae;   // a decoder taking the sampler's (scaled) latents
 };
 
-// The SD1.x latent (as the sampler holds it, scaled) -> 8-bit RGB of 8× its size: each cell's
-// RGB in [-1, 1] is a fixed linear map of its 4 channels, then (v + 1) / 2 clamped to [0, 1]
+// A 4-channel latent (as the sampler holds it, scaled) -> 8-bit RGB of 8× its size: each cell's
+// RGB in [-1, 1] is a fixed affine map of its 4 channels, per latent space, then (v + 1) / 2 clamped to [0, 1]
 // and rounded. Upscaled by nearest neighbour: each cell becomes an 8×8 block, which costs
 // nothing and shows exactly what the projection gives (the preview is a rough guide anyway).
-Image latent2rgb(const Latent& latent);
+enum class LatentFormat { Sd, Sdxl };
+// "sd" (or empty) / "sdxl"; InvalidArgument otherwise.
+LatentFormat parse_latent_format(const std::string& name);
+Image latent2rgb(const Latent& latent, LatentFormat format = LatentFormat::Sd);
 
 // Used by the sampler loop of one job. Checks its params on construction (InvalidArgument).
 class PreviewMaker {
@@ -42,6 +46,7 @@ class PreviewMaker {
   enum class Method { None, Latent2Rgb, Tae };
   Method method_ = Method::None;
   int interval_ = 1;
+  LatentFormat format_ = LatentFormat::Sd;
   std::shared_ptr<TinyAutoencoder> tae_;
 };
 
