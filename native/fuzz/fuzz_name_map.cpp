@@ -1,5 +1,8 @@
-// libFuzzer target for the name planner: the input is a tensor index, one tensor per line as
-// "<name>\t<dim>,<dim>,...". Every component's plan must either succeed — internal names
+// libFuzzer target for the name planner: the input's first byte picks the component planned and
+// whether EMA weights are asked for (one plan per input, so the fuzzer can spend its executions
+// where the coverage is); the rest is a tensor index, one tensor per line as
+// "<name>\t<dim>,<dim>,..." (scripts/generator/name-index.mjs writes seeds for every choice).
+// The plan must either succeed — internal names
 // unique, every source in the index, shapes holding the source's element count (RowSlice: a
 // block of its rows) — and apply to a store of those tensors, or fail with ModelFormat. Any
 // other outcome (another error, a foreign exception, a sanitizer report) is a finding.
@@ -63,55 +66,54 @@ int64_t numel_capped(const std::vector<int64_t>& shape) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<sdn::TensorInfo> index = parse_index(data, size);
+  if (size == 0) return 0;
+  const sdn::Component components[] = {sdn::Component::Checkpoint, sdn::Component::Unet, sdn::Component::Vae,
+                                       sdn::Component::TextEncoder, sdn::Component::TextEncoder2};
+  const sdn::Component component = components[(data[0] >> 1) % 5];
+  const bool ema = data[0] & 1;
+  std::vector<sdn::TensorInfo> index = parse_index(data + 1, size - 1);
   std::map<std::string, const sdn::TensorInfo*> by_name;
   for (const auto& t : index) {
     if (!by_name.emplace(t.name, &t).second) return 0;  // a file never has two tensors of one name
   }
-  // One store for every plan: tensors hold zeroed f16 data of their shapes (those small enough).
-  sdn::TensorStore in;
-  bool applicable = true;  // false when the store itself refuses the index (ModelFormat)
   try {
-    for (const auto& t : index) {
-      const int64_t n = numel_capped(t.shape);
-      if (n < 0) continue;
-      sdn::TensorInfo copy = t;
-      copy.nbytes = static_cast<size_t>(n) * 2;
-      uint8_t* bytes = in.own_buffer(copy.nbytes);
-      std::memset(bytes, 0, copy.nbytes);
-      copy.data = bytes;
-      in.add(copy);
+    sdn::NamePlan plan = sdn::plan_names(component, index, sdn::NameMapOptions{ema});
+    std::set<std::string> seen;
+    bool small = true;
+    for (const auto& m : plan.tensors) {
+      if (!seen.insert(m.name).second) std::abort();            // duplicate internal name
+      auto source = by_name.find(m.source);
+      if (source == by_name.end()) std::abort();                // a source not in the file
+      if (numel_capped(source->second->shape) < 0) small = false;
     }
-  } catch (const sdn::Error& e) {
-    if (e.code() != sdn::ErrorCode::ModelFormat) std::abort();
-    applicable = false;
-  }
-  const sdn::Component components[] = {sdn::Component::Checkpoint, sdn::Component::Unet, sdn::Component::Vae,
-                                       sdn::Component::TextEncoder, sdn::Component::TextEncoder2};
-  for (sdn::Component c : components) {
-    for (bool ema : {false, true}) {
+    if (small) {
+      // A store of the index's tensors holding zeroed f16 data of their shapes.
+      sdn::TensorStore in;
       try {
-        sdn::NamePlan plan = sdn::plan_names(c, index, sdn::NameMapOptions{ema});
-        std::set<std::string> seen;
-        bool small = true;
-        for (const auto& m : plan.tensors) {
-          if (!seen.insert(m.name).second) std::abort();            // duplicate internal name
-          auto source = by_name.find(m.source);
-          if (source == by_name.end()) std::abort();                // a source not in the file
-          if (numel_capped(source->second->shape) < 0) small = false;
-        }
-        if (!small || !applicable) continue;
-        sdn::TensorStore out;
-        sdn::apply_name_plan(plan, in, out);
-        for (const auto& m : plan.tensors) {
-          const sdn::TensorInfo* t = out.find(m.name);
-          if (!t || t->shape != m.shape) std::abort();
-          if (t->nbytes != static_cast<size_t>(t->numel()) * 2) std::abort();
+        for (const auto& t : index) {
+          const int64_t n = numel_capped(t.shape);
+          if (n < 0) continue;
+          sdn::TensorInfo copy = t;
+          copy.nbytes = static_cast<size_t>(n) * 2;
+          uint8_t* bytes = in.own_buffer(copy.nbytes);
+          std::memset(bytes, 0, copy.nbytes);
+          copy.data = bytes;
+          in.add(copy);
         }
       } catch (const sdn::Error& e) {
         if (e.code() != sdn::ErrorCode::ModelFormat) std::abort();
+        return 0;  // the store itself refuses the index
+      }
+      sdn::TensorStore out;
+      sdn::apply_name_plan(plan, in, out);
+      for (const auto& m : plan.tensors) {
+        const sdn::TensorInfo* t = out.find(m.name);
+        if (!t || t->shape != m.shape) std::abort();
+        if (t->nbytes != static_cast<size_t>(t->numel()) * 2) std::abort();
       }
     }
+  } catch (const sdn::Error& e) {
+    if (e.code() != sdn::ErrorCode::ModelFormat) std::abort();
   }
   return 0;
 }

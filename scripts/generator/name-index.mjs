@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Writes tensor indexes ("<name>\t<dim>,<dim>\n" per tensor) of the generator's models in LDM
-// and diffusers naming, as seed inputs for the name planner's fuzz target.
+// and diffusers naming, as seed inputs for the name planner's fuzz target: each index once per
+// plan the target can make, its first byte choosing (native/fuzz/fuzz_name_map.cpp: component
+// (byte >> 1) % 5, EMA byte & 1).
 //   node scripts/generator/name-index.mjs OUT_DIR
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,12 +13,16 @@ import { diffusersTensors } from './diffusers-layout.mjs';
 const out = process.argv[2];
 if (!out) throw new Error('usage: name-index.mjs OUT_DIR');
 mkdirSync(out, { recursive: true });
-const index = (tensors) => tensors.map((t) => `${t.name}\t${t.shape.join(',')}\n`).join('');
+const PLANS = 10;
+const text = (tensors) => tensors.map((t) => `${t.name}\t${t.shape.join(',')}\n`).join('');
+/** The index as one seed per plan: `<name>-p<k>.txt`, its first byte k. */
+function writeSeeds(name, tensors) {
+  const body = Buffer.from(text(tensors));
+  for (let k = 0; k < PLANS; k++) writeFileSync(join(out, `${name}-p${k}.txt`), Buffer.concat([Buffer.of(k), body]));
+}
 for (const preset of ['tiny', 'tiny-inpaint']) {
-  writeFileSync(join(out, `${preset}-ldm.txt`), index(tensorSpecs(PRESETS[preset])));
-  for (const [component, tensors] of Object.entries(diffusersTensors(PRESETS[preset]))) {
-    writeFileSync(join(out, `${preset}-diffusers-${component}.txt`), index(tensors));
-  }
+  writeSeeds(`${preset}-ldm`, tensorSpecs(PRESETS[preset]));
+  for (const [component, tensors] of Object.entries(diffusersTensors(PRESETS[preset]))) writeSeeds(`${preset}-diffusers-${component}`, tensors);
 }
 // SD2.x (OpenCLIP names) and SDXL (conditioner.embedders.*, label_emb) in LDM naming.
-for (const preset of ['tiny-sd2', 'tiny-sdxl']) writeFileSync(join(out, `${preset}-ldm.txt`), index(tensorSpecs(PRESETS[preset])));
+for (const preset of ['tiny-sd2', 'tiny-sdxl']) writeSeeds(`${preset}-ldm`, tensorSpecs(PRESETS[preset]));
