@@ -280,6 +280,9 @@ interface Architecture {
   vaeScale: number;
 }
 
+/** stable-diffusion.cpp's conv scale for SDXL's VAE (set_conv2d_scale(1/32)). */
+const SDXL_VAE_CONV_INPUT_SCALE = 1 / 32;
+
 /** Internal name prefix of SDXL's second text encoder (native/engine/io/name_map_internal.h). */
 const TEXT_ENCODER_2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
 /** Tokens per window: BOS, 75 tokens, EOS. */
@@ -490,6 +493,10 @@ export class Model implements AsyncDisposable {
     this.#taeNative = taeNative;
     const raw = handle.info();
     const detection = detectModel(handle.weights(), extras.metadata);
+    // SDXL's own VAE makes activations past f16's range where its kernels are f16: scaled by
+    // 1/32 around every convolution, as stable-diffusion.cpp does. A separate VAE file (the
+    // fp16-fix VAE) needs none.
+    if (detection.family === 'sdxl' && !raw.sources.some((s) => s.component === 'vae')) handle.setVaeConvInputScale(SDXL_VAE_CONV_INPUT_SCALE);
     this.info = {
       ...detection,
       device: raw.device,

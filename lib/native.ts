@@ -218,6 +218,8 @@ export interface NativeModel {
   ): NativeJob<NativeLatent>;
   /** Compute-buffer bytes of one untiled pass over a width × height pixel image; null where that half of the VAE is missing. */
   vaeComputeBytes(width: number, height: number): { decode: number | null; encode: number | null };
+  /** Every VAE convolution's input times `scale`, its output divided again (f16 overflow); set right after load. */
+  setVaeConvInputScale(scale: number): void;
   dispose(): void;
 }
 

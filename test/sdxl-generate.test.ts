@@ -352,3 +352,48 @@ describe('SDXL latent2rgb previews', () => {
     await expect(parts.generate(params as never).promise).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });
+
+describe("SDXL's VAE in f16: inputs scaled around every convolution", () => {
+  // A latent whose values, divided by SDXL's scale factor, pass f16's 65504 at the decoder's
+  // first convolution: unscaled, the f16 unfolding makes them infinite.
+  const latent = { channels: 4, width: 4, height: 4, data: Float32Array.from({ length: 64 }, (_, i) => (i % 2 ? 1 : -1) * (9000 + 37 * i)) };
+
+  it('stays finite and matches the f32 file, where the unscaled f16 decode breaks', async () => {
+    const f16Path = join(dir, 'tiny-sdxl-f16.safetensors');
+    await generateModel({ out: f16Path, preset: 'tiny-sdxl', dtype: 'f16', seed: 3 });
+    const load = (path: string) => native().NativeModel.load({ model: path, ema: false, device: 'cpu', threads: 2, weightType: '' }).promise;
+    const [f16, f32] = [await load(f16Path), await load(sdxlPath)];
+    try {
+      const decode = (m: NativeModel) => m.decodeLatent(latent, SDXL_VAE_SCALE).promise;
+      // f32 kernels unfold in f32: the reference, with or without the scale.
+      const reference = await decode(f32);
+      const unscaled = await decode(f16);
+      f16.setVaeConvInputScale(1 / 32);
+      const scaledImage = await decode(f16);
+      const ref = { ...reference, channels: 3 } as Image;
+      console.log(`SDXL f16 VAE vs f32: scaled ${psnr(scaledImage as Image, ref).toFixed(1)} dB, unscaled ${psnr(unscaled as Image, ref).toFixed(1)} dB`);
+      expect(psnr(scaledImage as Image, ref)).toBeGreaterThan(35);
+      expect(psnr(unscaled as Image, ref)).toBeLessThan(psnr(scaledImage as Image, ref) - 10);
+      expect(() => f16.setVaeConvInputScale(0)).toThrow(RangeError);
+    } finally {
+      f16.dispose();
+      f32.dispose();
+    }
+  }, 120_000);
+
+  it('lib/ sets it for SDXL files without a separate VAE', async () => {
+    // The loaded SDXL model decodes the same latent as the scaled native handle does.
+    const f16Path = join(dir, 'tiny-sdxl-f16.safetensors');
+    const m = await loadModel(f16Path, cpu);
+    try {
+      const viaLib = await m.decodeLatent(latent);
+      const parts16 = await native().NativeModel.load({ model: f16Path, ema: false, device: 'cpu', threads: 2, weightType: '' }).promise;
+      parts16.setVaeConvInputScale(1 / 32);
+      const direct = await parts16.decodeLatent(latent, SDXL_VAE_SCALE).promise;
+      parts16.dispose();
+      expect(Buffer.compare(Buffer.from(viaLib.data), Buffer.from(direct.data))).toBe(0);
+    } finally {
+      await m.dispose();
+    }
+  }, 120_000);
+});

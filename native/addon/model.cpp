@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <cmath>
 #include <algorithm>
 #include <optional>
 
@@ -26,6 +27,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::EncodeImage>("encodeImage"),
                                         InstanceMethod<&NativeModel::VaeComputeBytes>("vaeComputeBytes"),
                                         InstanceMethod<&NativeModel::Generate>("generate"),
+                                        InstanceMethod<&NativeModel::SetVaeConvInputScale>("setVaeConvInputScale"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
                                     });
   data.model_ctor = Napi::Persistent(ctor);
@@ -440,6 +442,16 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
 }
 
 // Drops this object's hold on the model; a running job keeps its own until it settles.
+Napi::Value NativeModel::SetVaeConvInputScale(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sdn::Model& model = engine(env);
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setVaeConvInputScale(scale: number)");
+  const float scale = info[0].As<Napi::Number>().FloatValue();
+  if (!(scale > 0.0f) || !std::isfinite(scale)) throw Napi::RangeError::New(env, "the scale must be a positive finite number");
+  model.set_vae_conv_input_scale(scale);
+  return env.Undefined();
+}
+
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
   engine_.reset();
   return info.Env().Undefined();

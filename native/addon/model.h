@@ -50,6 +50,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // generate(params, onProgress) -> JobHandle<{ images, textEncodeMs, samplingMs, decodeMs }>
   // (params: see lib/native.ts NativeGenerateParams)
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  // (scale) the VAE convolutions' input scale (lib/ decides; set right after load).
+  Napi::Value SetVaeConvInputScale(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   sdn::Model& engine(Napi::Env env);

@@ -222,4 +222,32 @@ ggml_tensor* VaeDecoder::build(ggml_context* ctx, ggml_tensor* z) const {
   return x;
 }
 
+namespace {
+
+void scale_block(VaeResBlock& b, float scale) {
+  for (Conv2d* c : {&b.conv1, &b.conv2, &b.nin_shortcut}) c->input_scale = scale;
+}
+
+}  // namespace
+
+void VaeEncoder::scale_conv_inputs(float scale) {
+  for (Conv2d* c : {&conv_in_, &conv_out_, &quant_conv_}) c->input_scale = scale;
+  for (Level& l : levels_) {
+    for (VaeResBlock& b : l.blocks) scale_block(b, scale);
+    l.downsample.conv.input_scale = scale;
+  }
+  scale_block(mid_.block_1, scale);
+  scale_block(mid_.block_2, scale);
+}
+
+void VaeDecoder::scale_conv_inputs(float scale) {
+  for (Conv2d* c : {&post_quant_conv_, &conv_in_, &conv_out_}) c->input_scale = scale;
+  for (Level& l : levels_) {
+    for (VaeResBlock& b : l.blocks) scale_block(b, scale);
+    l.upsample.conv.input_scale = scale;
+  }
+  scale_block(mid_.block_1, scale);
+  scale_block(mid_.block_2, scale);
+}
+
 }  // namespace sdn

@@ -42,6 +42,8 @@ class VaeEncoder {
 
   // x [W, H, C_img, N] in [-1, 1], sides multiples of downscale() -> [W/f, H/f, 2·z, N]
   ggml_tensor* build(ggml_context* ctx, ggml_tensor* x) const;
+  // Every convolution's Conv2d::input_scale.
+  void scale_conv_inputs(float scale);
 
  private:
   Conv2d conv_in_;  // "encoder.conv_in.*"   [ch, C_img, 3, 3]
@@ -78,6 +80,8 @@ class VaeDecoder {
 
   // z [w, h, C_latent, N] (already divided by the scale factor) -> [w·f, h·f, C_img, N]
   ggml_tensor* build(ggml_context* ctx, ggml_tensor* z) const;
+  // Every convolution's Conv2d::input_scale.
+  void scale_conv_inputs(float scale);
 
  private:
   Conv2d post_quant_conv_;  // "post_quant_conv.*"  [z, embed, 1, 1] (optional)

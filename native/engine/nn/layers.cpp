@@ -50,6 +50,7 @@ ggml_tensor* conv_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, int st
 
 ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
   ggml_tensor* w = conv.weight;  // [KW, KH, IC, OC]
+  if (conv.input_scale != 1.0f) x = ggml_scale(ctx, x, conv.input_scale);
   const ggml_type col_type = w->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   const int s = conv.stride;
   const int64_t ow = (x->ne[0] + 2 * pad - w->ne[0]) / s + 1, oh = (x->ne[1] + 2 * pad - w->ne[1]) / s + 1;
@@ -75,6 +76,7 @@ ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int p
     y = assembler.result();
   }
   y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));  // [OW, OH, OC, N]
+  if (conv.input_scale != 1.0f) y = ggml_scale(ctx, y, 1.0f / conv.input_scale);
   if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
   return y;
 }

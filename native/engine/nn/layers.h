@@ -13,6 +13,10 @@ struct Conv2d {
   ggml_tensor* weight = nullptr;  // [KW, KH, IC, OC]  <- "<prefix>.weight" [OC, IC, KH, KW]
   ggml_tensor* bias = nullptr;    // [OC]              <- "<prefix>.bias" (optional)
   int stride = 1;
+  // The input is multiplied by this before it is unfolded and the product divided by it again
+  // (before the bias): with f16 kernels the unfolded activations are f16, and SDXL's VAE makes
+  // activations past f16's 65504 (stable-diffusion.cpp's remedy scales them by 1/32). 1: none.
+  float input_scale = 1.0f;
 
   int64_t in_channels() const { return weight->ne[2]; }
   int64_t out_channels() const { return weight->ne[3]; }

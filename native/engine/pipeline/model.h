@@ -78,6 +78,10 @@ class Model {
   const ModelInfo& info() const { return info_; }
   const ModelWeights& weights() const { return *weights_; }
   const TensorStore& store() const { return opened_.store; }
+  // Conv2d::input_scale of every VAE convolution (lib/ sets 1/32 for SDXL's own VAE); 1: none.
+  // Set before any job runs.
+  void set_vae_conv_input_scale(float scale) { vae_conv_input_scale_ = scale; }
+  float vae_conv_input_scale() const { return vae_conv_input_scale_; }
   // The files' metadata, moved out: the engine reads none of it after loading, and a hostile
   // file's 200k entries should not be freed wherever the model ends (the JS thread).
   std::map<std::string, std::string> take_metadata() { return opened_.store.take_metadata(); }
@@ -121,6 +125,7 @@ class Model {
   std::unique_ptr<ModelWeights> weights_;
   ModelInfo info_;
   std::mutex mutex_;
+  float vae_conv_input_scale_ = 1.0f;
 };
 
 // Moments [mean..., logvar...] (as encode_image_moments returns them) -> a latent of the mean's
