@@ -362,10 +362,11 @@ const LAYOUT_FAMILY: ReadonlyMap<string, { slot: Slot; family: Family }> = new M
   [SDCPP_SECOND_ENCODER, { slot: 'textEncoder2', family: 'sdxl' }],
 ]);
 
-function scaledDown(e: LdmEncoder, width: number, second: boolean): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
+function scaledDown(e: LdmEncoder, width: number, second: boolean, openClip: boolean): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
   const known = LAYOUT_FAMILY.get(e.prefix);
   if (!known || [768, 1024, 1280].includes(width)) return undefined;
-  const family = e.prefix === 'cond_stage_model.transformer.' && second ? 'sdxl' : known.family;
+  // A loaded model's names no longer say which tower the first encoder was; its file's did.
+  const family = e.prefix !== 'cond_stage_model.transformer.' ? known.family : second ? 'sdxl' : openClip ? 'sd2' : known.family;
   return { slot: known.slot, fits: fits(family), why: `non-standard width ${width} (a scaled-down model?): ${family} by key layout` };
 }
 
@@ -385,7 +386,7 @@ const DIFFUSERS_WIDTHS: ReadonlyMap<number, { what: string; fits: ReadonlySet<Fa
 ]);
 const slotName = (slot: Slot) => (slot === 'textEncoder' ? 'text encoder' : 'second text encoder');
 
-function detectEncoders(idx: Index, notes: string[]): EncoderFound[] {
+function detectEncoders(idx: Index, notes: string[], openClip: boolean): EncoderFound[] {
   const found: EncoderFound[] = [];
   const second = idx.names(SDCPP_SECOND_ENCODER).length > 0;
   for (const e of LDM_ENCODERS) {
@@ -393,7 +394,7 @@ function detectEncoders(idx: Index, notes: string[]): EncoderFound[] {
     if (names.length === 0) continue;
     idx.claim(names);
     const w = firstDim(idx, e.prefix, e.widths);
-    const r = w ? e.read(w.value, second) ?? scaledDown(e, w.value, second) : undefined;
+    const r = w ? e.read(w.value, second) ?? scaledDown(e, w.value, second, openClip) : undefined;
     if (!w || !r) {
       const why = w ? `width ${w.value} from ${w.key} is not ${e.what}'s` : 'no embedding or final norm to read the width from';
       notes.push(`${e.prefix}* (${names.length} tensors): ${why}; not counted`);
@@ -522,6 +523,8 @@ function describeForeign(names: string[], metadata: Record<string, string> | und
 export function detectModel(
   tensors: ReadonlyArray<{ name: string; shape: number[] }>,
   metadata?: Record<string, string>,
+  /** A loaded model: its first text encoder came from OpenCLIP names (the load's source conventions). */
+  loaded?: { openClipTextEncoder: boolean },
 ): ModelDetection {
   const notes: string[] = [];
   const idx = new Index(tensors);
@@ -535,7 +538,7 @@ export function detectModel(
 
   const unet = detectUnet(idx, notes);
   const vae = detectVae(idx, notes);
-  const encoders = detectEncoders(idx, notes);
+  const encoders = detectEncoders(idx, notes, loaded?.openClipTextEncoder ?? false);
   const components = {
     unet: unet !== undefined,
     vae: vae !== undefined,

@@ -23,6 +23,7 @@ import {
   type NativeTokens,
   type NativeVaeTiling,
 } from './native.js';
+import { probePrediction } from './prediction-probe.js';
 import { secondEncoderIds, sizeConditioning, type CropCoords, type Size } from './sdxl-conditioning.js';
 import { resizeImage } from './resize.js';
 import { freeMemoryOn, resolveDevice } from './system.js';
@@ -93,7 +94,7 @@ export interface GenerateOptions {
   targetSize?: Size;
   /** SDXL: where the training crop started (crop_coords_top_left). Default { left: 0, top: 0 }. */
   cropCoords?: CropCoords;
-  /** What the UNet predicts. Default: the detected prediction, else 'epsilon'. */
+  /** What the UNet predicts. Default: what the file says; for SD2.x files that do not say, one probe evaluation of the UNet decides, as stable-diffusion.cpp's does; else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
   /** 'full' (default): the model's VAE; 'tae': the TAESD decoder given as `tae` to loadModel (much faster, approximate). */
   vae?: 'full' | 'tae';
@@ -477,6 +478,7 @@ export class Model implements AsyncDisposable {
   #vae?: VaeShape;
   #sizeMultiple?: number;
   #clipLayers?: number;
+  #probe?: Promise<'v' | 'epsilon'>;
   readonly #tae?: Autoencoder;
   /** The TAE's native handle: the engine decodes 'tae' previews with it inside the generate job. */
   readonly #taeNative?: NativeAutoencoder;
@@ -492,7 +494,8 @@ export class Model implements AsyncDisposable {
     this.#tae = tae;
     this.#taeNative = taeNative;
     const raw = handle.info();
-    const detection = detectModel(handle.weights(), extras.metadata);
+    const openClipTextEncoder = raw.sources.some((s) => ['textEncoder', 'checkpoint'].includes(s.component) && ['ldm-sd2', 'openclip'].includes(s.convention));
+    const detection = detectModel(handle.weights(), extras.metadata, { openClipTextEncoder });
     // SDXL's own VAE makes activations past f16's range where its kernels are f16: scaled by
     // 1/32 around every convolution, as stable-diffusion.cpp does. A separate VAE file (the
     // fp16-fix VAE) needs none.
@@ -604,9 +607,11 @@ export class Model implements AsyncDisposable {
         if (o[k] !== undefined) throw new TypeError(`options.${k} applies to SDXL models; this one is ${family}`);
     }
     const size = family === 'sdxl' ? sizeConditioning(o, width, height) : undefined;
-    const prediction = o.prediction === undefined
-      ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
-      : checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const);
+    // Given, else what the file says, else (SD2.x, whose 512 and 768-v files look alike) the probe's answer.
+    const prediction: 'epsilon' | 'v' | undefined = o.prediction !== undefined
+      ? checkEnum('options.prediction', o.prediction, ['epsilon', 'v'] as const)
+      : this.info.prediction !== 'unknown' ? (this.info.prediction === 'v' ? 'v' : 'epsilon')
+      : family === 'sd2' ? undefined : 'epsilon';
     const vae = o.vae === undefined ? 'full' : checkEnum('options.vae', o.vae, ['full', 'tae'] as const);
     const vaeTilingOption = checkVaeTilingOption(o.vaeTiling);
     if (vae === 'tae' && !this.#taeNative) throw new TypeError("options.vae 'tae' needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })");
@@ -650,7 +655,6 @@ export class Model implements AsyncDisposable {
       // SDXL without a negative prompt conditions on zeros, as stable-diffusion.cpp and sgm do.
       zeroNegative: family === 'sdxl' && negativePrompt === '',
       ...(size ? { size } : {}),
-      prediction,
       width,
       height,
       steps,
@@ -672,15 +676,19 @@ export class Model implements AsyncDisposable {
       ...(vae === 'tae' ? { taeDecoder: this.#taeNative } : {}),
       ...(taeTiling ? { taeTiling } : {}),
     };
-    // The init image and mask are stretched to the job's size in the job's turn, so the queue keeps its order.
+    // The init image and mask are stretched to the job's size, and the prediction probed, in the job's turn, so the queue keeps its order.
     const start = (progress?: (p: NativeProgress) => void) =>
-      initImage
+      initImage || !prediction
         ? afterPreparation(
-            Promise.all([resizeImage(initImage, width, height), mask && resizeImage(mask, width, height)]).then(
-              ([i, m]) => () => this.#native.generate({ ...params, initImage: i, ...(m ? { mask: m } : {}) }, progress),
+            Promise.all([
+              prediction ?? this.#probedPrediction(arch),
+              initImage && resizeImage(initImage, width, height),
+              mask && resizeImage(mask, width, height),
+            ]).then(
+              ([p, i, m]) => () => this.#native.generate({ ...params, prediction: p, ...(i ? { initImage: i } : {}), ...(m ? { mask: m } : {}) }, progress),
             ),
           )
-        : this.#native.generate(params, progress);
+        : this.#native.generate({ ...params, prediction }, progress);
     return this.#queue.run(start, { signal, onProgress }).then((r) => ({
       images: r.images as Array<Image & { channels: 3 }>,
       seed: reported,
@@ -811,6 +819,16 @@ export class Model implements AsyncDisposable {
     if (shapes.has(`${VAE_PREFIX}encoder.conv_in.weight`) && down > 0) vae.encoder = { scale: 2 ** (down - 1) };
     this.#vae = vae;
     return vae;
+  }
+
+  /** The probe's answer for an SD2.x file that does not say its prediction (lib/prediction-probe.ts), made once. */
+  #probedPrediction(arch: Architecture): Promise<'v' | 'epsilon'> {
+    this.#probe ??= probePrediction(this.#native, {
+      inChannels: this.info.unetInChannels ?? 4,
+      contextDim: this.info.contextDim ?? 1024,
+      heads: arch.unetHeads ? { heads: arch.unetHeads } : { headDim: arch.unetHeadDim },
+    });
+    return this.#probe;
   }
 
   /** What shapes cannot tell, from the model's metadata or its family. */
