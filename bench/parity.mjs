@@ -32,6 +32,9 @@ const CASES = {
   'dpm++2m-karras': { sampler: 'dpm++2m', scheduler: 'karras' },
   'non-square': { width: 640, height: 448 },
   weighted: { prompt: '(masterpiece:1.2) a lovely cat, [blurry]', negativePrompt: 'ugly, lowres' },
+  // The two halves of 'weighted' on their own.
+  'weights-only': { prompt: '(masterpiece:1.2) a lovely cat, [blurry]' },
+  'negative-only': { prompt: 'a lovely cat', negativePrompt: 'ugly, lowres' },
   img2img: { init: photo, strength: 0.6 },
 };
 const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
