@@ -312,33 +312,51 @@ const OPENCLIP_WIDTH = [
 //  - SDXL as stable-diffusion.cpp names it (its GGUF files, and a loaded model's weights):
 //           `cond_stage_model.transformer.*` and `cond_stage_model.1.transformer.*`, HF names
 //           inside; the first is SD1.x's place, so the second decides.
+/** What else the file (or the load) says, which some places' meaning depends on. */
+interface EncoderContext {
+  /** A second encoder at cond_stage_model.1.transformer. (stable-diffusion.cpp's SDXL naming). */
+  second: boolean;
+  /** A loaded model whose first encoder came from OpenCLIP names. */
+  openClip: boolean;
+}
 interface LdmEncoder {
   prefix: string;
   widths: ReadonlyArray<readonly [string, number]>;
   what: string;
-  /** The slot and families a width means here (`second`: the file has a second encoder at cond_stage_model.1.); undefined for a width this place never has. */
-  read(width: number, second: boolean): { slot: Slot; fits: ReadonlySet<Family>; why?: string } | undefined;
+  /** The slot and families a width means here; undefined for a width this place never has. */
+  read(width: number, ctx: EncoderContext): { slot: Slot; fits: ReadonlySet<Family>; why?: string } | undefined;
+  /**
+   * Where the key layout alone names the family, a width no released model has (a scaled-down
+   * generated model) still counts, by structure; the note says so. Absent: it does not.
+   */
+  layout?(ctx: EncoderContext): { slot: Slot; family: Family };
 }
 const SDCPP_SECOND_ENCODER = 'cond_stage_model.1.transformer.';
 const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'cond_stage_model.transformer.', widths: HF_WIDTH, what: 'CLIP ViT-L/14',
     // stable-diffusion.cpp's naming also puts SD2.x's OpenCLIP ViT-H here, with HF names (1024).
-    read: (w, second) => w === 768 ? { slot: 'textEncoder', fits: fits(second ? 'sdxl' : 'sd1') }
+    read: (w, ctx) => w === 768 ? { slot: 'textEncoder', fits: fits(ctx.second ? 'sdxl' : 'sd1') }
       : w === 1024 ? { slot: 'textEncoder', fits: fits('sd2') }
       : undefined,
+    // SD1.x's place; SDXL's first encoder beside a second; SD2.x's when a loaded model's file
+    // named it as OpenCLIP (the loaded names no longer say which tower it was).
+    layout: (ctx) => ({ slot: 'textEncoder', family: ctx.second ? 'sdxl' : ctx.openClip ? 'sd2' : 'sd1' }),
   },
   {
     prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',
     read: (w) => (w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl') } : undefined),
+    layout: () => ({ slot: 'textEncoder2', family: 'sdxl' }),
   },
   {
     prefix: 'cond_stage_model.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP ViT-H/14',
     read: (w) => (w === 1024 ? { slot: 'textEncoder', fits: fits('sd2') } : undefined),
+    layout: () => ({ slot: 'textEncoder', family: 'sd2' }),
   },
   {
     prefix: 'conditioner.embedders.0.transformer.', widths: HF_WIDTH, what: 'CLIP ViT-L/14 (SDXL first encoder)',
     read: (w) => (w === 768 ? { slot: 'textEncoder', fits: fits('sdxl') } : undefined),
+    layout: () => ({ slot: 'textEncoder', family: 'sdxl' }),
   },
   {
     prefix: 'conditioner.embedders.0.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP',
@@ -349,25 +367,14 @@ const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'conditioner.embedders.1.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',
     read: (w) => (w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl') } : undefined),
+    layout: () => ({ slot: 'textEncoder2', family: 'sdxl' }),
   },
 ];
 
-// Where the key layout alone names the family, a width no released model has (a scaled-down
-// generated model) still counts, by structure; the note says so.
-const LAYOUT_FAMILY: ReadonlyMap<string, { slot: Slot; family: Family }> = new Map([
-  ['cond_stage_model.transformer.', { slot: 'textEncoder', family: 'sd1' }],
-  ['cond_stage_model.model.', { slot: 'textEncoder', family: 'sd2' }],
-  ['conditioner.embedders.0.transformer.', { slot: 'textEncoder', family: 'sdxl' }],
-  ['conditioner.embedders.1.model.', { slot: 'textEncoder2', family: 'sdxl' }],
-  [SDCPP_SECOND_ENCODER, { slot: 'textEncoder2', family: 'sdxl' }],
-]);
-
-function scaledDown(e: LdmEncoder, width: number, second: boolean, openClip: boolean): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
-  const known = LAYOUT_FAMILY.get(e.prefix);
-  if (!known || [768, 1024, 1280].includes(width)) return undefined;
-  // A loaded model's names no longer say which tower the first encoder was; its file's did.
-  const family = e.prefix !== 'cond_stage_model.transformer.' ? known.family : second ? 'sdxl' : openClip ? 'sd2' : known.family;
-  return { slot: known.slot, fits: fits(family), why: `non-standard width ${width} (a scaled-down model?): ${family} by key layout` };
+function scaledDown(e: LdmEncoder, width: number, ctx: EncoderContext): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
+  if (!e.layout || [768, 1024, 1280].includes(width)) return undefined;
+  const { slot, family } = e.layout(ctx);
+  return { slot, fits: fits(family), why: `non-standard width ${width} (a scaled-down model?): ${family} by key layout` };
 }
 
 // Diffusers / transformers CLIPTextModel files: `text_encoder/` (CLIP ViT-L 768 for SD1.x and
@@ -388,13 +395,13 @@ const slotName = (slot: Slot) => (slot === 'textEncoder' ? 'text encoder' : 'sec
 
 function detectEncoders(idx: Index, notes: string[], openClip: boolean): EncoderFound[] {
   const found: EncoderFound[] = [];
-  const second = idx.names(SDCPP_SECOND_ENCODER).length > 0;
+  const ctx: EncoderContext = { second: idx.names(SDCPP_SECOND_ENCODER).length > 0, openClip };
   for (const e of LDM_ENCODERS) {
     const names = idx.names(e.prefix);
     if (names.length === 0) continue;
     idx.claim(names);
     const w = firstDim(idx, e.prefix, e.widths);
-    const r = w ? e.read(w.value, second) ?? scaledDown(e, w.value, second, openClip) : undefined;
+    const r = w ? e.read(w.value, ctx) ?? scaledDown(e, w.value, ctx) : undefined;
     if (!w || !r) {
       const why = w ? `width ${w.value} from ${w.key} is not ${e.what}'s` : 'no embedding or final norm to read the width from';
       notes.push(`${e.prefix}* (${names.length} tensors): ${why}; not counted`);
