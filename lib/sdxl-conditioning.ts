@@ -4,7 +4,7 @@
  * second encoder (OpenCLIP bigG) reads.
  */
 import type { NativeSizeConditioning } from './native.js';
-import { checkInteger, checkObject } from './validate.js';
+import { checkInteger, checkKeys, checkObject } from './validate.js';
 
 /** A size in pixels (SDXL's originalSize / targetSize). */
 export interface Size {
@@ -21,19 +21,11 @@ export interface CropCoords {
 /** The largest side a size conditioning takes: far past any training resolution. */
 const MAX_CONDITIONING_SIDE = 65536;
 
-function checkSize(what: string, value: unknown): Size {
-  const o = checkObject(what, value) as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (k !== 'width' && k !== 'height') throw new TypeError(`${what} has an unknown key '${k}': it takes width and height`);
-  return {
-    width: checkInteger(`${what}.width`, o.width, 1, MAX_CONDITIONING_SIDE),
-    height: checkInteger(`${what}.height`, o.height, 1, MAX_CONDITIONING_SIDE),
-  };
-}
-
-function checkCrop(what: string, value: unknown): CropCoords {
-  const o = checkObject(what, value) as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (k !== 'left' && k !== 'top') throw new TypeError(`${what} has an unknown key '${k}': it takes left and top`);
-  return { left: checkInteger(`${what}.left`, o.left, 0, MAX_CONDITIONING_SIDE), top: checkInteger(`${what}.top`, o.top, 0, MAX_CONDITIONING_SIDE) };
+/** `{ [a]: integer, [b]: integer }`, each in [min, MAX_CONDITIONING_SIDE]: TypeError / RangeError naming the field. */
+function checkPair<A extends string, B extends string>(what: string, value: unknown, a: A, b: B, min: number): Record<A | B, number> {
+  const o = checkObject(what, value);
+  checkKeys(what, o, [a, b]);
+  return { [a]: checkInteger(`${what}.${a}`, o[a], min, MAX_CONDITIONING_SIDE), [b]: checkInteger(`${what}.${b}`, o[b], min, MAX_CONDITIONING_SIDE) } as Record<A | B, number>;
 }
 
 /**
@@ -45,9 +37,9 @@ export function sizeConditioning(
   width: number,
   height: number,
 ): NativeSizeConditioning {
-  const original = options.originalSize === undefined ? { width, height } : checkSize('options.originalSize', options.originalSize);
-  const target = options.targetSize === undefined ? { width, height } : checkSize('options.targetSize', options.targetSize);
-  const crop = options.cropCoords === undefined ? { left: 0, top: 0 } : checkCrop('options.cropCoords', options.cropCoords);
+  const original = options.originalSize === undefined ? { width, height } : checkPair('options.originalSize', options.originalSize, 'width', 'height', 1);
+  const target = options.targetSize === undefined ? { width, height } : checkPair('options.targetSize', options.targetSize, 'width', 'height', 1);
+  const crop = options.cropCoords === undefined ? { left: 0, top: 0 } : checkPair('options.cropCoords', options.cropCoords, 'left', 'top', 0);
   return {
     originalWidth: original.width,
     originalHeight: original.height,
