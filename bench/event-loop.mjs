@@ -12,29 +12,13 @@ import { parseArgs } from 'node:util';
 
 import { inspectModel, loadModel } from '../dist/index.js';
 import { generateModel } from '../scripts/generate-model.mjs';
+import { longestHold } from '../scripts/event-loop-hold.mjs';
 import { writeDiffusersFolder } from '../scripts/generator/diffusers-layout.mjs';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const runs = Number(values.runs);
 const KEYS = 200_000;
 const dataDir = fileURLToPath(new URL('../../shared/data', import.meta.url));
-
-/** The longest gap between event-loop turns while `work` runs. */
-async function longestHold(work) {
-  let last = performance.now();
-  let worst = 0;
-  let ticking = true;
-  const tick = () => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last);
-    last = now;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
-  const result = await work();
-  ticking = false;
-  return { ms: Math.max(worst, performance.now() - last), result };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-bench-event-loop-'));
 const cpu = { device: 'cpu', threads: 1 };
