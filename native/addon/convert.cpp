@@ -39,6 +39,13 @@ int get_int(const Napi::Object& obj, const char* key, int fallback) {
   return v.As<Napi::Number>().Int32Value();
 }
 
+double get_number(const Napi::Object& obj, const char* key, double fallback) {
+  Napi::Value v = obj.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) type_error(obj.Env(), std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback) {
   Napi::Value v = obj.Get(key);
   if (v.IsUndefined()) return fallback;

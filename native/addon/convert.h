@@ -15,6 +15,7 @@ namespace sdnode {
 // Throw a TypeError naming `what` unless the value has the expected shape.
 std::string get_string(const Napi::Object& obj, const char* key, bool required);
 int get_int(const Napi::Object& obj, const char* key, int fallback);
+double get_number(const Napi::Object& obj, const char* key, double fallback);
 bool get_bool(const Napi::Object& obj, const char* key, bool fallback);
 
 Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v);

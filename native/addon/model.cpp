@@ -361,29 +361,31 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "generate(params: object)");
   Napi::Object o = info[0].As<Napi::Object>();
   sdn::GenerateParams p;
-  p.prompt = prompt_tokens(o, "prompt");
-  p.negative = prompt_tokens(o, "negative");
-  p.empty = prompt_tokens(o, "empty");
+  p.conditioning.prompt = prompt_tokens(o, "prompt");
+  p.conditioning.negative = prompt_tokens(o, "negative");
+  p.conditioning.empty = prompt_tokens(o, "empty");
   Napi::Value encoders = o.Get("textEncoders");
   if (!encoders.IsArray() || encoders.As<Napi::Array>().Length() < 1 || encoders.As<Napi::Array>().Length() > 2)
     throw Napi::TypeError::New(env, "textEncoders must be an array of one or two objects");
-  p.text_encoders.clear();
+  p.conditioning.text_encoders.clear();
   for (uint32_t k = 0; k < encoders.As<Napi::Array>().Length(); ++k) {
     Napi::Value e = encoders.As<Napi::Array>().Get(k);
     if (!e.IsObject()) throw Napi::TypeError::New(env, "textEncoders must be an array of one or two objects");
-    p.text_encoders.push_back(text_encoder_params(e.As<Napi::Object>()));
+    p.conditioning.text_encoders.push_back(text_encoder_params(e.As<Napi::Object>()));
   }
-  p.zero_negative = get_bool(o, "zeroNegative", false);
+  p.conditioning.zero_negative = get_bool(o, "zeroNegative", false);
   Napi::Value size = o.Get("size");
   if (!size.IsUndefined()) {
     if (!size.IsObject()) throw Napi::TypeError::New(env, "size must be an object");
     Napi::Object s = size.As<Napi::Object>();
-    p.size.original_width = get_int(s, "originalWidth", 0);
-    p.size.original_height = get_int(s, "originalHeight", 0);
-    p.size.crop_left = get_int(s, "cropLeft", 0);
-    p.size.crop_top = get_int(s, "cropTop", 0);
-    p.size.target_width = get_int(s, "targetWidth", 0);
-    p.size.target_height = get_int(s, "targetHeight", 0);
+    p.conditioning.size.original_width = get_int(s, "originalWidth", 0);
+    p.conditioning.size.original_height = get_int(s, "originalHeight", 0);
+    p.conditioning.size.crop_left = get_int(s, "cropLeft", 0);
+    p.conditioning.size.crop_top = get_int(s, "cropTop", 0);
+    p.conditioning.size.target_width = get_int(s, "targetWidth", 0);
+    p.conditioning.size.target_height = get_int(s, "targetHeight", 0);
+    p.conditioning.size.aesthetic_score = get_number(s, "aestheticScore", 6.0);
+    p.conditioning.size.negative_aesthetic_score = get_number(s, "negativeAestheticScore", 2.5);
   }
   p.unet.heads = get_int(o, "unetHeads", 0);
   p.unet.head_dim = get_int(o, "unetHeadDim", 0);

@@ -456,10 +456,17 @@ ggml_tensor* UnetNetwork::build(ggml_context* ctx, const UnetInputs& in, int hea
     return h;
   };
 
+  if (!in.skip_residuals.empty() && in.skip_residuals.size() != input_blocks_.size())
+    fail(ErrorCode::Internal, "skip residuals: one per input block (" + std::to_string(input_blocks_.size()) + ")");
   std::vector<ggml_tensor*> skips;
   ggml_tensor* h = in.x;  // [W, H, Cin, B]
-  for (const UnetBlock& b : input_blocks_) skips.push_back(h = apply(b, h));
+  for (size_t i = 0; i < input_blocks_.size(); ++i) {
+    h = apply(input_blocks_[i], h);
+    ggml_tensor* r = in.skip_residuals.empty() ? nullptr : in.skip_residuals[i];
+    skips.push_back(r ? ggml_add(ctx, h, r) : h);
+  }
   h = apply(middle_, h);
+  if (in.middle_residual) h = ggml_add(ctx, h, in.middle_residual);
   for (const UnetBlock& b : output_blocks_) {
     h = ggml_concat(ctx, h, skips.back(), 2);  // [W, H, C + Cskip, B]
     skips.pop_back();

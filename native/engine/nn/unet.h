@@ -78,6 +78,12 @@ struct UnetInputs {
   ggml_tensor* t_freq = nullptr;    // [model_channels, B]     sinusoidal_embedding() of the timesteps
   ggml_tensor* context = nullptr;   // [context_dim, tokens, B]
   ggml_tensor* y = nullptr;         // [adm_channels, B] the class / pooled-text vector (SDXL); null without label_emb
+  // Residuals a ControlNet adds: one per input block, to that block's output as the decoder's
+  // skip connection takes it (not to the encoder's own path), and one to the middle block's
+  // output. Empty: none. Else skip_residuals has one entry per input block, each null or the
+  // block output's shape.
+  std::vector<ggml_tensor*> skip_residuals;
+  ggml_tensor* middle_residual = nullptr;
 };
 
 class UnetNetwork {
@@ -101,6 +107,7 @@ class UnetNetwork {
   // Widest spatial transformer (for sizing checks).
   int64_t max_channels() const { return max_channels_; }
   size_t graph_nodes_estimate() const;
+  size_t input_block_count() const { return input_blocks_.size(); }
 
   // Throws InvalidArgument unless exactly one of heads / head_dim is positive and every spatial
   // transformer's inner width splits by it.

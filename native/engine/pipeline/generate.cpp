@@ -7,10 +7,12 @@
 
 #include "core/error.h"
 #include "nn/unet.h"
+#include "pipeline/conditioner.h"
 #include "pipeline/mask.h"
 #include "pipeline/preview.h"
 #include "pipeline/unet_runner.h"
 #include "sample/rng.h"
+#include "sample/denoiser.h"
 #include "sample/samplers.h"
 #include "sample/schedule.h"
 
@@ -20,132 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-// Applies a window's token weights as the webui does: scale each token's state by its weight,
-// then rescale the window so its mean is what it was before weighting.
-void weight_window(float* z, const float* weights, size_t positions, size_t width) {
-  bool weighted = false;
-  for (size_t t = 0; t < positions; ++t) weighted = weighted || weights[t] != 1.0f;
-  if (!weighted) return;
-  double before = 0, after = 0;
-  for (size_t i = 0; i < positions * width; ++i) before += z[i];
-  for (size_t t = 0; t < positions; ++t) {
-    for (size_t c = 0; c < width; ++c) z[t * width + c] *= weights[t];
-  }
-  for (size_t i = 0; i < positions * width; ++i) after += z[i];
-  if (after != 0) {
-    const float k = static_cast<float>(before / after);
-    for (size_t i = 0; i < positions * width; ++i) z[i] *= k;
-  }
-}
-
-// A prompt through every text encoder: hidden states [windows][positions][width] with the
-// encoders' widths joined per token, then weighted per window over the joined width (as
-// stable-diffusion.cpp weights SDXL's 2048-wide states), and the pooled vector of the first
-// window from the encoder that pools (empty when none does; never weighted).
-struct PromptEncoding {
-  std::vector<float> states;
-  std::vector<float> pooled;
-  size_t width = 0;
-};
-
-PromptEncoding encode_prompt(Model& model, const PromptTokens& p, const std::vector<TextEncoderParams>& encoders,
-                             const JobControl& job) {
-  if (p.windows <= 0 || p.ids.empty() || p.ids.size() % p.windows != 0 || p.weights.size() != p.ids.size() ||
-      (!p.ids2.empty() && p.ids2.size() != p.ids.size()))
-    fail(ErrorCode::InvalidArgument, "prompt tokens: ids and weights must fill whole windows");
-  if (encoders.empty() || encoders.size() > 2) fail(ErrorCode::InvalidArgument, "one or two text encoders");
-  const size_t positions = p.ids.size() / p.windows;
-  std::vector<TextEncoding> outs;
-  PromptEncoding e;
-  for (size_t k = 0; k < encoders.size(); ++k) {
-    const std::vector<int32_t>& ids = k == 1 && !p.ids2.empty() ? p.ids2 : p.ids;
-    TextEncoding out = model.encode_tokens(ids, p.windows, encoders[k], job);
-    if (!out.pooled.empty()) e.pooled.assign(out.pooled.begin(), out.pooled.begin() + out.pooled.size() / p.windows);
-    e.width += out.hidden.size() / p.ids.size();
-    outs.push_back(std::move(out));
-  }
-  if (outs.size() == 1) {
-    e.states = std::move(outs[0].hidden);
-  } else {  // joined per token: [encoder 1's width | encoder 2's width]
-    e.states.resize(p.ids.size() * e.width);
-    size_t offset = 0;
-    for (const TextEncoding& out : outs) {
-      const size_t width = out.hidden.size() / p.ids.size();
-      for (size_t t = 0; t < p.ids.size(); ++t)
-        std::copy_n(out.hidden.begin() + t * width, width, e.states.begin() + t * e.width + offset);
-      offset += width;
-    }
-  }
-  for (int w = 0; w < p.windows; ++w)
-    weight_window(e.states.data() + w * positions * e.width, p.weights.data() + w * positions, positions, e.width);
-  return e;
-}
-
-// Appends `pad` (one window's states) until `z` holds `windows` windows: the webui pads the
-// shorter of prompt and negative prompt with the empty prompt's encoding.
-void pad_windows(std::vector<float>& z, size_t window_floats, size_t windows, const std::vector<float>& pad) {
-  while (z.size() < windows * window_floats) z.insert(z.end(), pad.begin(), pad.begin() + window_floats);
-}
-
-// The UNet's text conditioning: the prompt's hidden states and, with guidance, the negative
-// prompt's, padded to equal lengths, in batch order [uncond, cond] so one evaluation gives both;
-// the pooled vectors in the same order (SDXL).
-struct TextContext {
-  std::vector<float> states;  // [batch][tokens][width]
-  std::vector<float> pooled;  // [batch][proj], or empty
-  int tokens = 0;
-  int batch = 1;
-};
-
-TextContext encode_text(Model& model, const GenerateParams& p, bool guided, const JobControl& job) {
-  PromptEncoding cond = encode_prompt(model, p.prompt, p.text_encoders, job);
-  TextContext c;
-  c.tokens = static_cast<int>(p.prompt.ids.size() / p.prompt.windows) * std::max(p.prompt.windows, guided ? p.negative.windows : 0);
-  if (!guided) {
-    c.states = std::move(cond.states);
-    c.pooled = std::move(cond.pooled);
-    return c;
-  }
-  PromptEncoding uncond = encode_prompt(model, p.negative, p.text_encoders, job);
-  // Hidden states only: the pooled vector of y stays the empty prompt's (stable-diffusion.cpp).
-  if (p.zero_negative) std::fill(uncond.states.begin(), uncond.states.end(), 0.0f);
-  if (p.prompt.windows != p.negative.windows) {
-    const std::vector<float> empty = encode_prompt(model, p.empty, p.text_encoders, job).states;
-    const size_t window_floats = empty.size() / p.empty.windows;
-    const size_t windows = std::max(p.prompt.windows, p.negative.windows);
-    pad_windows(cond.states, window_floats, windows, empty);
-    pad_windows(uncond.states, window_floats, windows, p.zero_negative ? std::vector<float>(window_floats, 0.0f) : empty);
-  }
-  c.states = std::move(uncond.states);
-  c.states.insert(c.states.end(), cond.states.begin(), cond.states.end());
-  c.pooled = std::move(uncond.pooled);
-  c.pooled.insert(c.pooled.end(), cond.pooled.begin(), cond.pooled.end());
-  c.batch = 2;
-  return c;
-}
-
-// The vector y of a UNet with label_emb (SDXL): each batch entry's pooled text, then the
-// 256-wide sinusoidal embeddings of original height, width, crop top, left, target height,
-// width (sgm's ConcatTimestepEmbedderND, sizes as (h, w)). -> [batch][adm]
-std::vector<float> size_conditioned_y(const TextContext& text, const SizeConditioning& s, int adm) {
-  if (adm == 0) return {};
-  const size_t proj = text.pooled.size() / text.batch;
-  if (text.pooled.empty() || proj >= size_t(adm) || (adm - proj) % 6 != 0)
-    fail(ErrorCode::ModelCompatibility, "the UNet takes a " + std::to_string(adm) + "-wide vector y; the text encoders pool " +
-                                            std::to_string(proj) + " values, which leave no six equal size embeddings");
-  const int64_t each = static_cast<int64_t>((adm - proj) / 6);
-  const std::vector<float> sizes = {float(s.original_height), float(s.original_width), float(s.crop_top),
-                                    float(s.crop_left),       float(s.target_height),  float(s.target_width)};
-  const std::vector<float> emb = sinusoidal_embedding(sizes, each);  // [6][each]
-  std::vector<float> y;
-  y.reserve(size_t(adm) * text.batch);
-  for (int b = 0; b < text.batch; ++b) {
-    y.insert(y.end(), text.pooled.begin() + b * proj, text.pooled.begin() + (b + 1) * proj);
-    y.insert(y.end(), emb.begin(), emb.end());
-  }
-  return y;
-}
 
 // What an init image (and mask) give the sampler loop.
 struct ImageConditioning {
@@ -245,7 +121,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   // 1. Text: the prompt and (with guidance) the negative prompt.
   auto t0 = Clock::now();
   const bool guided = p.cfg_scale != 1.0f;
-  const TextContext text = encode_text(model, p, guided, quiet);
+  const TextContext text = encode_text(model, p.conditioning, guided, quiet);
   const std::vector<float>& context = text.states;
   const int batch = text.batch;
   std::vector<float> y;  // SDXL's vector conditioning, made once the UNet says its width
@@ -275,7 +151,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     unet = std::make_unique<UnetRunner>(model.weight_lookup(), model.runtime(), shape, p.unet);
     if (unet->out_channels() != channels)
       fail(ErrorCode::ModelCompatibility, "the UNet outputs " + std::to_string(unet->out_channels()) + " channels, the latent has 4");
-    y = size_conditioned_y(text, p.size, unet->adm_channels());
+    y = vector_conditioning(text, p.conditioning.size, unet->adm_channels());
   }
   Latent denoised{channels, lw, lh, {}};  // the latest D(x, sigma), for previews
   for (int index = 0; index < p.batch_count; ++index) {
@@ -289,33 +165,19 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     std::vector<float> x(latent_size);
     for (size_t i = 0; i < latent_size; ++i) x[i] = (image.init ? image.init->data[i] : 0.0f) + noise[i] * sigmas.front();
 
-    // D(x, sigma): the UNet's prediction turned into a denoised latent (k-diffusion's
-    // discrete-model wrappers), guided: D = D_u + cfg (D_c - D_u). An inpainting UNet's extra
-    // channels follow the scaled latent in its input.
+    // D(x, sigma) over the UNet: each batch entry's input is the scaled latent, then an
+    // inpainting UNet's extra channels (constant over the loop: written once).
     std::vector<float> in((latent_size + extra_size) * batch), timesteps(batch);
-    for (int b = 0; b < batch; ++b)  // constant over the loop: written once
+    for (int b = 0; b < batch; ++b)
       std::copy(image.unet_extra.begin(), image.unet_extra.end(), in.begin() + b * (latent_size + extra_size) + latent_size);
-    Denoiser denoise = [&](const float* xs, float sigma, float* out) {
-      const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
-      std::fill(timesteps.begin(), timesteps.end(), schedule.sigma_to_t(sigma));
-      for (int b = 0; b < batch; ++b) {
-        float* ib = in.data() + b * (latent_size + extra_size);
-        for (size_t i = 0; i < latent_size; ++i) ib[i] = xs[i] * c_in;
-      }
-      std::vector<float> pred = unet->run(in, timesteps, context, y, quiet, /*progress_steps=*/0);
-      for (int b = 0; b < batch; ++b) {
-        float* yb = pred.data() + b * latent_size;
-        for (size_t i = 0; i < latent_size; ++i) {
-          if (p.prediction == Prediction::Epsilon) {
-            yb[i] = xs[i] - sigma * yb[i];
-          } else {  // v: c_skip x + c_out v
-            const float s2 = sigma * sigma + 1.0f;
-            yb[i] = xs[i] / s2 - yb[i] * sigma / std::sqrt(s2);
-          }
-        }
-      }
-      for (size_t i = 0; i < latent_size; ++i)
-        out[i] = guided ? pred[i] + p.cfg_scale * (pred[latent_size + i] - pred[i]) : pred[i];
+    const ModelCall unet_call = [&](const float* x_in, float t, std::vector<float>& pred) {
+      std::fill(timesteps.begin(), timesteps.end(), t);
+      for (int b = 0; b < batch; ++b) std::copy(x_in, x_in + latent_size, in.begin() + b * (latent_size + extra_size));
+      pred = unet->run(in, timesteps, context, y, quiet, /*progress_steps=*/0);
+    };
+    const Denoiser guided_denoiser = make_denoiser(p.prediction, schedule, latent_size, {batch, p.cfg_scale}, unet_call);
+    const Denoiser denoise = [&](const float* xs, float sigma, float* out) {
+      guided_denoiser(xs, sigma, out);
       if (previews.enabled()) denoised.data.assign(out, out + latent_size);
     };
 

@@ -13,44 +13,16 @@
 #include <vector>
 
 #include "core/job_control.h"
+#include "pipeline/conditioner.h"
 #include "pipeline/image.h"
 #include "pipeline/model.h"
 #include "pipeline/preview.h"
+#include "sample/denoiser.h"
 
 namespace sdn {
 
-// One prompt, tokenized: `windows` windows of `positions` ids with a weight per token
-// ((word:1.3) syntax), as lib/text/prompt-weights.ts encodes it. `ids2`: the same tokens as the
-// second text encoder takes them (its own padding id), empty when it takes `ids`.
-struct PromptTokens {
-  std::vector<int32_t> ids;
-  std::vector<int32_t> ids2;
-  std::vector<float> weights;
-  int windows = 0;
-};
-
-// SDXL's micro-conditioning (sgm's original_size_as_tuple, crop_coords_top_left,
-// target_size_as_tuple), in pixels; each becomes two 256-wide sinusoidal embeddings of y.
-struct SizeConditioning {
-  int original_width = 0, original_height = 0;
-  int crop_left = 0, crop_top = 0;
-  int target_width = 0, target_height = 0;
-};
-
-enum class Prediction { Epsilon, V };
-
 struct GenerateParams {
-  PromptTokens prompt;
-  PromptTokens negative;       // the empty prompt's tokens when the user gave none
-  PromptTokens empty;          // the empty prompt: pads the shorter of the two (webui)
-  // One encoder (SD1.x, SD2.x), or two whose hidden states are joined per token (SDXL: CLIP-L,
-  // then OpenCLIP bigG, which also pools).
-  std::vector<TextEncoderParams> text_encoders{TextEncoderParams{}};
-  // SDXL with no negative prompt: its hidden states are zeros, not the empty prompt's encoding
-  // (stable-diffusion.cpp's choice; the pooled vector in y stays the empty prompt's; lib/
-  // decides when).
-  bool zero_negative = false;
-  SizeConditioning size;       // for UNets that take a vector y (SDXL)
+  ConditionerParams conditioning;  // prompts, text encoders, size conditioning
   UnetParams unet;
   Prediction prediction = Prediction::Epsilon;
   int width = 512, height = 512;
