@@ -295,8 +295,17 @@ export interface NativeBinding {
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;
   stopJobs(): void;
-  /** Test-facing, synchronous: the engine's RNGs, noise schedules and samplers on host arrays. */
+  /**
+   * The engine's sampler and scheduler lists (lib/samplers.ts validates options against them)
+   * and, test-facing and synchronous, its RNGs, noise schedules and samplers on host arrays.
+   */
   sampling: {
+    /** The engine's sampler names (native/engine/sample/catalog.h), in its order; frozen. */
+    readonly samplers: readonly string[];
+    /** The engine's scheduler names, in its order; frozen. */
+    readonly schedulers: readonly string[];
+    /** The scheduler each sampler runs with when none is named (stable-diffusion.cpp's choice); frozen. */
+    readonly defaultSchedulers: Readonly<Record<string, string>>;
     /** count as an array: consecutive calls on one generator, concatenated. */
     randn(rng: 'cuda' | 'cpu', seed: bigint | number, count: number | number[]): Float32Array;
     sigmas(scheduler: string, steps: number): Float32Array;

@@ -9,25 +9,15 @@
 import { describe, expect, it } from 'vitest';
 
 import { native } from '../lib/native.js';
+import { modelSigmas, rel } from './support/sd-schedule.js';
 
 const { sigmas, sigmaToTimestep, sampleGaussian, randn } = native().sampling;
+// The schedulers that span the model's whole sigma range at any step count (simple and lcm,
+// which pick whole training timesteps: test/schedulers-distilled.test.ts).
 const SCHEDULERS = ['discrete', 'karras', 'exponential', 'sgm_uniform'] as const;
 
-// ---- SD1.x discrete schedule in double precision ----
-const modelSigmas: number[] = (() => {
-  const out: number[] = [];
-  const a = Math.sqrt(0.00085), b = Math.sqrt(0.012);
-  let prod = 1;
-  for (let i = 0; i < 1000; i++) {
-    const beta = (a + ((b - a) * i) / 999) ** 2;
-    prod *= 1 - beta;
-    out.push(Math.sqrt((1 - prod) / prod));
-  }
-  return out;
-})();
 const SIGMA_MIN = modelSigmas[0]!;
 const SIGMA_MAX = modelSigmas[999]!;
-const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
 describe('noise schedules (SD1.x discrete model)', () => {
   it('the model sigmas are the known SD1.5 ones', () => {
@@ -109,7 +99,7 @@ describe('noise schedules (SD1.x discrete model)', () => {
 
   it('refuses unknown schedulers and bad step counts', () => {
     expect(() => sigmas('linear', 10)).toThrow(RangeError);
-    expect(() => sigmas('linear', 10)).toThrow(/discrete, karras, exponential or sgm_uniform/);
+    expect(() => sigmas('linear', 10)).toThrow(/discrete, karras, exponential, sgm_uniform, simple, lcm/);
     expect(() => sigmas(3 as unknown as string, 10)).toThrow(TypeError);
     for (const steps of [0, -1, 1.5, 10001, NaN]) expect(() => sigmas('karras', steps)).toThrow(RangeError);
   });
@@ -310,7 +300,7 @@ describe('stochastic samplers on Gaussian data', () => {
 describe('sampler runs', () => {
   const base = { scheduler: 'karras', steps: 7, seed: 1, rng: 'cuda' as const, mu: 0, s: 1, count: 64 };
 
-  it.each(['euler_a', 'euler', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim'])(
+  it.each([...native().sampling.samplers])(
     '%s reports one progress step per sampler step',
     (sampler) => {
       const seen: Array<[number, number]> = [];

@@ -2,7 +2,7 @@
  * A generation's settings as stable-diffusion-webui's infotext: its display names for samplers
  * and schedule types, its keys, in the order its create_infotext writes them.
  */
-import type { Sampler, Scheduler } from '../index.js';
+import type { Sampler, Scheduler } from '../samplers.js';
 import { formatParameters } from './png-parameters.js';
 
 /** The webui's sampler labels (modules/sd_samplers_*.py). */
@@ -15,6 +15,8 @@ export const WEBUI_SAMPLER: Record<Sampler, string> = {
   'dpm++2s_a': 'DPM++ 2S a',
   lcm: 'LCM',
   ddim: 'DDIM',
+  // The webui has no trailing variant of DDIM: its label for the same update.
+  ddim_trailing: 'DDIM',
 };
 
 /**
@@ -27,6 +29,9 @@ export const WEBUI_SCHEDULE: Record<Scheduler, string> = {
   karras: 'Karras',
   exponential: 'Exponential',
   sgm_uniform: 'SGM Uniform',
+  simple: 'Simple',
+  // Not one of the webui's schedule types: named for what it is.
+  lcm: 'LCM',
 };
 
 export interface ImageSettings {

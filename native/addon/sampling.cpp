@@ -1,6 +1,8 @@
 // exports.sampling: the engine's RNGs, noise schedules and samplers, called synchronously on
 // small host arrays so tests can check them against reference values and exact solutions.
 //
+//   samplers, schedulers: string[]     the engine's names (sample/catalog.h), in its order
+//   defaultSchedulers: { [sampler]: scheduler }   the scheduler each sampler runs with by default
 //   randn(rng: 'cuda' | 'cpu', seed: bigint | number, count: number | number[]): Float32Array
 //       count as an array: consecutive calls on one generator, concatenated.
 //   sigmas(scheduler, steps): Float32Array                      (SD1.x discrete schedule)
@@ -20,6 +22,7 @@
 #include "core/error.h"
 #include "core/job_control.h"
 #include "errors.h"
+#include "sample/catalog.h"
 #include "sample/rng.h"
 #include "sample/samplers.h"
 #include "sample/schedule.h"
@@ -132,7 +135,15 @@ Napi::Value Sigmas(const Napi::CallbackInfo& info) {
   if (info.Length() < 2) type_error(env, "sigmas(scheduler, steps): two arguments expected");
   const sdn::SchedulerKind kind = parse_name(env, info[0], "scheduler", sdn::parse_scheduler);
   const int steps = get_int(env, info[1], "steps", 1, 10000);
-  std::vector<float> sigmas = engine_call(env, [&] { return sdn::make_sigmas(kind, steps, sdn::DiscreteSchedule()); });
+  // A step count the scheduler cannot make (lcm beyond 50) is a bad argument: RangeError.
+  std::vector<float> sigmas = engine_call(env, [&] {
+    try {
+      return sdn::make_sigmas(kind, steps, sdn::DiscreteSchedule());
+    } catch (const sdn::Error& e) {
+      if (e.code() == sdn::ErrorCode::InvalidArgument) range_error(env, e.what());
+      throw;
+    }
+  });
   return to_js(env, sigmas);
 }
 
@@ -192,10 +203,29 @@ Napi::Value SampleGaussian(const Napi::CallbackInfo& info) {
   return to_js(env, x);
 }
 
+// The names of a catalog table, frozen so that no caller edits the engine's list.
+template <typename Entry, size_t N>
+Napi::Array names_of(Napi::Env env, const Entry (&table)[N]) {
+  Napi::Array names = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; ++i) names.Set(static_cast<uint32_t>(i), Napi::String::New(env, table[i].name));
+  names.Freeze();
+  return names;
+}
+
+Napi::Object default_schedulers(Napi::Env env) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const sdn::SamplerInfo& s : sdn::kSamplers) out.Set(s.name, sdn::scheduler_name(s.default_scheduler));
+  out.Freeze();
+  return out;
+}
+
 }  // namespace
 
 void InitSampling(Napi::Env env, Napi::Object exports) {
   Napi::Object sampling = Napi::Object::New(env);
+  sampling.Set("samplers", names_of(env, sdn::kSamplers));
+  sampling.Set("schedulers", names_of(env, sdn::kSchedulers));
+  sampling.Set("defaultSchedulers", default_schedulers(env));
   sampling.Set("randn", Napi::Function::New(env, Randn, "randn"));
   sampling.Set("sigmas", Napi::Function::New(env, Sigmas, "sigmas"));
   sampling.Set("sigmaToTimestep", Napi::Function::New(env, SigmaToTimestep, "sigmaToTimestep"));

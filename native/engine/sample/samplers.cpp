@@ -10,17 +10,6 @@ namespace sdn {
 
 namespace {
 
-struct SamplerName {
-  const char* name;
-  SamplerKind kind;
-};
-
-constexpr SamplerName kSamplers[] = {
-    {"euler_a", SamplerKind::EulerA}, {"euler", SamplerKind::Euler},         {"heun", SamplerKind::Heun},
-    {"dpm2", SamplerKind::Dpm2},      {"dpm++2m", SamplerKind::DpmPP2M},     {"dpm++2s_a", SamplerKind::DpmPP2SA},
-    {"lcm", SamplerKind::Lcm},        {"ddim", SamplerKind::Ddim},
-};
-
 void check_inputs(const std::vector<float>& x, const std::vector<float>& sigmas) {
   if (x.empty()) fail(ErrorCode::InvalidArgument, "sample: the latent is empty");
   if (sigmas.size() < 2) fail(ErrorCode::InvalidArgument, "sample: at least two sigmas are needed (one step)");
@@ -86,22 +75,6 @@ void euler_step(float* x, const float* denoised, size_t n, double sigma, double 
 }
 
 }  // namespace
-
-SamplerKind parse_sampler(const std::string& name) {
-  for (const auto& s : kSamplers) {
-    if (name == s.name) return s.kind;
-  }
-  std::string known;
-  for (const auto& s : kSamplers) known += std::string(known.empty() ? "" : ", ") + s.name;
-  fail(ErrorCode::InvalidArgument, "unknown sampler '" + name + "' (expected one of: " + known + ")");
-}
-
-const char* sampler_name(SamplerKind kind) {
-  for (const auto& s : kSamplers) {
-    if (s.kind == kind) return s.name;
-  }
-  return "?";
-}
 
 void sample(SamplerKind kind, std::vector<float>& xs, const std::vector<float>& sigmas, const Denoiser& denoiser,
             Rng& rng, JobControl& job, const StepHook& after_step) {
@@ -255,7 +228,10 @@ void sample(SamplerKind kind, std::vector<float>& xs, const std::vector<float>& 
         break;
       }
 
-      case SamplerKind::Ddim: {
+      case SamplerKind::Ddim:
+      case SamplerKind::DdimTrailing: {
+        // ddim_trailing is stable-diffusion.cpp's name for the same update (its euler_a with
+        // eta 0); what it changes is the default schedule (simple: trailing timesteps).
         // DDIM (Song et al. 2020, eq. 12) with eta = 0, written for x = x_t / sqrt(abar_t)
         // where sigma^2 = (1 - abar) / abar. In these coordinates DDIM is exactly the Euler
         // step of the probability-flow ODE (Karras et al. 2022, sec. 3).

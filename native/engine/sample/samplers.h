@@ -18,31 +18,18 @@
 //     (step i+1 of steps) after every step, whatever the number of model calls in it.
 //   - after_step (optional): called after every step, before its progress report, with the
 //     step's end sigma and x, which it may change (inpainting puts back the known latent).
+// The sampler names and their descriptions: sample/catalog.h.
 #pragma once
 
 #include <functional>
-#include <string>
 #include <vector>
 
 #include "core/job_control.h"
+#include "sample/catalog.h"
 #include "sample/rng.h"
 
 namespace sdn {
 
-enum class SamplerKind {
-  EulerA,    // "euler_a"    Euler ancestral, eta 1 (k-diffusion sample_euler_ancestral)
-  Euler,     // "euler"      Euler, no churn (Karras et al. 2022, alg. 2 with S_churn = 0)
-  Heun,      // "heun"       Heun's 2nd order (Karras et al. 2022, alg. 1)
-  Dpm2,      // "dpm2"       DPM-Solver-2 midpoint (k-diffusion sample_dpm_2)
-  DpmPP2M,   // "dpm++2m"    DPM-Solver++(2M) multistep (Lu et al. 2022)
-  DpmPP2SA,  // "dpm++2s_a"  DPM-Solver++(2S) ancestral, eta 1
-  Lcm,       // "lcm"        Latent Consistency Model multistep sampling
-  Ddim,      // "ddim"       DDIM (Song et al. 2020) with eta 0, in the sigma form
-};
-
-// Names above; anything else is an InvalidArgument error listing the known ones.
-SamplerKind parse_sampler(const std::string& name);
-const char* sampler_name(SamplerKind kind);
 using Denoiser = std::function<void(const float* x, float sigma, float* denoised)>;
 using StepHook = std::function<void(int step, float sigma_next, std::vector<float>& x)>;
 

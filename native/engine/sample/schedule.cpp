@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/error.h"
 
@@ -60,27 +61,39 @@ float DiscreteSchedule::sigma_to_t(float sigma) const {
   return (1.0f - w) * static_cast<float>(low) + w * static_cast<float>(high);
 }
 
-SchedulerKind parse_scheduler(const std::string& name) {
-  if (name == "discrete") return SchedulerKind::Discrete;
-  if (name == "karras") return SchedulerKind::Karras;
-  if (name == "exponential") return SchedulerKind::Exponential;
-  if (name == "sgm_uniform") return SchedulerKind::SgmUniform;
-  fail(ErrorCode::InvalidArgument,
-       "unknown scheduler '" + name + "' (expected discrete, karras, exponential or sgm_uniform)");
+namespace {
+
+// The LCM training schedule: the distilled model saw only this many evenly spaced timesteps.
+constexpr int kLcmOriginalSteps = 50;
+
+// The training timestep of step i of `steps` under the schedulers that pick whole timesteps
+// (see make_sigmas in the header); integers, so that sigma(t) is the model's own sigma.
+int simple_timestep(int i, int steps, int timesteps) {
+  // float32 on purpose: stable-diffusion.cpp's step factor and product, bit for bit.
+  const float factor = static_cast<float>(timesteps) / static_cast<float>(steps);
+  const int offset = static_cast<int>(static_cast<float>(i) * factor);
+  return std::max(timesteps - 1 - offset, 0);
 }
 
-const char* scheduler_name(SchedulerKind kind) {
-  switch (kind) {
-    case SchedulerKind::Discrete: return "discrete";
-    case SchedulerKind::Karras: return "karras";
-    case SchedulerKind::Exponential: return "exponential";
-    case SchedulerKind::SgmUniform: return "sgm_uniform";
-  }
-  return "?";
+int lcm_timestep(int i, int steps, int timesteps) {
+  const int stride = timesteps / kLcmOriginalSteps;
+  const int index = i * kLcmOriginalSteps / steps;
+  return (kLcmOriginalSteps - index) * stride - 1;
 }
+
+}  // namespace
 
 std::vector<float> make_sigmas(SchedulerKind kind, int steps, const DiscreteSchedule& schedule) {
   if (steps < 1 || steps > 10000) fail(ErrorCode::InvalidArgument, "steps must be between 1 and 10000");
+  // Beyond these counts the picked timesteps repeat, and a sampler needs decreasing sigmas.
+  if (kind == SchedulerKind::Simple && steps > schedule.timesteps()) {
+    fail(ErrorCode::InvalidArgument, "the simple scheduler takes at most " + std::to_string(schedule.timesteps()) +
+                                         " steps (one per training timestep)");
+  }
+  if (kind == SchedulerKind::Lcm && (steps > kLcmOriginalSteps || schedule.timesteps() < kLcmOriginalSteps)) {
+    fail(ErrorCode::InvalidArgument,
+         "the lcm scheduler takes at most " + std::to_string(kLcmOriginalSteps) + " steps (its original steps)");
+  }
   const double t_max = schedule.timesteps() - 1;
   const double smin = schedule.sigma_min(), smax = schedule.sigma_max();
   std::vector<float> sigmas(steps + 1);
@@ -105,6 +118,12 @@ std::vector<float> make_sigmas(SchedulerKind kind, int steps, const DiscreteSche
       }
       case SchedulerKind::SgmUniform:
         sigmas[i] = schedule.t_to_sigma(static_cast<float>(t_max * (1.0 - ramp(i, steps + 1))));
+        break;
+      case SchedulerKind::Simple:
+        sigmas[i] = schedule.t_to_sigma(static_cast<float>(simple_timestep(i, steps, schedule.timesteps())));
+        break;
+      case SchedulerKind::Lcm:
+        sigmas[i] = schedule.t_to_sigma(static_cast<float>(lcm_timestep(i, steps, schedule.timesteps())));
         break;
     }
   }

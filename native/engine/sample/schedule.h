@@ -8,8 +8,9 @@
 // log(sigma) between the two neighbouring training timesteps.
 #pragma once
 
-#include <string>
 #include <vector>
+
+#include "sample/catalog.h"
 
 namespace sdn {
 
@@ -43,17 +44,18 @@ class DiscreteSchedule {
   std::vector<float> log_sigmas_;
 };
 
-enum class SchedulerKind { Discrete, Karras, Exponential, SgmUniform };
-
-// "discrete", "karras", "exponential", "sgm_uniform"; anything else is InvalidArgument.
-SchedulerKind parse_scheduler(const std::string& name);
-const char* scheduler_name(SchedulerKind kind);
-
-// steps + 1 sigmas, decreasing, the last one 0 (InvalidArgument unless 1 <= steps <= 10000).
+// steps + 1 sigmas, strictly decreasing, the last one 0 (InvalidArgument unless
+// 1 <= steps <= 10000, and for simple and lcm unless steps <= the timesteps they pick from).
+// For i = 0 .. steps-1, with T the schedule's timesteps (1000):
 //   discrete     t = linspace(T-1, 0, steps), sigma(t)            (k-diffusion get_sigmas(n))
 //   karras       (smax^(1/7) + i/(steps-1) (smin^(1/7) - smax^(1/7)))^7   (Karras et al. eq. 5)
 //   exponential  exp(linspace(log smax, log smin, steps))
 //   sgm_uniform  t = linspace(T-1, 0, steps + 1) without its last point, sigma(t)
+//   simple       t = T-1 - floor(i * f), f = T/steps rounded to float32 and the product taken
+//                in float32, as stable-diffusion.cpp does (ComfyUI's "simple"; the float32
+//                step moves some t by one, e.g. steps 30, i 15: 500, not 499); steps <= T
+//   lcm          t = (K - floor(i K / steps)) (T/K) - 1 with K = 50 original steps (the LCM
+//                training schedule, diffusers' LCMScheduler); steps <= K
 // smin, smax: the model's sigma_min() / sigma_max(). With steps == 1 each gives {smax, 0}.
 std::vector<float> make_sigmas(SchedulerKind kind, int steps, const DiscreteSchedule& schedule);
 
