@@ -11,8 +11,11 @@
  * sd-scripts' ModelSpec writer (`library/sai_model_spec.py`). No code is taken from them.
  */
 
-/** Stable Diffusion 1.x, 2.x, XL, or not told apart (not Stable Diffusion, or too little of it). */
-export type ModelFamily = 'sd1' | 'sd2' | 'sdxl' | 'unknown';
+/**
+ * Stable Diffusion 1.x, 2.x, XL, the SDXL refiner (OpenCLIP bigG alone, size and aesthetic-score
+ * conditioning), or not told apart (not Stable Diffusion, or too little of it).
+ */
+export type ModelFamily = 'sd1' | 'sd2' | 'sdxl' | 'sdxl-refiner' | 'unknown';
 
 /** What a model file or loaded model is, told from tensor names, shapes and metadata only. */
 export interface ModelDetection {
@@ -42,8 +45,10 @@ type Prediction = 'epsilon' | 'v';
 
 /** SDXL's size conditioning in its ADM input: original size, crop, target size, 2 × 256 each. */
 const SDXL_SIZE_EMBEDDINGS = 6 * 256;
+/** The SDXL refiner's: original size, crop (2 × 256 each) and aesthetic score (256). */
+const REFINER_SIZE_EMBEDDINGS = 5 * 256;
 
-const ALL: ReadonlySet<Family> = new Set<Family>(['sd1', 'sd2', 'sdxl']);
+const ALL: ReadonlySet<Family> = new Set<Family>(['sd1', 'sd2', 'sdxl', 'sdxl-refiner']);
 const NONE: ReadonlySet<Family> = new Set<Family>();
 const fits = (...f: Family[]): ReadonlySet<Family> => new Set(f);
 
@@ -132,6 +137,8 @@ const UNET_LAYOUTS = [
 interface UnetFound extends Found {
   inChannels?: number;
   contextDim?: number;
+  /** It has a label_emb / add_embedding (a vector y beside the context). */
+  takesY: boolean;
 }
 
 function detectUnet(idx: Index, notes: string[]): UnetFound | undefined {
@@ -189,15 +196,24 @@ function detectUnet(idx: Index, notes: string[]): UnetFound | undefined {
     } else if (contextDim === 2048) {
       why = hasAdm ? `context width 2048 but ADM input ${admIn ?? 'unreadable'} (SDXL has 2816)`
         : 'context width 2048 but no label_emb/add_embedding (SDXL has one)';
+    } else if (contextDim === 1280 && admIn === 1280 + REFINER_SIZE_EMBEDDINGS) {
+      // The SDXL refiner: OpenCLIP-bigG only, context 1280, ADM 2560 = pooled 1280 + original
+      // size, crop and aesthetic score, 256 each (sd_xl_refiner.yaml adm_in_channels 2560).
+      family = fits('sdxl-refiner');
+      why = `cross-attention context width 1280 and ADM input ${fmt(idx, admKey!)} → the SDXL refiner`;
     } else if (contextDim === 1280 && hasAdm) {
-      // The SDXL refiner: OpenCLIP-bigG only, context 1280, ADM 2560 (sd_xl_refiner.yaml).
-      why = 'context width 1280 with an ADM embedding: the SDXL refiner, which is not supported';
+      why = `context width 1280 but ADM input ${admIn ?? 'unreadable'} (the SDXL refiner has ${1280 + REFINER_SIZE_EMBEDDINGS})`;
     } else if (hasAdm && ![768, 1024].includes(contextDim) && admIn !== undefined && admIn > SDXL_SIZE_EMBEDDINGS && admIn - SDXL_SIZE_EMBEDDINGS < contextDim) {
       // A scaled-down SDXL (the project's generated test models): an ADM input of a pooled
       // width + 6 × 256 size embeddings, that pooled width the second of two encoders whose
       // widths join to the context.
       family = fits('sdxl');
       why = `non-standard context width ${contextDim} with ADM input ${admIn} = ${admIn - SDXL_SIZE_EMBEDDINGS} pooled + 6 × 256 (a scaled-down SDXL?)`;
+    } else if (hasAdm && ![768, 1024].includes(contextDim) && admIn === contextDim + REFINER_SIZE_EMBEDDINGS) {
+      // A scaled-down refiner: one encoder whose width is the context and whose pooled output
+      // (projected to the same width) opens the ADM input, + 5 × 256.
+      family = fits('sdxl-refiner');
+      why = `non-standard context width ${contextDim} with ADM input ${admIn} = ${contextDim} pooled + 5 × 256 (a scaled-down SDXL refiner?)`;
     } else if (hasAdm) {
       // SD2 unCLIP and the x4 upscaler carry label_emb with an SD1/SD2 context width.
       why = `context width ${contextDim} with a label_emb/add_embedding (an unCLIP- or upscaler-style UNet)`;
@@ -209,7 +225,7 @@ function detectUnet(idx: Index, notes: string[]): UnetFound | undefined {
       why = `non-standard context width ${contextDim} (a scaled-down model?): SD1.x or SD2.x by structure`;
     }
     notes.push(`UNet: ${why}`);
-    return { convention: l.convention, fits: family, inChannels, contextDim };
+    return { convention: l.convention, fits: family, inChannels, contextDim, takesY: hasAdm };
   }
 
   // `model.diffusion_model.*` without input_blocks is some other diffusion network
@@ -318,6 +334,8 @@ interface EncoderContext {
   second: boolean;
   /** A loaded model whose first encoder came from OpenCLIP names. */
   openClip: boolean;
+  /** The UNet takes a vector y (SDXL, the refiner); false without a UNet. */
+  unetTakesY: boolean;
 }
 interface LdmEncoder {
   prefix: string;
@@ -329,7 +347,7 @@ interface LdmEncoder {
    * Where the key layout alone names the family, a width no released model has (a scaled-down
    * generated model) still counts, by structure; the note says so. Absent: it does not.
    */
-  layout?(ctx: EncoderContext): { slot: Slot; family: Family };
+  layout?(ctx: EncoderContext): { slot: Slot; family: Family | readonly Family[] };
 }
 const SDCPP_SECOND_ENCODER = 'cond_stage_model.1.transformer.';
 const LDM_ENCODERS: readonly LdmEncoder[] = [
@@ -344,9 +362,9 @@ const LDM_ENCODERS: readonly LdmEncoder[] = [
     layout: (ctx) => ({ slot: 'textEncoder', family: ctx.second ? 'sdxl' : ctx.openClip ? 'sd2' : 'sd1' }),
   },
   {
-    prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',
-    read: (w) => (w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl') } : undefined),
-    layout: () => ({ slot: 'textEncoder2', family: 'sdxl' }),
+    prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder, or the refiner\'s only one)',
+    read: (w) => (w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl', 'sdxl-refiner') } : undefined),
+    layout: () => ({ slot: 'textEncoder2', family: ['sdxl', 'sdxl-refiner'] }),
   },
   {
     prefix: 'cond_stage_model.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP ViT-H/14',
@@ -361,8 +379,10 @@ const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'conditioner.embedders.0.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP',
     read: (w) => w === 1024 ? { slot: 'textEncoder', fits: fits('sd2') }
-      : w === 1280 ? { slot: 'textEncoder2', fits: NONE, why: 'OpenCLIP bigG alone at embedders.0: the SDXL refiner layout' }
+      : w === 1280 ? { slot: 'textEncoder2', fits: fits('sdxl-refiner'), why: 'OpenCLIP bigG alone at embedders.0: the SDXL refiner layout' }
       : undefined,
+    // SD2.x in the sgm layout, or (beside a UNet that takes a vector y) the refiner's bigG.
+    layout: (ctx) => (ctx.unetTakesY ? { slot: 'textEncoder2', family: 'sdxl-refiner' } : { slot: 'textEncoder', family: 'sd2' }),
   },
   {
     prefix: 'conditioner.embedders.1.model.', widths: OPENCLIP_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)',
@@ -374,7 +394,8 @@ const LDM_ENCODERS: readonly LdmEncoder[] = [
 function scaledDown(e: LdmEncoder, width: number, ctx: EncoderContext): { slot: Slot; fits: ReadonlySet<Family>; why: string } | undefined {
   if (!e.layout || [768, 1024, 1280].includes(width)) return undefined;
   const { slot, family } = e.layout(ctx);
-  return { slot, fits: fits(family), why: `non-standard width ${width} (a scaled-down model?): ${family} by key layout` };
+  const families = typeof family === 'string' ? [family] : family;
+  return { slot, fits: fits(...families), why: `non-standard width ${width} (a scaled-down model?): ${families.join(' or ')} by key layout` };
 }
 
 // Diffusers / transformers CLIPTextModel files: `text_encoder/` (CLIP ViT-L 768 for SD1.x and
@@ -389,13 +410,13 @@ const DIFFUSERS_ENCODERS: ReadonlyArray<{ prefix: string; slot?: Slot }> = [
 const DIFFUSERS_WIDTHS: ReadonlyMap<number, { what: string; fits: ReadonlySet<Family> }> = new Map([
   [768, { what: "CLIP ViT-L/14 (SD1.x, and SDXL's first encoder)", fits: fits('sd1', 'sdxl') }],
   [1024, { what: 'OpenCLIP ViT-H/14 (SD2.x)', fits: fits('sd2') }],
-  [1280, { what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder)', fits: fits('sdxl') }],
+  [1280, { what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder, or the refiner\'s only one)', fits: fits('sdxl', 'sdxl-refiner') }],
 ]);
 const slotName = (slot: Slot) => (slot === 'textEncoder' ? 'text encoder' : 'second text encoder');
 
-function detectEncoders(idx: Index, notes: string[], openClip: boolean): EncoderFound[] {
+function detectEncoders(idx: Index, notes: string[], openClip: boolean, unetTakesY: boolean): EncoderFound[] {
   const found: EncoderFound[] = [];
-  const ctx: EncoderContext = { second: idx.names(SDCPP_SECOND_ENCODER).length > 0, openClip };
+  const ctx: EncoderContext = { second: idx.names(SDCPP_SECOND_ENCODER).length > 0, openClip, unetTakesY };
   for (const e of LDM_ENCODERS) {
     const names = idx.names(e.prefix);
     if (names.length === 0) continue;
@@ -545,7 +566,7 @@ export function detectModel(
 
   const unet = detectUnet(idx, notes);
   const vae = detectVae(idx, notes);
-  const encoders = detectEncoders(idx, notes, loaded?.openClipTextEncoder ?? false);
+  const encoders = detectEncoders(idx, notes, loaded?.openClipTextEncoder ?? false, unet?.takesY ?? false);
   const components = {
     unet: unet !== undefined,
     vae: vae !== undefined,

@@ -111,6 +111,9 @@ export const GENERATOR_VERSION = 1;
  *  size, two numbers each, each number a 256-wide Fourier embedding (sgm's
  *  ConcatTimestepEmbedderND, outdim 256): 3 · 2 · 256. */
 export const SDXL_SIZE_EMBEDDINGS = 3 * 2 * 256;
+/** The SDXL refiner's: original size and crop offset (two numbers each) and the aesthetic score
+ *  (sd_xl_refiner.yaml: three ConcatTimestepEmbedderND of outdim 256): 5 · 256. */
+export const REFINER_SIZE_EMBEDDINGS = 5 * 256;
 
 /** @type {Readonly<Record<string, ModelConfig>>} */
 const BASE_PRESETS = {
@@ -217,6 +220,49 @@ const BASE_PRESETS = {
     clip: { width: 768, layers: 12, heads: 12, vocab: 49408, positions: 77, intermediate: 3072, positionIds: true },
     clip2: { naming: 'openclip', width: 1280, layers: 32, heads: 20, vocab: 49408, positions: 77, intermediate: 5120, projectionDim: 1280 },
   },
+  // The SDXL refiner 1.0 (generative-models configs/inference/sd_xl_refiner.yaml:
+  // model_channels 384, channel_mult [1, 2, 4, 4], attention_resolutions [4, 2] — levels 1 and
+  // 2 —, transformer_depth 4 (the middle block's too), num_head_channels 64,
+  // use_linear_in_transformer, context_dim 1280, adm_in_channels 2560; conditioner: OpenCLIP
+  // ViT-bigG-14 alone, as sgm's embedders.0, then original size, crop and aesthetic score).
+  'sdxl-refiner': {
+    unet: {
+      modelChannels: 384,
+      channelMult: [1, 2, 4, 4],
+      numResBlocks: 2,
+      attentionLevels: [1, 2],
+      headDim: 64,
+      transformerDepth: [0, 4, 4, 0],
+      transformerDepthMiddle: 4,
+      linearProj: true,
+      admInChannels: 1280 + REFINER_SIZE_EMBEDDINGS,
+      contextDim: 1280,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 128, chMult: [1, 2, 4, 4], numResBlocks: 2, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { naming: 'openclip', width: 1280, layers: 32, heads: 20, vocab: 49408, positions: 77, intermediate: 5120, projectionDim: 1280 },
+  },
+  // The refiner's structure at tiny widths: one OpenCLIP encoder that pools, an ADM input of
+  // pooled 32 + 5 × 256.
+  'tiny-sdxl-refiner': {
+    unet: {
+      modelChannels: 32,
+      channelMult: [1, 2, 2],
+      numResBlocks: 2,
+      attentionLevels: [1, 2],
+      headDim: 32,
+      transformerDepth: [0, 1, 2],
+      transformerDepthMiddle: 2,
+      linearProj: true,
+      admInChannels: 32 + REFINER_SIZE_EMBEDDINGS,
+      contextDim: 32,
+      inChannels: 4,
+      outChannels: 4,
+    },
+    vae: { ch: 32, chMult: [1, 1, 2, 2], numResBlocks: 1, zChannels: 4, embedDim: 4, inChannels: 3, outChannels: 3 },
+    clip: { naming: 'openclip', width: 32, layers: 2, heads: 2, vocab: 49408, positions: 77, intermediate: 128, projectionDim: 32 },
+  },
   // SDXL's structure at tiny widths: a level without attention, transformer depth above 1 and
   // in the middle, linear projections, two text encoders of 32 whose outputs concatenate to
   // the 64-wide context, and the real ADM formula (pooled 32 + 1536).
@@ -257,6 +303,8 @@ export const PRESETS = deepFreeze({
   'tiny-sdxl': BASE_PRESETS['tiny-sdxl'],
   'tiny-sdxl-inpaint': inpaintVariant(BASE_PRESETS['tiny-sdxl']),
   sdxl: BASE_PRESETS.sdxl,
+  'tiny-sdxl-refiner': BASE_PRESETS['tiny-sdxl-refiner'],
+  'sdxl-refiner': BASE_PRESETS['sdxl-refiner'],
 });
 
 /** Name prefix of each component in an SD1.x LDM single-file checkpoint. */
@@ -271,6 +319,7 @@ const TEXT_PREFIXES = Object.freeze({
   sd2: 'cond_stage_model.model.',
   sdxlClip: 'conditioner.embedders.0.transformer.text_model.',
   sdxlClip2: 'conditioner.embedders.1.model.',
+  refinerClip: 'conditioner.embedders.0.model.',
 });
 
 /**
@@ -281,6 +330,7 @@ const TEXT_PREFIXES = Object.freeze({
  */
 export function componentPrefixes(config) {
   if (config.clip2) return { unet: COMPONENT_PREFIXES.unet, vae: COMPONENT_PREFIXES.vae, clip: TEXT_PREFIXES.sdxlClip, clip2: TEXT_PREFIXES.sdxlClip2 };
+  if (config.unet.admInChannels !== undefined) return { ...COMPONENT_PREFIXES, clip: TEXT_PREFIXES.refinerClip };
   if (config.clip.naming === 'openclip') return { ...COMPONENT_PREFIXES, clip: TEXT_PREFIXES.sd2 };
   return { ...COMPONENT_PREFIXES };
 }
@@ -411,6 +461,13 @@ export function validateConfig(config) {
     const adm = /** @type {number} */ (text2.projectionDim) + SDXL_SIZE_EMBEDDINGS;
     if (unet.admInChannels !== adm)
       throw new RangeError(`unet.admInChannels must be clip2.projectionDim + ${SDXL_SIZE_EMBEDDINGS} = ${adm} (pooled text + size embeddings), not ${unet.admInChannels}`);
+  }
+  if (!text2 && unet.admInChannels !== undefined) {
+    // The SDXL refiner's layout: OpenCLIP bigG alone, pooling into the ADM vector.
+    if (text.naming !== 'openclip') throw new RangeError("clip.naming must be 'openclip' for a UNet with admInChannels and no clip2 (the SDXL refiner's bigG)");
+    const adm = /** @type {number} */ (text.projectionDim) + REFINER_SIZE_EMBEDDINGS;
+    if (unet.admInChannels !== adm)
+      throw new RangeError(`unet.admInChannels must be clip.projectionDim + ${REFINER_SIZE_EMBEDDINGS} = ${adm} (pooled text + size and aesthetic embeddings), not ${unet.admInChannels}`);
   }
   const context = text.width + (text2?.width ?? 0);
   if (unet.contextDim !== context)
@@ -765,7 +822,8 @@ export function tensorSpecs(config) {
 export function componentOf(name) {
   if (name.startsWith(COMPONENT_PREFIXES.unet)) return 'unet';
   if (name.startsWith(COMPONENT_PREFIXES.vae)) return 'vae';
-  if (name.startsWith(COMPONENT_PREFIXES.clip) || name.startsWith(TEXT_PREFIXES.sd2) || name.startsWith(TEXT_PREFIXES.sdxlClip)) return 'clip';
+  if (name.startsWith(COMPONENT_PREFIXES.clip) || name.startsWith(TEXT_PREFIXES.sd2) || name.startsWith(TEXT_PREFIXES.sdxlClip) ||
+      name.startsWith(TEXT_PREFIXES.refinerClip)) return 'clip';
   if (name.startsWith(TEXT_PREFIXES.sdxlClip2)) return 'clip2';
   throw new Error(`tensor '${name}' belongs to no component`);
 }

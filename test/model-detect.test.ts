@@ -287,8 +287,10 @@ describe('detectModel', () => {
     });
     expect(l.notes.join('\n')).toMatch(/fit sd1 or sdxl/);
     expect(detectModel(under('', hfClip(1024, 23)))).toMatchObject({ family: 'sd2', components: { textEncoder: true } });
-    expect(detectModel(under('', hfClip(1280, 32, true))))
-      .toMatchObject({ family: 'sdxl', components: { textEncoder: false, textEncoder2: true } });
+    // bigG alone: SDXL's second encoder, or the refiner's only one
+    const g = detectModel(under('', hfClip(1280, 32, true)));
+    expect(g).toMatchObject({ family: 'unknown', components: { textEncoder: false, textEncoder2: true } });
+    expect(g.notes.join('\n')).toMatch(/fit sdxl or sdxl-refiner/);
   });
 
   it('an LLM GGUF is not a Stable Diffusion file', () => {
@@ -366,6 +368,19 @@ describe('detectModel', () => {
     const pix2pix = detectModel(sd15(8));
     expect(pix2pix).toMatchObject({ family: 'unknown', inpaint: false, unetInChannels: 8 });
     expect(pix2pix.notes.join('\n')).toMatch(/instruct-pix2pix/);
+    // a context of 1280 with an ADM input other than the refiner's 2560
+    const odd = detectModel([
+      ...under('model.diffusion_model.', {
+        'input_blocks.0.0.weight': [384, 4, 3, 3], 'label_emb.0.0.weight': [1536, 2816],
+        'input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight': [768, 1280],
+      }),
+      ...under('conditioner.embedders.0.model.', openClip(1280, 32)),
+    ]);
+    expect(odd).toMatchObject({ family: 'unknown', contextDim: 1280 });
+    expect(odd.notes.join('\n')).toMatch(/the SDXL refiner has 2560/);
+  });
+
+  it('the SDXL refiner: bigG alone at conditioner.embedders.0.model., context 1280, ADM 2560', () => {
     const refiner = detectModel([
       ...under('model.diffusion_model.', {
         'input_blocks.0.0.weight': [384, 4, 3, 3], 'label_emb.0.0.weight': [1536, 2560],
@@ -374,9 +389,17 @@ describe('detectModel', () => {
       ...under('conditioner.embedders.0.model.', openClip(1280, 32)),
     ]);
     expect(refiner).toMatchObject({
-      family: 'unknown', contextDim: 1280, components: { unet: true, textEncoder: false, textEncoder2: true },
+      family: 'sdxl-refiner', contextDim: 1280, components: { unet: true, textEncoder: false, textEncoder2: true },
     });
-    expect(refiner.notes.join('\n')).toMatch(/SDXL refiner/);
+    expect(refiner.notes.join('\n')).toMatch(/→ the SDXL refiner/);
+    // the same encoder place beside a UNet without label_emb is SD2.x in the sgm layout
+    const sd2 = detectModel([
+      ...under('model.diffusion_model.', {
+        'input_blocks.0.0.weight': [320, 4, 3, 3], 'input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight': [320, 1024],
+      }),
+      ...under('conditioner.embedders.0.model.', openClip(1024, 24)),
+    ]);
+    expect(sd2).toMatchObject({ family: 'sd2', components: { textEncoder: true, textEncoder2: false } });
   });
 
   it('hostile shapes do not throw', () => {

@@ -316,6 +316,22 @@ describe('text encoders', () => {
     expect(g.tensors.filter((m) => m.op === 'rowSlice')).toHaveLength(6);
   });
 
+  it("the SDXL refiner's bigG at conditioner.embedders.0.model. goes to the second encoder's place with its projection; SD2's stays first", () => {
+    const refiner = ldmTensors('tiny-sdxl-refiner');
+    const r = plan('checkpoint', refiner);
+    const text2 = 'cond_stage_model.1.transformer.text_model.';
+    const texts = r.tensors.filter((m) => m.source.startsWith('conditioner.'));
+    expect(texts.length).toBeGreaterThan(0);
+    expect(texts.every((m) => m.name.startsWith(text2))).toBe(true);
+    const projection = r.tensors.find((m) => m.name === `${text2}text_projection`)!;
+    expect(projection).toMatchObject({ source: 'conditioner.embedders.0.model.text_projection', op: 'transpose2d' });
+    // Without the UNet's label_emb the same place is SD2.x's OpenCLIP-H: the first encoder, no projection.
+    const sd2 = plan('checkpoint', refiner.filter((t) => !t.name.includes('.label_emb.')));
+    const sd2Texts = sd2.tensors.filter((m) => m.source.startsWith('conditioner.'));
+    expect(sd2Texts.every((m) => m.name.startsWith('cond_stage_model.transformer.text_model.'))).toBe(true);
+    expect(sd2Texts.some((m) => m.name.endsWith('text_projection'))).toBe(false);
+  });
+
   it('a diffusers SD1.x text_encoder under text_encoder. and with old transformers names', () => {
     const clip = under(ldmTensors('tiny'), PREFIX.clip);
     const local = clip.map((t) => ({ name: t.name.slice(PREFIX.clip.length), shape: t.shape }));

@@ -202,6 +202,7 @@ function walk(modules, ldmPrefix, specs) {
  */
 export function diffusersTensors(config, options = {}) {
   const c = validateConfig(config);
+  if (!c.clip2 && c.unet.admInChannels !== undefined) throw new RangeError("the SDXL refiner's diffusers layout is not written (its single file is)");
   const specs = tensorSpecs(c);
   const prefixes = componentPrefixes(c);
   const of = (/** @type {string} */ p) => specs.filter((s) => s.name.startsWith(p));

@@ -141,6 +141,9 @@ const std::set<std::string> kDdpmBuffers = {
 
 enum class Part { Unet, Vae, Text1, Text2 };
 
+// sgm's first embedder when it is OpenCLIP: SD2 in the sgm layout, or the SDXL refiner's bigG.
+const std::string kRefinerEncoder = "conditioner.embedders.0.model.";
+
 struct Prefix {
   std::string prefix;
   Part part;
@@ -157,7 +160,7 @@ const std::vector<Prefix> kCheckpointPrefixes = {
     {"cond_stage_model.transformer.", Part::Text1, "ldm"},
     {"cond_stage_model.model.", Part::Text1, "ldm-sd2"},
     {"conditioner.embedders.0.transformer.", Part::Text1, "ldm-sdxl"},
-    {"conditioner.embedders.0.model.", Part::Text1, "ldm-sd2"},  // SD2 in the sgm layout
+    {kRefinerEncoder, Part::Text1, "ldm-sd2"},  // SD2 in the sgm layout, or the refiner (plan_names)
     {"conditioner.embedders.1.model.", Part::Text2, "ldm-sdxl"},
     {"text_encoder_2.", Part::Text2, "diffusers"},
     {"text_encoder.", Part::Text1, "diffusers"},
@@ -226,10 +229,19 @@ NamePlan plan_names(Component c, const std::vector<TensorInfo>& file_tensors, co
 
   if (!unet.empty()) map_unet(p, unet);
   if (!vae.empty()) map_vae(p, vae);
+  // The SDXL refiner holds only sgm's second embedder (OpenCLIP bigG, which pools) at
+  // conditioner.embedders.0.model.: a UNet that takes a vector y and no second encoder beside it
+  // puts that encoder in the second encoder's place, with its projection. (SD2 in the sgm layout
+  // has the same prefix and a UNet without label_emb.)
+  const bool unet_takes_y = std::any_of(unet.begin(), unet.end(), [](const Item& it) {
+    return starts_with(it.local, "label_emb.") || starts_with(it.local, "add_embedding.");
+  });
+  const bool has_second = std::any_of(text.begin(), text.end(), [&](const auto& e) { return prefixes[e.first].part == Part::Text2; });
   for (const auto& [i, items] : text) {
     const Prefix& pre = prefixes[i];
-    const bool second = pre.part == Part::Text2;
-    map_text(p, items, second ? kText2 : kText1, second, pre.label);
+    const bool refiner = unet_takes_y && !has_second && pre.prefix == kRefinerEncoder;
+    const bool second = pre.part == Part::Text2 || refiner;
+    map_text(p, items, second ? kText2 : kText1, second, refiner ? "ldm-sdxl" : pre.label);
   }
   for (const TensorInfo* b : buffers) p.view(Item{&b->name, b->name, &b->shape}, b->name);
 
