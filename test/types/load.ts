@@ -31,7 +31,7 @@ export async function correctUses(): Promise<void> {
     { device: 'auto', ema: true, signal: AbortSignal.timeout(60_000), onProgress: ({ step, steps }) => console.log(step, steps) },
   );
   const info: ModelInfo = model.info;
-  check<Equal<typeof info.family, 'sd1' | 'sd2' | 'sdxl' | 'unknown'>>(true);
+  check<Equal<typeof info.family, 'sd1' | 'sd2' | 'sdxl' | 'sdxl-refiner' | 'unknown'>>(true);
   console.log(info.device, info.inpaint, info.sources[0]?.format, model.tokenize('a cat').length, model.weights()[0]?.shape);
   const sums: Record<string, string> = await model.checksums(['first_stage_model.decoder.conv_in.weight']);
   console.log(sums);
