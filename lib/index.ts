@@ -7,23 +7,14 @@ export { convertModel } from './convert.js';
 export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
 export { WEIGHT_TYPES } from './weight-types.js';
 export type { WeightType } from './weight-types.js';
-export { loadModel, Model, PREVIEW_INTERVAL, SAMPLERS, SCHEDULERS } from './model.js';
-export type {
-  DecodeLatentOptions,
-  EncodeImageOptions,
-  GenerateOptions,
-  GenerateResult,
-  MaskImage,
-  LoadModelOptions,
-  ModelComponents,
-  ModelInfo,
-  ModelSource,
-  Sampler,
-  Scheduler,
-  SourceInfo,
-  VaeTilingOption,
-  WeightRecord,
-} from './model.js';
+export { loadModel } from './load-model.js';
+export type { LoadModelOptions, ModelComponents, ModelSource } from './load-model.js';
+export { Model } from './model.js';
+export type { ModelInfo, SourceInfo, WeightRecord } from './model.js';
+export { PREVIEW_INTERVAL, SAMPLERS, SCHEDULERS } from './generate-options.js';
+export type { GenerateOptions, MaskImage, Sampler, Scheduler } from './generate-options.js';
+export type { GenerateResult } from './generate.js';
+export type { DecodeLatentOptions, EncodeImageOptions, VaeTilingOption } from './vae-jobs.js';
 export { inspectModel } from './model-file.js';
 export { METADATA_LIMITS } from './metadata.js';
 export type { InspectOptions, ModelInspection, TensorSummary } from './model-file.js';

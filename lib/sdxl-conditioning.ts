@@ -28,18 +28,18 @@ function checkPair<A extends string, B extends string>(what: string, value: unkn
   return { [a]: checkInteger(`${what}.${a}`, o[a], min, MAX_CONDITIONING_SIDE), [b]: checkInteger(`${what}.${b}`, o[b], min, MAX_CONDITIONING_SIDE) } as Record<A | B, number>;
 }
 
-/**
- * The size conditioning of a width × height job, as stable-diffusion.cpp defaults it: original
- * and target size the job's size, no crop. Throws TypeError / RangeError for malformed options.
- */
-export function sizeConditioning(
-  options: { originalSize?: unknown; targetSize?: unknown; cropCoords?: unknown },
-  width: number,
-  height: number,
-): NativeSizeConditioning {
-  const original = options.originalSize === undefined ? { width, height } : checkPair('options.originalSize', options.originalSize, 'width', 'height', 1);
-  const target = options.targetSize === undefined ? { width, height } : checkPair('options.targetSize', options.targetSize, 'width', 'height', 1);
-  const crop = options.cropCoords === undefined ? { left: 0, top: 0 } : checkPair('options.cropCoords', options.cropCoords, 'left', 'top', 0);
+/** An originalSize / targetSize option: `{ width, height }`, each 1 … MAX_CONDITIONING_SIDE. */
+export function checkSize(what: string, value: unknown): Size {
+  return checkPair(what, value, 'width', 'height', 1);
+}
+
+/** A cropCoords option: `{ left, top }`, each 0 … MAX_CONDITIONING_SIDE. */
+export function checkCropCoords(what: string, value: unknown): CropCoords {
+  return checkPair(what, value, 'left', 'top', 0);
+}
+
+/** The size conditioning as the engine takes it, from the checked (or defaulted) options. */
+export function sizeConditioning(original: Size, target: Size, crop: CropCoords): NativeSizeConditioning {
   return {
     originalWidth: original.width,
     originalHeight: original.height,

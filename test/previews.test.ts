@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { AbortError, loadModel, type Model, type Progress } from '../lib/index.js';
-import { PREVIEW_INTERVAL } from '../lib/model.js';
+import { PREVIEW_INTERVAL } from '../lib/generate-options.js';
 import { native, type NativeModel } from '../lib/native.js';
 import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';

@@ -1,0 +1,126 @@
+/**
+ * The generate job: resolved options (lib/generate-options.ts) and the model's architecture
+ * become the engine's NativeGenerateParams, queued FIFO on the model; the engine's result
+ * becomes a GenerateResult.
+ */
+import { randomInt } from 'node:crypto';
+
+import { AbortError } from './errors.js';
+import { isRandomSeed, plainNativeParams, type ResolvedGenerateOptions } from './generate-options.js';
+import type { Image } from './image.js';
+import type { Architecture } from './model-architecture.js';
+import type { ModelParts } from './model.js';
+import type { NativeGenerateParams, NativeJob, NativeProgress, NativeTokens } from './native.js';
+import { resizeImage } from './resize.js';
+import { secondEncoderIds, sizeConditioning } from './sdxl-conditioning.js';
+import type { ClipTokenizer } from './text/clip-tokenizer.js';
+import { encodePromptOption } from './text/prompt-limits.js';
+import { CHUNK_WINDOW, encodePrompt, type EncodedPrompt } from './text/prompt-weights.js';
+import { modelVaeTiling } from './vae-jobs.js';
+
+/** What model.generate() made. */
+export interface GenerateResult {
+  /** batchCount images, 8-bit RGB, width × height. */
+  images: Array<Image & { channels: 3 }>;
+  /** The seed of the first image (as given, or the random one picked). */
+  seed: number | bigint;
+  /** imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image). */
+  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number };
+}
+
+/** A prompt as the engine takes it; `second` adds the ids SDXL's OpenCLIP bigG reads. */
+function tokens(p: EncodedPrompt, second?: { eos: number }): NativeTokens {
+  return {
+    ids: p.ids,
+    weights: p.weights,
+    windows: p.chunkCount,
+    ...(second ? { ids2: secondEncoderIds(p.ids, CHUNK_WINDOW, second.eos) } : {}),
+  };
+}
+
+/** A native job that starts once `ready` gives its starter; cancelling before then rejects with AbortError. */
+function afterPreparation<T>(ready: Promise<() => NativeJob<T>>): NativeJob<T> {
+  let inner: NativeJob<T> | undefined;
+  let cancelled = false;
+  return {
+    promise: ready.then((start) => {
+      if (cancelled) throw new AbortError();
+      inner = start();
+      return inner.promise;
+    }),
+    cancel: () => {
+      cancelled = true;
+      inner?.cancel();
+    },
+  };
+}
+
+/**
+ * Queues a generate job on the model. A model that cannot generate (missing components, a
+ * broken tokenizer) rejects with its coded error; prompt syntax errors throw RangeError.
+ */
+export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise<GenerateResult> {
+  let arch: Architecture;
+  let tokenizer: ClipTokenizer;
+  try {
+    arch = model.architecture.forGenerate();
+    tokenizer = model.tokenizer();
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+  const family = model.info.family;
+  const seed = isRandomSeed(o.seed) ? BigInt(randomInt(0, 2 ** 32)) : BigInt(o.seed);
+  const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
+  // SD2.x pads with 0 (OpenCLIP's pad, as the webui and stable-diffusion.cpp); SD1.x and SDXL with EOS.
+  const padId = family === 'sd2' ? 0 : tokenizer.eos;
+  const prompt = encodePromptOption('options.prompt', tokenizer, o.prompt, padId);
+  const negative = encodePromptOption('options.negativePrompt', tokenizer, o.negativePrompt, padId);
+  const second = arch.textEncoders.length > 1 ? { eos: tokenizer.eos } : undefined;
+  const { width, height, initImage, mask, vae, preview, onProgress } = o;
+  const vaeTiling = modelVaeTiling(model, o.vaeTiling, width, height, [
+    ...(vae === 'full' ? (['decode'] as const) : []),
+    ...(initImage ? (['encode'] as const) : []),
+  ]);
+  const taeTiling = vae === 'tae' ? model.tae?.tilingFor(o.vaeTiling, width, height, 'decode') : undefined;
+  const { textEncoders, ...unetAndVae } = arch;
+  const params: Omit<NativeGenerateParams, 'prediction'> = {
+    // width, height, steps, sampler, … : the options that map onto one field each.
+    ...plainNativeParams(o),
+    prompt: tokens(prompt, second),
+    negative: tokens(negative, second),
+    empty: tokens(encodePrompt(tokenizer, '', { padId }), second),
+    ...unetAndVae,
+    textEncoders: textEncoders.map((e) => ({ ...e, clipSkip: o.clipSkip })),
+    // SDXL without a negative prompt conditions on zeros, as stable-diffusion.cpp and sgm do.
+    zeroNegative: family === 'sdxl' && o.negativePrompt === '',
+    ...(o.originalSize && o.targetSize && o.cropCoords ? { size: sizeConditioning(o.originalSize, o.targetSize, o.cropCoords) } : {}),
+    seed,
+    decode: true,
+    ...(vaeTiling ? { vaeTiling } : {}),
+    // Previews travel only with progress events: without onProgress none are made.
+    preview: onProgress ? preview : 'none',
+    latentFormat: family === 'sdxl' ? ('sdxl' as const) : ('sd' as const),
+    ...(onProgress && preview === 'tae' ? { tae: model.taeNative } : {}),
+    ...(vae === 'tae' ? { taeDecoder: model.taeNative } : {}),
+    ...(taeTiling ? { taeTiling } : {}),
+  };
+  const prediction = o.prediction;
+  // The init image and mask are stretched to the job's size, and the prediction probed, in the job's turn, so the queue keeps its order.
+  const start = (progress?: (p: NativeProgress) => void) =>
+    initImage || !prediction
+      ? afterPreparation(
+          Promise.all([
+            prediction ?? model.architecture.probedPrediction(arch),
+            initImage && resizeImage(initImage, width, height),
+            mask && resizeImage(mask, width, height),
+          ]).then(
+            ([p, i, m]) => () => model.native.generate({ ...params, prediction: p, ...(i ? { initImage: i } : {}), ...(m ? { mask: m } : {}) }, progress),
+          ),
+        )
+      : model.native.generate({ ...params, prediction }, progress);
+  return model.queue.run(start, { signal: o.signal, onProgress }).then((r) => ({
+    images: r.images as Array<Image & { channels: 3 }>,
+    seed: reported,
+    timings: { textEncodeMs: r.textEncodeMs, imageEncodeMs: r.imageEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs },
+  }));
+}
