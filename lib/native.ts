@@ -171,10 +171,22 @@ export interface NativeGenerateResult {
 }
 
 /** The addon's model handle, wrapped by Model. */
+/** A loaded model's networks as the engine reads them from the weights. */
+export interface NativeArchitecture {
+  /** Absent without a UNet (unetError says why when one is there but does not load). */
+  unet?: { inChannels: number; outChannels: number; modelChannels: number; contextDim: number; admChannels: number; latentMultiple: number };
+  unetError?: string;
+  vae: { decoder: boolean; encoder: boolean; latentChannels: number; decoderScale: number; encoderScale: number };
+  /** In place order: the first encoder's place, then the second's (internal prefixes). projection: 0 when it cannot pool. */
+  textEncoders: Array<{ prefix: string; width: number; layers: number; vocab: number; positions: number; projection: number }>;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
   /** The file metadata as JSON texts ["key", "value", …], made by the load job (lib/metadata.ts), and the entries left out (native/addon/metadata_json.h). */
   metadata(): { chunks: string[]; omitted: number };
+  /** What the engine read of the networks at load (native/engine/pipeline/architecture.h). */
+  architecture(): NativeArchitecture;
   weights(): Array<{ name: string; shape: number[]; from: string; to: string; bytes: number; mapped: boolean }>;
   checksums(names: string[], onProgress?: (p: NativeProgress) => void): NativeJob<string[]>;
   /** Hidden states [windows][positions][width] (and with `pooled`, each window's pooled vector [windows][proj]). */

@@ -7,6 +7,7 @@
 #include "autoencoder.h"
 #include "convert.h"
 #include "metadata_json.h"
+#include "pipeline/architecture.h"
 #include "pipeline/generate.h"
 #include "sample/rng.h"
 
@@ -18,6 +19,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         StaticMethod<&NativeModel::Load>("load"),
                                         InstanceMethod<&NativeModel::Info>("info"),
                                         InstanceMethod<&NativeModel::Metadata>("metadata"),
+                                        InstanceMethod<&NativeModel::Architecture>("architecture"),
                                         InstanceMethod<&NativeModel::Weights>("weights"),
                                         InstanceMethod<&NativeModel::Checksums>("checksums"),
                                         InstanceMethod<&NativeModel::EncodeTokens>("encodeTokens"),
@@ -59,18 +61,21 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
   struct Loaded {
     Ptr engine;
     MetadataForJs metadata;
+    sdn::ArchitectureFacts architecture;
   };
   return Job<Loaded>::Start(
       env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
       [options](sdn::JobControl& job) {
         Loaded loaded{std::make_shared<sdn::Model>(options, job), {}};
         loaded.metadata = metadata_for_js(loaded.engine->take_metadata());
+        loaded.architecture = sdn::describe_architecture(loaded.engine->weight_lookup());
         return loaded;
       },
       [](Napi::Env env, Loaded& loaded) -> Napi::Value {
         Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &loaded.engine);
         Napi::Object model = addon_data(env).model_ctor.New({external});
         NativeModel::Unwrap(model)->metadata_ = std::move(loaded.metadata);
+        NativeModel::Unwrap(model)->architecture_ = std::move(loaded.architecture);
         return model;
       });
 }
@@ -117,6 +122,47 @@ Napi::Value NativeModel::Metadata(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("chunks", strings_to_js(env, metadata_.chunks));
   out.Set("omitted", static_cast<double>(metadata_.omitted));
+  return out;
+}
+
+Napi::Value NativeModel::Architecture(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  const sdn::ArchitectureFacts& a = architecture_;
+  const auto n = [&](int64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object out = Napi::Object::New(env);
+  if (a.unet.present) {
+    Napi::Object u = Napi::Object::New(env);
+    u.Set("inChannels", n(a.unet.in_channels));
+    u.Set("outChannels", n(a.unet.out_channels));
+    u.Set("modelChannels", n(a.unet.model_channels));
+    u.Set("contextDim", n(a.unet.context_dim));
+    u.Set("admChannels", n(a.unet.adm_channels));
+    u.Set("latentMultiple", n(a.unet.latent_multiple));
+    out.Set("unet", u);
+  } else if (!a.unet.missing.empty()) {
+    out.Set("unetError", a.unet.missing);
+  }
+  Napi::Object vae = Napi::Object::New(env);
+  vae.Set("decoder", a.vae.decoder);
+  vae.Set("encoder", a.vae.encoder);
+  vae.Set("latentChannels", n(a.vae.latent_channels));
+  vae.Set("decoderScale", n(a.vae.decoder_scale));
+  vae.Set("encoderScale", n(a.vae.encoder_scale));
+  out.Set("vae", vae);
+  Napi::Array texts = Napi::Array::New(env, a.text_encoders.size());
+  for (size_t k = 0; k < a.text_encoders.size(); ++k) {
+    const sdn::TextEncoderFacts& t = a.text_encoders[k];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("prefix", t.prefix);
+    o.Set("width", n(t.width));
+    o.Set("layers", n(t.layers));
+    o.Set("vocab", n(t.vocab));
+    o.Set("positions", n(t.positions));
+    o.Set("projection", n(t.projection));
+    texts.Set(k, o);
+  }
+  out.Set("textEncoders", texts);
   return out;
 }
 

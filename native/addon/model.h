@@ -9,6 +9,7 @@
 
 #include "job.h"
 #include "metadata_json.h"
+#include "pipeline/architecture.h"
 #include "pipeline/model.h"
 
 namespace sdnode {
@@ -26,6 +27,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   // The file metadata as JSON texts and the count left out (metadata_json.h), made by the load job.
   Napi::Value Metadata(const Napi::CallbackInfo& info);
+  // What the engine read of the networks at load (pipeline/architecture.h):
+  // { unet?: { inChannels, outChannels, modelChannels, contextDim, admChannels, latentMultiple },
+  //   unetError?, vae: { decoder, encoder, latentChannels, decoderScale, encoderScale },
+  //   textEncoders: [{ prefix, width, layers, vocab, positions, projection }] }
+  Napi::Value Architecture(const Napi::CallbackInfo& info);
   // [{ name, shape, from, to, bytes, mapped }]
   Napi::Value Weights(const Napi::CallbackInfo& info);
   // checksums(names: string[]) -> JobHandle<string[]> (16 hex digits each)
@@ -58,6 +64,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   std::shared_ptr<sdn::Model> engine_;
   MetadataForJs metadata_;
+  sdn::ArchitectureFacts architecture_;
 };
 
 }  // namespace sdnode

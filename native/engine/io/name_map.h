@@ -23,6 +23,12 @@
 
 namespace sdn {
 
+// The internal places above, for the code that reads the networks from them.
+inline const std::string kInternalUnet = "model.diffusion_model.";
+inline const std::string kInternalVae = "first_stage_model.";
+inline const std::string kInternalText1 = "cond_stage_model.transformer.text_model.";
+inline const std::string kInternalText2 = "cond_stage_model.1.transformer.text_model.";
+
 enum class Component {
   Checkpoint,    // a whole single file: UNet, VAE and text encoder(s) under their LDM prefixes
   Unet,          // a UNet file: diffusers `unet/`, or LDM names with or without a prefix

@@ -15,10 +15,10 @@ namespace sdn::name_map_detail {
 
 using Shape = std::vector<int64_t>;
 
-inline const std::string kUnet = "model.diffusion_model.";
-inline const std::string kVae = "first_stage_model.";
-inline const std::string kText1 = "cond_stage_model.transformer.text_model.";
-inline const std::string kText2 = "cond_stage_model.1.transformer.text_model.";
+inline const std::string& kUnet = kInternalUnet;
+inline const std::string& kVae = kInternalVae;
+inline const std::string& kText1 = kInternalText1;
+inline const std::string& kText2 = kInternalText2;
 
 inline bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 inline bool ends_with(const std::string& s, const std::string& p) {
