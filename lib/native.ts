@@ -336,6 +336,12 @@ export interface NativeBinding {
       /** Cancels after this many progress reports (0: before the first step). */
       cancelAfter?: number;
     }): Float32Array;
+    /** One call of the engine's denoiser whose model returns `predictions` (one latent, or [uncond, cond]). */
+    denoise(options: { prediction: 'epsilon' | 'v'; sigma: number; x: Float32Array; predictions: Float32Array; cfgScale: number }): {
+      denoised: Float32Array;
+      modelInput: Float32Array;
+      timestep: number;
+    };
   };
   NativeAutoencoder: {
     load(

@@ -11,6 +11,11 @@
 //                    onProgress?(step, steps), cancelAfter? }): Float32Array
 //       runs a sampler with the exact denoiser of data x0 ~ N(mu, s^2) per element,
 //       D(x, sigma) = (s^2 x + sigma^2 mu) / (s^2 + sigma^2), from x = randn(count) * sigmas[0].
+//   denoise({ prediction: 'epsilon' | 'v', sigma, x: Float32Array, predictions: Float32Array,
+//             cfgScale }): { denoised, modelInput, timestep }
+//       one call of the engine's denoiser (sample/denoiser.h) whose model returns `predictions`
+//       (one latent of x's length, or two: [uncond, cond] with guidance), and what it gave the
+//       model: the scaled latent and the fractional timestep.
 #include "sampling.h"
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 #include "core/job_control.h"
 #include "errors.h"
 #include "sample/catalog.h"
+#include "sample/denoiser.h"
 #include "sample/rng.h"
 #include "sample/samplers.h"
 #include "sample/schedule.h"
@@ -203,6 +209,50 @@ Napi::Value SampleGaussian(const Napi::CallbackInfo& info) {
   return to_js(env, x);
 }
 
+Napi::Float32Array get_floats(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(env, std::string(what) + " must be a Float32Array");
+  return v.As<Napi::Float32Array>();
+}
+
+Napi::Value Denoise(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray()) type_error(env, "options must be an object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value pv = o.Get("prediction");
+  if (!pv.IsString()) type_error(env, "prediction must be 'epsilon' or 'v'");
+  const std::string p = pv.As<Napi::String>().Utf8Value();
+  if (p != "epsilon" && p != "v") range_error(env, "prediction must be 'epsilon' or 'v'");
+  const double sigma = get_finite(env, o.Get("sigma"), "sigma");
+  if (!(sigma > 0)) range_error(env, "sigma must be > 0");
+  const Napi::Float32Array xv = get_floats(env, o.Get("x"), "x");
+  const Napi::Float32Array pred = get_floats(env, o.Get("predictions"), "predictions");
+  const double cfg = get_finite(env, o.Get("cfgScale"), "cfgScale");
+  const size_t n = xv.ElementLength();
+  if (n == 0 || n > kMaxCount) range_error(env, "x must hold 1 to 2^24 values");
+  if (pred.ElementLength() != n && pred.ElementLength() != 2 * n) range_error(env, "predictions must hold one or two latents of x's length");
+  const std::vector<float> x(xv.Data(), xv.Data() + n), given(pred.Data(), pred.Data() + pred.ElementLength());
+  std::vector<float> denoised(n), model_input(n);
+  float timestep = 0;
+  engine_call(env, [&] {
+    const sdn::DiscreteSchedule schedule;
+    const sdn::GuidanceParams guidance{static_cast<int>(given.size() / n), static_cast<float>(cfg)};
+    const sdn::Denoiser d = sdn::make_denoiser(p == "v" ? sdn::Prediction::V : sdn::Prediction::Epsilon, schedule, n, guidance,
+                                               [&](const float* x_in, float t, std::vector<float>& out) {
+                                                 std::copy(x_in, x_in + n, model_input.begin());
+                                                 timestep = t;
+                                                 out = given;
+                                               });
+    d(x.data(), static_cast<float>(sigma), denoised.data());
+    return 0;
+  });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("denoised", to_js(env, denoised));
+  out.Set("modelInput", to_js(env, model_input));
+  out.Set("timestep", Napi::Number::New(env, timestep));
+  return out;
+}
+
 // The names of a catalog table, frozen so that no caller edits the engine's list.
 template <typename Entry, size_t N>
 Napi::Array names_of(Napi::Env env, const Entry (&table)[N]) {
@@ -230,6 +280,7 @@ void InitSampling(Napi::Env env, Napi::Object exports) {
   sampling.Set("sigmas", Napi::Function::New(env, Sigmas, "sigmas"));
   sampling.Set("sigmaToTimestep", Napi::Function::New(env, SigmaToTimestep, "sigmaToTimestep"));
   sampling.Set("sampleGaussian", Napi::Function::New(env, SampleGaussian, "sampleGaussian"));
+  sampling.Set("denoise", Napi::Function::New(env, Denoise, "denoise"));
   exports.Set("sampling", sampling);
 }
 
