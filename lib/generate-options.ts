@@ -6,10 +6,10 @@
  * TypeError / RangeError naming the option before anything is queued.
  *
  * Adding an option: its field in GenerateOptions, its entry in GENERATE_OPTIONS (with `native`
- * when it maps onto one field of NativeGenerateParams), that field in lib/native.ts.
+ * when it maps onto one field of NativeGenerateParams), that field in lib/native.ts (a required
+ * one also in PlainField, below).
  */
-import type { Image } from './image.js';
-import { checkImage } from './image.js';
+import { checkImage, type Image } from './image.js';
 import type { JobOptions } from './job.js';
 import type { ModelDetection, ModelFamily } from './model-detect.js';
 import type { NativeGenerateParams, NativeVaeTiling } from './native.js';
