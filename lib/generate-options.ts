@@ -18,14 +18,9 @@ import { checkPromptText } from './text/prompt-limits.js';
 import { MAX_PIXELS, MAX_SIDE, checkVaeTilingOption, type VaeTilingOption } from './tiling.js';
 import { checkEnum, checkFinite, checkFunction, checkInteger, checkKeys, checkObject, checkSignal, MAX_SEED } from './validate.js';
 
-/** The samplers generate() offers (k-diffusion's, as the webui and stable-diffusion.cpp name them; euler_a: Euler ancestral). */
-export const SAMPLERS = ['euler_a', 'euler', 'heun', 'dpm2', 'dpm++2m', 'dpm++2s_a', 'lcm', 'ddim'] as const;
-/** One of SAMPLERS. */
-export type Sampler = (typeof SAMPLERS)[number];
-/** The noise schedules generate() offers: the model's own ('discrete'), Karras et al., exponential, SGM uniform. */
-export const SCHEDULERS = ['discrete', 'karras', 'exponential', 'sgm_uniform'] as const;
-/** One of SCHEDULERS. */
-export type Scheduler = (typeof SCHEDULERS)[number];
+import { SAMPLERS, SCHEDULERS, checkSampler, checkScheduleSteps, checkScheduler, defaultScheduler, type Sampler, type Scheduler } from './samplers.js';
+
+export { SAMPLERS, SCHEDULERS, type Sampler, type Scheduler };
 
 /** Options of model.generate(): only `prompt` is required. */
 export interface GenerateOptions {
@@ -51,7 +46,10 @@ export interface GenerateOptions {
   cfgScale?: number;
   /** Default 'euler_a'. */
   sampler?: Sampler;
-  /** Default 'discrete'. */
+  /**
+   * Default: the sampler's own, as stable-diffusion.cpp picks it: 'lcm' for lcm, 'simple' for
+   * ddim_trailing, else 'discrete'. 'simple' takes at most 1000 steps, 'lcm' 50 (RangeError).
+   */
   scheduler?: Scheduler;
   /** 0 … 2^64−1 (number or bigint); -1 or absent (the default): a random one, reported in the result. */
   seed?: number | bigint;
@@ -294,8 +292,13 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
   },
   steps: { default: 20, check: (v, what) => checkInteger(what, v, 1, 1000), native: (steps) => ({ steps }) },
   cfgScale: { default: 7, check: (v, what) => checkFinite(what, v, 0, 100), native: (cfgScale) => ({ cfgScale }) },
-  sampler: { default: 'euler_a', check: (v, what) => checkEnum(what, v, SAMPLERS), native: (sampler) => ({ sampler }) },
-  scheduler: { default: 'discrete', check: (v, what) => checkEnum(what, v, SCHEDULERS), native: (scheduler) => ({ scheduler }) },
+  sampler: { default: 'euler_a', check: (v, what) => checkSampler(what, v), native: (sampler) => ({ sampler }) },
+  scheduler: {
+    derive: ({ get }) => defaultScheduler(get('sampler')),
+    check: (v, what) => checkScheduler(what, v),
+    also: (scheduler, { get }) => checkScheduleSteps('options.steps', scheduler, get('steps')),
+    native: (scheduler) => ({ scheduler }),
+  },
   seed: { default: -1, check: (v) => checkSeed(v) },
   rng: { default: 'cuda', check: (v, what) => checkEnum(what, v, ['cuda', 'cpu'] as const), native: (rng) => ({ rng }) },
   batchCount: {

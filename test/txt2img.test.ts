@@ -117,6 +117,21 @@ describe('generate', () => {
     }
   }, 300_000);
 
+  it("a sampler without a scheduler runs with its own (lcm: lcm, ddim_trailing: simple, else discrete); a schedule's step limit is a RangeError", async () => {
+    const same = async (sampler: (typeof SAMPLERS)[number], scheduler: (typeof SCHEDULERS)[number]) => {
+      const a = await model.generate({ prompt: 'x', ...small, steps: 3, cfgScale: 1, sampler, seed: 4 });
+      const b = await model.generate({ prompt: 'x', ...small, steps: 3, cfgScale: 1, sampler, scheduler, seed: 4 });
+      return Buffer.compare(Buffer.from(a.images[0]!.data), Buffer.from(b.images[0]!.data)) === 0;
+    };
+    expect(await same('lcm', 'lcm')).toBe(true);
+    expect(await same('ddim_trailing', 'simple')).toBe(true);
+    expect(await same('euler', 'discrete')).toBe(true);
+    // and the defaults are not all alike: lcm under its own scheduler differs from lcm under discrete
+    expect(await same('lcm', 'discrete')).toBe(false);
+    expect(() => model.generate({ prompt: 'x', steps: 51, sampler: 'lcm' })).toThrow(/options\.steps.*50/);
+    expect(() => model.generate({ prompt: 'x', steps: 51, scheduler: 'lcm' })).toThrow(RangeError);
+  });
+
   it('an abort during sampling rejects with AbortError', async () => {
     const controller = new AbortController();
     const p = model.generate({ prompt: 'x', ...small, steps: 50, seed: 1, signal: controller.signal, onProgress: () => controller.abort() });

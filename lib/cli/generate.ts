@@ -22,6 +22,7 @@ import {
   type Sampler,
   type Scheduler,
 } from '../index.js';
+import { defaultScheduler } from '../samplers.js';
 import { jsonSeed, number, seed as parseSeed } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 import { infotext } from './infotext.js';
@@ -38,7 +39,6 @@ export const DEFAULTS = {
   steps: 20,
   cfgScale: 7,
   sampler: 'euler_a' as Sampler,
-  scheduler: 'discrete' as Scheduler,
   // stable-diffusion.cpp's default: the same command gives the same image; -s -1 for a random seed.
   seed: 42,
   batchCount: 1,
@@ -94,7 +94,7 @@ interface Flags {
   steps: number;
   cfgScale: number;
   samplingMethod: Sampler;
-  scheduler: Scheduler;
+  scheduler?: Scheduler;
   seed: number | bigint;
   batchCount: number;
   initImg?: string;
@@ -155,9 +155,8 @@ export function generateCommand(): Command {
     .option('--cfg-scale <x>', 'classifier-free guidance scale (1 skips the unconditional pass)', number, d.cfgScale)
     .addOption(new Option('--sampling-method <name>', `sampler: ${SAMPLERS.join(', ')}`).argParser(oneOf(SAMPLERS)).default(d.sampler))
     .addOption(
-      new Option('--scheduler <name>', `sigma schedule: ${SCHEDULERS.join(', ')} (normal = discrete)`)
-        .argParser(oneOf(SCHEDULERS, { normal: 'discrete' }))
-        .default(d.scheduler),
+      new Option('--scheduler <name>', `sigma schedule: ${SCHEDULERS.join(', ')} (normal = discrete; default: the sampler's own, discrete for most)`)
+        .argParser(oneOf(SCHEDULERS, { normal: 'discrete' })),
     )
     .option('-s, --seed <n>', 'seed, 0 … 2^64−1; negative: a random one', parseSeed, d.seed)
     .option('-b, --batch-count <n>', 'images to make; image i uses seed + i', number, d.batchCount)
@@ -254,6 +253,8 @@ async function runGenerate(f: Flags): Promise<number> {
 
     const taesd = Boolean(f.taesd) && !f.taesdPreviewOnly;
     const clipSkip = f.clipSkip !== undefined && f.clipSkip > 0 ? f.clipSkip : undefined;
+    // Passed explicitly, so that the PNG states what ran.
+    const scheduler = f.scheduler ?? defaultScheduler(f.samplingMethod);
     const options: GenerateOptions = {
       prompt: f.prompt,
       negativePrompt: f.negativePrompt,
@@ -262,7 +263,7 @@ async function runGenerate(f: Flags): Promise<number> {
       steps: f.steps,
       cfgScale: f.cfgScale,
       sampler: f.samplingMethod,
-      scheduler: f.scheduler,
+      scheduler,
       seed: f.seed,
       rng: f.rng,
       batchCount: f.batchCount,
@@ -300,7 +301,7 @@ async function runGenerate(f: Flags): Promise<number> {
             negativePrompt: f.negativePrompt,
             steps: f.steps,
             sampler: f.samplingMethod,
-            scheduler: f.scheduler,
+            scheduler,
             cfgScale: f.cfgScale,
             seed,
             width: image.width,
@@ -377,7 +378,7 @@ function jsonSummary(
       steps: f.steps,
       cfgScale: f.cfgScale,
       sampler: f.samplingMethod,
-      scheduler: f.scheduler,
+      scheduler: options.scheduler,
       rng: f.rng,
       batchCount: f.batchCount,
       clipSkip: options.clipSkip ?? null,
