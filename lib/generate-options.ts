@@ -18,6 +18,7 @@ import { checkPromptText } from './text/prompt-limits.js';
 import { MAX_PIXELS, MAX_SIDE, checkVaeTilingOption, type VaeTilingOption } from './tiling.js';
 import { checkEnum, checkFinite, checkFunction, checkInteger, checkKeys, checkObject, checkSignal, MAX_SEED } from './validate.js';
 
+import { familyProfile, type FamilyProfile } from './families.js';
 import { SAMPLERS, SCHEDULERS, checkSampler, checkScheduleSteps, checkScheduler, defaultScheduler, type Sampler, type Scheduler } from './samplers.js';
 
 export { SAMPLERS, SCHEDULERS, type Sampler, type Scheduler };
@@ -57,14 +58,18 @@ export interface GenerateOptions {
   rng?: 'cuda' | 'cpu';
   /** Images to make, 1–64; image i uses seed + i. Default 1. */
   batchCount?: number;
-  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x and SDXL, both of whose encoders it applies to), as the webui; up to the encoder's layers. */
+  /** 1: the text encoder's last layer (default for SD1.x); 2: the penultimate one (default for SD2.x, SDXL — both of whose encoders it applies to — and the SDXL refiner), as the webui; up to the encoder's layers. */
   clipSkip?: number;
-  /** SDXL: the size the training image had before it was resized (the conditioning's original_size). Default: width × height. */
+  /** SDXL and its refiner: the size the training image had before it was resized (the conditioning's original_size). Default: width × height. */
   originalSize?: Size;
-  /** SDXL: the size the model is told it makes (target_size). Default: width × height. */
+  /** SDXL (not the refiner): the size the model is told it makes (target_size). Default: width × height. */
   targetSize?: Size;
-  /** SDXL: where the training crop started (crop_coords_top_left). Default { left: 0, top: 0 }. */
+  /** SDXL and its refiner: where the training crop started (crop_coords_top_left). Default { left: 0, top: 0 }. */
   cropCoords?: CropCoords;
+  /** The SDXL refiner: the aesthetic score the prompt's half is conditioned on (sgm's aesthetic_score), 0–10. Default 6. */
+  aestheticScore?: number;
+  /** The SDXL refiner: the negative prompt's aesthetic score (sgm's negative_aesthetic_score), 0–10. Default 2.5. */
+  negativeAestheticScore?: number;
   /** What the UNet predicts. Default: what the file says; for SD2.x files that do not say, one probe evaluation of the UNet decides, as stable-diffusion.cpp's does; else 'epsilon'. */
   prediction?: 'epsilon' | 'v';
   /** 'full' (default): the model's VAE; 'tae': the TAESD decoder given as `tae` to loadModel (much faster, approximate). */
@@ -134,7 +139,10 @@ export const PREVIEW_INTERVAL = { latent2rgb: 1, tae: 5 } as const;
  */
 export interface ResolvedGenerateOptions
   extends Required<
-    Omit<GenerateOptions, 'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'signal' | 'onProgress'>
+    Omit<
+      GenerateOptions,
+      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'signal' | 'onProgress'
+    >
   > {
   /** As given (checked); -1: a random one, picked when the job is made. */
   seed: number | bigint;
@@ -142,6 +150,9 @@ export interface ResolvedGenerateOptions
   originalSize: Size | undefined;
   targetSize: Size | undefined;
   cropCoords: CropCoords | undefined;
+  /** The refiner's aesthetic scores, given or defaulted; undefined for other families. */
+  aestheticScore: number | undefined;
+  negativeAestheticScore: number | undefined;
   /** undefined: the file does not say and the family (SD2.x) needs the probe's answer. */
   prediction: 'epsilon' | 'v' | undefined;
   /** 'auto' (decided per job from free memory), the tiles, or undefined (untiled). */
@@ -231,9 +242,19 @@ export function isRandomSeed(seed: number | bigint): boolean {
   return seed === -1 || seed === -1n;
 }
 
-/** TypeError for an SDXL-only option on another family. */
-function sdxlOnly(what: string, facts: GenerateModelFacts): void {
-  if (facts.family !== 'sdxl') throw new TypeError(`${what} applies to SDXL models; this one is ${facts.family}`);
+type VectorKind = FamilyProfile['vector'];
+
+/** The family's UNet takes a vector y of one of these kinds. */
+function takesVector(facts: GenerateModelFacts, ...kinds: VectorKind[]): boolean {
+  const vector = familyProfile(facts.family)?.vector;
+  return vector !== undefined && kinds.includes(vector);
+}
+
+/** TypeError for an option of SDXL's (or its refiner's) vector y on a family whose UNet does not take it. */
+function vectorOnly(what: string, facts: GenerateModelFacts, ...kinds: VectorKind[]): void {
+  if (takesVector(facts, ...kinds)) return;
+  const which = kinds.includes('size') ? (kinds.includes('size-aesthetic') ? 'SDXL models and the SDXL refiner' : 'SDXL models (not the refiner)') : 'the SDXL refiner';
+  throw new TypeError(`${what} applies to ${which}; this one is ${facts.family}`);
 }
 
 const TAE_NEEDED = "needs a TAESD decoder: loadModel({ model, tae: 'taesd_decoder.pth' })";
@@ -312,21 +333,30 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
   },
   clipSkip: {
     // SD2.x's text encoder was trained on OpenCLIP's penultimate layer (LDM's FrozenOpenCLIPEmbedder), SDXL's on both encoders' (sgm).
-    derive: ({ facts }) => (facts.family === 'sd2' || facts.family === 'sdxl' ? 2 : 1),
+    derive: ({ facts }) => familyProfile(facts.family)?.clipSkip ?? 1,
     check: (v, what, { facts }) => checkInteger(what, v, 1, Math.max(1, facts.textEncoderLayers())),
   },
   // SDXL's size conditioning, defaulted as stable-diffusion.cpp does: original and target size the job's size, no crop.
   originalSize: {
-    derive: ({ get, facts }) => (facts.family === 'sdxl' ? { width: get('width'), height: get('height') } : undefined),
-    check: (v, what, { facts }) => (sdxlOnly(what, facts), checkSize(what, v)),
+    derive: ({ get, facts }) => (takesVector(facts, 'size', 'size-aesthetic') ? { width: get('width'), height: get('height') } : undefined),
+    check: (v, what, { facts }) => (vectorOnly(what, facts, 'size', 'size-aesthetic'), checkSize(what, v)),
   },
   targetSize: {
-    derive: ({ get, facts }) => (facts.family === 'sdxl' ? { width: get('width'), height: get('height') } : undefined),
-    check: (v, what, { facts }) => (sdxlOnly(what, facts), checkSize(what, v)),
+    derive: ({ get, facts }) => (takesVector(facts, 'size') ? { width: get('width'), height: get('height') } : undefined),
+    check: (v, what, { facts }) => (vectorOnly(what, facts, 'size'), checkSize(what, v)),
   },
   cropCoords: {
-    derive: ({ facts }) => (facts.family === 'sdxl' ? { left: 0, top: 0 } : undefined),
-    check: (v, what, { facts }) => (sdxlOnly(what, facts), checkCropCoords(what, v)),
+    derive: ({ facts }) => (takesVector(facts, 'size', 'size-aesthetic') ? { left: 0, top: 0 } : undefined),
+    check: (v, what, { facts }) => (vectorOnly(what, facts, 'size', 'size-aesthetic'), checkCropCoords(what, v)),
+  },
+  // The refiner's aesthetic scores, defaulted as sgm's sampling does.
+  aestheticScore: {
+    derive: ({ facts }) => (takesVector(facts, 'size-aesthetic') ? 6 : undefined),
+    check: (v, what, { facts }) => (vectorOnly(what, facts, 'size-aesthetic'), checkFinite(what, v, 0, 10)),
+  },
+  negativeAestheticScore: {
+    derive: ({ facts }) => (takesVector(facts, 'size-aesthetic') ? 2.5 : undefined),
+    check: (v, what, { facts }) => (vectorOnly(what, facts, 'size-aesthetic'), checkFinite(what, v, 0, 10)),
   },
   prediction: {
     // What the file says, else (SD2.x, whose 512 and 768-v files look alike) the probe's answer.

@@ -12,6 +12,7 @@ import type { Architecture } from './model-architecture.js';
 import type { ModelParts } from './model.js';
 import type { NativeGenerateParams, NativeJob, NativeProgress, NativeTokens } from './native.js';
 import { resizeImage } from './resize.js';
+import { FAMILIES, familyProfile } from './families.js';
 import { secondEncoderIds, sizeConditioning } from './sdxl-conditioning.js';
 import type { ClipTokenizer } from './text/clip-tokenizer.js';
 import { encodePromptOption } from './text/prompt-limits.js';
@@ -36,6 +37,16 @@ function tokens(p: EncodedPrompt, second?: { eos: number }): NativeTokens {
     windows: p.chunkCount,
     ...(second ? { ids2: secondEncoderIds(p.ids, CHUNK_WINDOW, second.eos) } : {}),
   };
+}
+
+/** The vector y's size (and aesthetic) conditioning, for the families whose UNet takes one. */
+function sizeOptions(o: ResolvedGenerateOptions): Pick<NativeGenerateParams, 'size'> {
+  const { originalSize, cropCoords, targetSize, aestheticScore, negativeAestheticScore } = o;
+  if (!originalSize || !cropCoords) return {};
+  if (targetSize) return { size: sizeConditioning(originalSize, cropCoords, { target: targetSize }) };
+  if (aestheticScore !== undefined && negativeAestheticScore !== undefined)
+    return { size: sizeConditioning(originalSize, cropCoords, { aestheticScore, negativeAestheticScore }) };
+  return {};
 }
 
 /** A native job that starts once `ready` gives its starter; cancelling before then rejects with AbortError. */
@@ -68,14 +79,15 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
-  const family = model.info.family;
+  const profile = familyProfile(model.info.family) ?? FAMILIES.sd1;
   const seed = isRandomSeed(o.seed) ? BigInt(randomInt(0, 2 ** 32)) : BigInt(o.seed);
   const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
-  // SD2.x pads with 0 (OpenCLIP's pad, as the webui and stable-diffusion.cpp); SD1.x and SDXL with EOS.
-  const padId = family === 'sd2' ? 0 : tokenizer.eos;
+  // OpenCLIP pads with 0 (SD2.x, the refiner's bigG; as the webui and stable-diffusion.cpp), CLIP-L with EOS.
+  const padId = profile.encoders[0]!.padWithZero ? 0 : tokenizer.eos;
   const prompt = encodePromptOption('options.prompt', tokenizer, o.prompt, padId);
   const negative = encodePromptOption('options.negativePrompt', tokenizer, o.negativePrompt, padId);
-  const second = arch.textEncoders.length > 1 ? { eos: tokenizer.eos } : undefined;
+  // A second encoder that pads otherwise than the first reads its own ids (SDXL's bigG beside CLIP-L).
+  const second = profile.encoders.length > 1 && profile.encoders[1]!.padWithZero !== profile.encoders[0]!.padWithZero ? { eos: tokenizer.eos } : undefined;
   const { width, height, initImage, mask, vae, preview, onProgress } = o;
   const vaeTiling = modelVaeTiling(model, o.vaeTiling, width, height, [
     ...(vae === 'full' ? (['decode'] as const) : []),
@@ -92,14 +104,14 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
     ...unetAndVae,
     textEncoders: textEncoders.map((e) => ({ ...e, clipSkip: o.clipSkip })),
     // SDXL without a negative prompt conditions on zeros, as stable-diffusion.cpp and sgm do.
-    zeroNegative: family === 'sdxl' && o.negativePrompt === '',
-    ...(o.originalSize && o.targetSize && o.cropCoords ? { size: sizeConditioning(o.originalSize, o.targetSize, o.cropCoords) } : {}),
+    zeroNegative: profile.zeroEmptyNegative && o.negativePrompt === '',
+    ...sizeOptions(o),
     seed,
     decode: true,
     ...(vaeTiling ? { vaeTiling } : {}),
     // Previews travel only with progress events: without onProgress none are made.
     preview: onProgress ? preview : 'none',
-    latentFormat: family === 'sdxl' ? ('sdxl' as const) : ('sd' as const),
+    latentFormat: profile.latentFormat,
     ...(onProgress && preview === 'tae' ? { tae: model.taeNative } : {}),
     ...(vae === 'tae' ? { taeDecoder: model.taeNative } : {}),
     ...(taeTiling ? { taeTiling } : {}),

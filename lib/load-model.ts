@@ -14,6 +14,7 @@ import { detectModel } from './model-detect.js';
 import { Model, type ModelInfo, type SourceInfo } from './model.js';
 import { native, type NativeModel } from './native.js';
 import { resolveDevice } from './system.js';
+import { familyProfile } from './families.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 import { checkBoolean, checkEnum, checkFunction, checkInteger, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 import { WEIGHT_TYPES, type WeightType } from './weight-types.js';
@@ -61,9 +62,6 @@ export interface LoadModelOptions {
 const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress'] as const;
 const COMPONENT_KEYS = ['model', 'unet', 'vae', 'textEncoder', 'textEncoder2', 'tae'] as const;
 
-/** stable-diffusion.cpp's conv scale for SDXL's VAE (set_conv2d_scale(1/32)). */
-const SDXL_VAE_CONV_INPUT_SCALE = 1 / 32;
-
 function checkSource(source: unknown): ModelComponents {
   if (typeof source === 'string') return { model: checkPath('source', source) };
   const s = checkObject('source', source);
@@ -109,7 +107,8 @@ function modelInfo(handle: NativeModel, extras: ModelExtras): ModelInfo {
   // SDXL's own VAE makes activations past f16's range where its kernels are f16: scaled by
   // 1/32 around every convolution, as stable-diffusion.cpp does. A separate VAE file (the
   // fp16-fix VAE) needs none.
-  if (detection.family === 'sdxl' && !raw.sources.some((s) => s.component === 'vae')) handle.setVaeConvInputScale(SDXL_VAE_CONV_INPUT_SCALE);
+  const convScale = familyProfile(detection.family)?.ownVaeConvInputScale ?? 1;
+  if (convScale !== 1 && !raw.sources.some((s) => s.component === 'vae')) handle.setVaeConvInputScale(convScale);
   return {
     ...detection,
     device: raw.device,

@@ -8,7 +8,8 @@ import type { AttentionHeads } from './diffusers-config.js';
 import { isCount } from './diffusers-config.js';
 import { ModelCompatibilityError } from './errors.js';
 import type { ModelDetection } from './model-detect.js';
-import type { NativeModel, NativeTextEncoderParams } from './native.js';
+import { FAMILIES, TEXT_ENCODER_PLACES, familyProfile } from './families.js';
+import type { NativeArchitecture, NativeModel, NativeTextEncoderParams } from './native.js';
 import { probePrediction } from './prediction-probe.js';
 
 /** What a generate job takes that the weights' shapes cannot tell. */
@@ -26,11 +27,6 @@ export interface VaeShape {
   encoder?: { scale: number };
 }
 
-const VAE_PREFIX = 'first_stage_model.';
-/** Internal name prefix of SDXL's second text encoder (native/engine/io/name_map_internal.h). */
-const TEXT_ENCODER_2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
-/** Latent scale factors of the VAE families (LDM configs' scale_factor). */
-const VAE_SCALE = { sd: 0.18215, sdxl: 0.13025 } as const;
 
 /**
  * The `sdnode.attention_heads` metadata (what shapes cannot tell; the generator writes it):
@@ -72,9 +68,7 @@ export class ModelArchitecture {
   readonly #detection: ModelDetection & { metadata: Record<string, string> };
   /** Attention heads from a diffusers folder's config.json files. */
   readonly #configHeads?: AttentionHeads;
-  #vae?: VaeShape;
-  #sizeMultiple?: number;
-  #clipLayers?: number;
+  #engineFacts?: NativeArchitecture;
   #probe?: Promise<'v' | 'epsilon'>;
 
   constructor(native: NativeModel, detection: ModelDetection & { metadata: Record<string, string> }, configHeads?: AttentionHeads) {
@@ -83,74 +77,63 @@ export class ModelArchitecture {
     this.#configHeads = configHeads;
   }
 
-  /**
-   * Pixels that image sides must be a multiple of: 8 per latent cell × 2 per UNet downsampling
-   * level (64 for SD1.x/SD2.x), the levels counted from the weights (input_blocks.N.0.op).
-   */
+  /** What the engine read of the networks at load (native/engine/pipeline/architecture.h). */
+  #facts(): NativeArchitecture {
+    this.#engineFacts ??= this.#native.architecture();
+    return this.#engineFacts;
+  }
+
+  /** Pixels that image sides must be a multiple of: 8 per latent cell × the UNet's latent multiple (64 for SD1.x/SD2.x/SDXL). */
   sizeMultiple(): number {
-    this.#sizeMultiple ??= 8 * 2 ** this.#native.weights().filter((w) => /^model\.diffusion_model\.input_blocks\.\d+\.0\.op\.weight$/.test(w.name)).length;
-    return this.#sizeMultiple;
+    const { unet, vae } = this.#facts();
+    return (vae.decoderScale || 8) * (unet?.latentMultiple ?? 1);
   }
 
-  /** Layers of the text encoder, counted from the weights (…encoder.layers.N.layer_norm1.weight); 0 without one. */
+  /** Layers clipSkip can reach: the fewest of the family's text encoders' (all take the same clipSkip); 0 without one. */
   textEncoderLayers(): number {
-    if (this.#clipLayers === undefined) {
-      const names = new Set(this.#native.weights().map((w) => w.name));
-      const prefix = [...names].find((n) => /^cond_stage_model\..*encoder\.layers\.0\.layer_norm1\.weight$/.test(n))?.replace(/0\.layer_norm1\.weight$/, '');
-      let n = 0;
-      while (prefix !== undefined && names.has(`${prefix}${n}.layer_norm1.weight`)) n++;
-      this.#clipLayers = n;
-    }
-    return this.#clipLayers;
+    const places = familyProfile(this.#detection.family)?.encoders.map((e) => TEXT_ENCODER_PLACES[e.place]);
+    const layers = this.#facts().textEncoders.filter((t) => !places || places.includes(t.prefix as never)).map((t) => t.layers);
+    return layers.length ? Math.min(...layers) : 0;
   }
 
-  /** Latent scale factor of the VAE's family (LDM configs' scale_factor). */
+  /** Latent scale factor of the VAE's family (LDM configs' scale_factor); SD1.x's when the family is unknown. */
   vaeScale(): number {
-    return this.#detection.family === 'sdxl' ? VAE_SCALE.sdxl : VAE_SCALE.sd;
+    return (familyProfile(this.#detection.family) ?? FAMILIES.sd1).vaeScale;
   }
 
-  /** The VAE's halves as the weights show them: LDM's Encoder/Decoder level counts and channels. */
+  /** The VAE's halves as the engine read them: latent channels, and pixels per latent cell. */
   vaeShape(): VaeShape {
-    if (this.#vae) return this.#vae;
-    const shapes = new Map(this.#native.weights().map((w) => [w.name, w.shape]));
-    const levels = (part: string) => {
-      let n = 0;
-      while (shapes.has(`${VAE_PREFIX}${part}.${n}.block.0.norm1.weight`)) n++;
-      return n;
+    const { vae } = this.#facts();
+    return {
+      ...(vae.decoder ? { decoder: { latentChannels: vae.latentChannels, scale: vae.decoderScale } } : {}),
+      ...(vae.encoder ? { encoder: { scale: vae.encoderScale } } : {}),
     };
-    const vae: VaeShape = {};
-    const conv = shapes.get(`${VAE_PREFIX}post_quant_conv.weight`) ?? shapes.get(`${VAE_PREFIX}decoder.conv_in.weight`);
-    const up = levels('decoder.up');
-    if (conv && conv.length === 4 && up > 0) vae.decoder = { latentChannels: conv[1]!, scale: 2 ** (up - 1) };
-    const down = levels('encoder.down');
-    if (shapes.has(`${VAE_PREFIX}encoder.conv_in.weight`) && down > 0) vae.encoder = { scale: 2 ** (down - 1) };
-    this.#vae = vae;
-    return vae;
   }
 
   /** What shapes cannot tell, from the model's metadata or its family; ModelCompatibilityError for a model that cannot generate. */
   forGenerate(): Architecture {
     const { family, components, metadata } = this.#detection;
-    const missing = (['unet', 'vae', 'textEncoder'] as const).filter((c) => !components[c]);
-    if (missing.length) throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}: load it with the missing component files`);
-    if (family === 'sdxl' && !components.textEncoder2)
-      throw new ModelCompatibilityError('the SDXL model lacks its second text encoder (OpenCLIP bigG): load it with textEncoder2');
     // The file's own metadata first, then a diffusers folder's config.json files.
     const heads = metadata['sdnode.attention_heads'] ? attentionHeads(metadata['sdnode.attention_heads']) : (this.#configHeads ?? {});
-    // SD1.x: 8 heads at every level (LDM num_heads: 8); SD2.x: 64-wide heads (num_head_channels: 64).
-    const unetHeads = heads.unet?.numHeads ?? (heads.unet?.headDim === undefined && family === 'sd1' ? 8 : 0);
-    const unetHeadDim = heads.unet?.headDim ?? (unetHeads ? 0 : 64);
-    if (family === 'unknown' && !heads.unet) throw new ModelCompatibilityError('the model family is unknown, so its attention heads are too');
-    const clipHeads = heads.clip?.numHeads ?? 0;
-    // CLIP ViT-L (SD1.x, SDXL's first) uses quick-GELU; OpenCLIP ViT-H (SD2.x) and bigG (SDXL's second) GELU.
-    // SDXL takes both encoders' hidden states without their final norm (sgm's "hidden" / "penultimate" layers).
-    const textEncoders: Architecture['textEncoders'] =
-      family === 'sdxl'
-        ? [
-            { heads: clipHeads, quickGelu: true, finalNorm: false },
-            { prefix: TEXT_ENCODER_2_PREFIX, heads: heads.clip2?.numHeads ?? 0, quickGelu: false, finalNorm: false, pooled: true },
-          ]
-        : [{ heads: clipHeads, quickGelu: family !== 'sd2' }];
+    const profile = familyProfile(family);
+    if (!profile && !heads.unet) throw new ModelCompatibilityError('the model family is unknown, so its attention heads are too');
+    // An unknown family with heads in its metadata runs as SD1.x does.
+    const { encoders, unetHeads: familyHeads } = profile ?? FAMILIES.sd1;
+    const needed = ['unet', 'vae', ...encoders.map((e) => (e.place === 'first' ? 'textEncoder' : 'textEncoder2'))] as const;
+    const missing = needed.filter((c) => !components[c]);
+    if (missing.length) {
+      const second = missing.includes('textEncoder2') ? ` (${family === 'sdxl' ? "SDXL's second text encoder" : "the refiner's text encoder"}, OpenCLIP bigG: load it with textEncoder2)` : '';
+      throw new ModelCompatibilityError(`the model lacks its ${missing.join(', ')}${second}: load it with the missing component files`);
+    }
+    const unetHeads = heads.unet?.numHeads ?? (heads.unet?.headDim === undefined && 'numHeads' in familyHeads ? familyHeads.numHeads : 0);
+    const unetHeadDim = heads.unet?.headDim ?? (unetHeads ? 0 : 'headDim' in familyHeads ? familyHeads.headDim : 64);
+    const textEncoders: Architecture['textEncoders'] = encoders.map((e) => ({
+      ...(e.place === 'second' ? { prefix: TEXT_ENCODER_PLACES.second } : {}),
+      heads: heads[e.heads]?.numHeads ?? 0,
+      quickGelu: e.quickGelu,
+      ...(e.finalNorm ? {} : { finalNorm: false }),
+      ...(e.pooled ? { pooled: true } : {}),
+    }));
     return { unetHeads, unetHeadDim, textEncoders, vaeScale: this.vaeScale() };
   }
 

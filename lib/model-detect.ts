@@ -354,12 +354,13 @@ const LDM_ENCODERS: readonly LdmEncoder[] = [
   {
     prefix: 'cond_stage_model.transformer.', widths: HF_WIDTH, what: 'CLIP ViT-L/14',
     // stable-diffusion.cpp's naming also puts SD2.x's OpenCLIP ViT-H here, with HF names (1024).
-    read: (w, ctx) => w === 768 ? { slot: 'textEncoder', fits: fits(ctx.second ? 'sdxl' : 'sd1') }
+    read: (w, ctx) => w === 768 ? { slot: 'textEncoder', fits: fits(ctx.second || ctx.unetTakesY ? 'sdxl' : 'sd1') }
       : w === 1024 ? { slot: 'textEncoder', fits: fits('sd2') }
       : undefined,
-    // SD1.x's place; SDXL's first encoder beside a second; SD2.x's when a loaded model's file
-    // named it as OpenCLIP (the loaded names no longer say which tower it was).
-    layout: (ctx) => ({ slot: 'textEncoder', family: ctx.second ? 'sdxl' : ctx.openClip ? 'sd2' : 'sd1' }),
+    // SD1.x's place; SDXL's first encoder beside a second or a UNet that takes a vector y (an
+    // SDXL file without its bigG); SD2.x's when a loaded model's file named it as OpenCLIP (the
+    // loaded names no longer say which tower it was).
+    layout: (ctx) => ({ slot: 'textEncoder', family: ctx.second || ctx.unetTakesY ? 'sdxl' : ctx.openClip ? 'sd2' : 'sd1' }),
   },
   {
     prefix: SDCPP_SECOND_ENCODER, widths: HF_WIDTH, what: 'OpenCLIP ViT-bigG/14 (SDXL second encoder, or the refiner\'s only one)',

@@ -94,13 +94,16 @@ export interface NativeTextEncoderParams {
 }
 
 /** SDXL's size conditioning, pixels. */
+/** What follows the pooled text in y: SDXL's target size, or the refiner's aesthetic scores (prompt's, negative prompt's). */
 export interface NativeSizeConditioning {
   originalWidth: number;
   originalHeight: number;
   cropLeft: number;
   cropTop: number;
-  targetWidth: number;
-  targetHeight: number;
+  targetWidth?: number;
+  targetHeight?: number;
+  aestheticScore?: number;
+  negativeAestheticScore?: number;
 }
 
 /** The VAE in overlapping tiles; sizes in latent cells (the encoder's tiles: as many pixels as those cells cover). */

@@ -1,7 +1,8 @@
 /**
  * What SDXL's UNet takes besides the text: the size conditioning of its vector `y` (sgm's
- * original_size_as_tuple, crop_coords_top_left, target_size_as_tuple), and the token ids its
- * second encoder (OpenCLIP bigG) reads.
+ * original_size_as_tuple, crop_coords_top_left, target_size_as_tuple — the refiner's
+ * aesthetic_score in place of the target size), and the token ids its second encoder (OpenCLIP
+ * bigG) reads.
  */
 import type { NativeSizeConditioning } from './native.js';
 import { checkInteger, checkKeys, checkObject } from './validate.js';
@@ -38,15 +39,23 @@ export function checkCropCoords(what: string, value: unknown): CropCoords {
   return checkPair(what, value, 'left', 'top', 0);
 }
 
-/** The size conditioning as the engine takes it, from the checked (or defaulted) options. */
-export function sizeConditioning(original: Size, target: Size, crop: CropCoords): NativeSizeConditioning {
+/** The SDXL refiner's aesthetic scores: the prompt's and the negative prompt's (sgm's defaults 6 and 2.5). */
+export interface AestheticScores {
+  aestheticScore: number;
+  negativeAestheticScore: number;
+}
+
+/**
+ * The size conditioning as the engine takes it, from the checked (or defaulted) options: SDXL's
+ * with a target size, the refiner's with aesthetic scores.
+ */
+export function sizeConditioning(original: Size, crop: CropCoords, rest: { target: Size } | AestheticScores): NativeSizeConditioning {
   return {
     originalWidth: original.width,
     originalHeight: original.height,
     cropLeft: crop.left,
     cropTop: crop.top,
-    targetWidth: target.width,
-    targetHeight: target.height,
+    ...('target' in rest ? { targetWidth: rest.target.width, targetHeight: rest.target.height } : rest),
   };
 }
 

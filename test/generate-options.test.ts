@@ -74,7 +74,7 @@ describe('resolveGenerateOptions', () => {
   });
 
   it('refuses options the model cannot take: SDXL conditioning elsewhere, a TAE it was not given, a clip skip past its layers', () => {
-    expect(() => resolveGenerateOptions({ prompt: '', targetSize: { width: 8, height: 8 } }, facts())).toThrow(/options.targetSize applies to SDXL models; this one is sd1/);
+    expect(() => resolveGenerateOptions({ prompt: '', targetSize: { width: 8, height: 8 } }, facts())).toThrow(/options.targetSize applies to SDXL models \(not the refiner\); this one is sd1/);
     expect(() => resolveGenerateOptions({ prompt: '', preview: 'tae' }, facts())).toThrow(/options.preview 'tae' needs a TAESD decoder/);
     expect(resolveGenerateOptions({ prompt: '', vae: 'tae' }, facts({ hasTae: true })).vae).toBe('tae');
     expect(() => resolveGenerateOptions({ prompt: '', clipSkip: 13 }, facts())).toThrow(/options.clipSkip must be an integer in \[1, 12\]/);
