@@ -3,7 +3,7 @@
 // binary (built by you, outside this repository) on the same file and settings, and prints the
 // PSNR between the two images. Cases: txt2img with euler_a, dpm++2m + karras, a non-square
 // size, a weighted prompt with a negative prompt, and img2img from a photo of ../shared/data.
-//   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v]
+//   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v] [--size 512]
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,12 +21,14 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '2' },
     threads: { type: 'string', default: '2' },
     prediction: { type: 'string' },
+    size: { type: 'string', default: '512' },
   },
 });
 if (!values.model || !values.peer) throw new Error('usage: node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases names] [--steps N]');
 const steps = Number(values.steps), threads = Number(values.threads);
 const photo = fileURLToPath(new URL('../../shared/data/images/chelsea.png', import.meta.url));
-const base = { prompt: 'a lovely cat', negativePrompt: '', width: 512, height: 512, steps, cfgScale: 7, sampler: 'euler_a', scheduler: 'discrete', seed: 42, rng: 'cuda' };
+const side = Number(values.size);
+const base = { prompt: 'a lovely cat', negativePrompt: '', width: side, height: side, steps, cfgScale: 7, sampler: 'euler_a', scheduler: 'discrete', seed: 42, rng: 'cuda' };
 const CASES = {
   euler_a: {},
   'dpm++2m-karras': { sampler: 'dpm++2m', scheduler: 'karras' },

@@ -142,6 +142,18 @@ describe('convertModel', () => {
     });
   }
 
+  it('sdnode.family from the text encoders\' places, by the name map\'s own table: SD2.x, SDXL, the refiner; kept on re-conversion', async () => {
+    for (const [preset, family] of [['tiny-sd2', 'sd2'], ['tiny-sdxl', 'sdxl'], ['tiny-sdxl-refiner', 'sdxl-refiner']] as const) {
+      const src = join(dir, `${preset}-family.safetensors`), dst = join(dir, `${preset}-family.gguf`), again = join(dir, `${preset}-family-2.gguf`);
+      await generateModel({ out: src, preset, dtype: 'f16', seed: 2 });
+      await convertModel(src, dst);
+      expect((await inspectModel(dst)).metadata['sdnode.family'], preset).toBe(family);
+      // The GGUF holds internal names (SD2's OpenCLIP looks like CLIP-L there): its own metadata decides.
+      await convertModel(dst, again);
+      expect((await inspectModel(again)).metadata['sdnode.family'], `${preset} again`).toBe(family);
+    }
+  });
+
   it('every weight type writes a file that reads back with the same names and shapes', async () => {
     const ff2 = 'model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight'; // [64, 256]
     const attn = 'model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight'; // [64, 64]

@@ -147,7 +147,8 @@ const std::string kRefinerEncoder = "conditioner.embedders.0.model.";
 struct Prefix {
   std::string prefix;
   Part part;
-  std::string label;  // convention of the text encoder names under it ("" = by their spelling)
+  std::string label;   // convention of the text encoder names under it ("" = by their spelling)
+  std::string family;  // the family a text encoder here names ("" = not by itself; family_from_names)
 };
 
 // Single-file prefixes, most specific first (sd.cpp's prefix map; diffusers LDM_*_KEY).
@@ -156,14 +157,14 @@ const std::vector<Prefix> kCheckpointPrefixes = {
     {"unet.", Part::Unet, ""},
     {"first_stage_model.", Part::Vae, ""},
     {"vae.", Part::Vae, ""},
-    {"cond_stage_model.1.transformer.", Part::Text2, "ldm-sdxl"},
-    {"cond_stage_model.transformer.", Part::Text1, "ldm"},
-    {"cond_stage_model.model.", Part::Text1, "ldm-sd2"},
-    {"conditioner.embedders.0.transformer.", Part::Text1, "ldm-sdxl"},
-    {kRefinerEncoder, Part::Text1, "ldm-sd2"},  // SD2 in the sgm layout, or the refiner (plan_names)
-    {"conditioner.embedders.1.model.", Part::Text2, "ldm-sdxl"},
-    {"text_encoder_2.", Part::Text2, "diffusers"},
-    {"text_encoder.", Part::Text1, "diffusers"},
+    {"cond_stage_model.1.transformer.", Part::Text2, "ldm-sdxl", "sdxl"},
+    {"cond_stage_model.transformer.", Part::Text1, "ldm", "sd1"},
+    {"cond_stage_model.model.", Part::Text1, "ldm-sd2", "sd2"},
+    {"conditioner.embedders.0.transformer.", Part::Text1, "ldm-sdxl", "sdxl"},
+    {kRefinerEncoder, Part::Text1, "ldm-sd2", "sd2"},  // SD2 in the sgm layout, or the refiner (plan_names)
+    {"conditioner.embedders.1.model.", Part::Text2, "ldm-sdxl", "sdxl"},
+    {"text_encoder_2.", Part::Text2, "diffusers", "sdxl"},
+    {"text_encoder.", Part::Text1, "diffusers", ""},
 };
 
 const std::vector<Prefix>& component_prefixes(Component c) {
@@ -196,6 +197,28 @@ std::string ema_key(const std::string& internal) {
 }
 
 }  // namespace
+
+std::string family_from_names(const std::vector<TensorInfo>& tensors) {
+  bool takes_y = false, first = false, second = false, refiner_place = false;
+  std::set<std::string> named;
+  for (const TensorInfo& t : tensors) {
+    takes_y = takes_y || starts_with(t.name, kUnet + "label_emb.") || starts_with(t.name, "unet.add_embedding.");
+    for (const Prefix& pre : kCheckpointPrefixes) {
+      if (pre.part != Part::Text1 && pre.part != Part::Text2) continue;
+      if (!starts_with(t.name, pre.prefix)) continue;
+      (pre.part == Part::Text2 ? second : first) = true;
+      refiner_place = refiner_place || pre.prefix == kRefinerEncoder;
+      if (!pre.family.empty()) named.insert(pre.family);
+      break;
+    }
+  }
+  // The planner's refiner rule, and bigG alone beside a UNet that takes y.
+  if (takes_y && !second && refiner_place) return "sdxl-refiner";
+  if (takes_y && second && !first) return "sdxl-refiner";
+  if (second || named.count("sdxl")) return first ? "sdxl" : "";
+  if (first && takes_y) return "sdxl";  // an SDXL file without its bigG
+  return named.size() == 1 ? *named.begin() : "";
+}
 
 NamePlan plan_names(Component c, const std::vector<TensorInfo>& file_tensors, const NameMapOptions& o) {
   Planner p(file_tensors);

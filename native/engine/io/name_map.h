@@ -71,6 +71,11 @@ const char* tensor_mapping_op_name(TensorMapping::Op op);
 // two file tensors would give one internal name, or a shape does not fit its mapping.
 NamePlan plan_names(Component c, const std::vector<TensorInfo>& file_tensors, const NameMapOptions& o);
 
+// The family a single file's text-encoder places name, by the planner's own prefix table (and
+// its refiner rule): "sd1", "sd2", "sdxl", "sdxl-refiner", or "" when names alone do not tell
+// (a bare component, a diffusers CLIP-L, stable-diffusion.cpp's internal names of SD2.x).
+std::string family_from_names(const std::vector<TensorInfo>& tensors);
+
 // Adds the mapped tensors of `in` to `out`: views into in's memory (Transpose2d copies into
 // out.own_buffer). The views stay valid while `in` lives, or after out.absorb(std::move(in)).
 // Throws ModelFormat when a source is missing or its shape or type does not fit the plan.

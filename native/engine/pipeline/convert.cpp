@@ -44,17 +44,12 @@ std::vector<int64_t> gguf_ne(const TensorInfo& t) {
   return ne;
 }
 
-// The family from the key naming of LDM single-file checkpoints (their text encoder tells it),
-// or what a GGUF of ours already says; "" when names alone do not tell.
+// What a GGUF of ours already says, else what the text encoders' key places name (the name
+// map's table); "" when neither tells.
 std::string family_of(const TensorStore& store) {
-  for (const TensorInfo& t : store.tensors()) {
-    if (t.name.rfind("conditioner.embedders.", 0) == 0) return "sdxl";
-    if (t.name.rfind("cond_stage_model.model.", 0) == 0) return "sd2";
-    if (t.name.rfind("cond_stage_model.1.", 0) == 0) return "sdxl";  // the internal naming of SDXL's second encoder
-    if (t.name.rfind("cond_stage_model.transformer.", 0) == 0) return "sd1";
-  }
   auto it = store.metadata().find("sdnode.family");
-  return it != store.metadata().end() ? it->second : "";
+  if (it != store.metadata().end()) return it->second;
+  return family_from_names(store.tensors());
 }
 
 // What gets converted: a file's tensors under the internal naming when it holds Stable Diffusion
