@@ -2,7 +2,7 @@
 // Image parity with stable-diffusion.cpp: runs each case with sdnode and with a peer `sd-cli`
 // binary (built by you, outside this repository) on the same file and settings, and prints the
 // PSNR between the two images. Cases: txt2img with euler_a, dpm++2m + karras, a non-square
-// size, a weighted prompt with a negative prompt, and img2img from a photo of ../shared/data.
+// size, a weighted prompt with a negative prompt, and img2img and inpainting from a photo of ../shared/data.
 //   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v] [--size 512]
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +38,8 @@ const CASES = {
   'weights-only': { prompt: '(masterpiece:1.2) a lovely cat, [blurry]' },
   'negative-only': { prompt: 'a lovely cat', negativePrompt: 'ugly, lowres' },
   img2img: { init: photo, strength: 0.6 },
+  // Inpainting: the photo with its middle half repainted (white in the mask), full strength.
+  inpaint: { init: photo, strength: 1, mask: 'middle' },
 };
 const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-parity-'));
@@ -57,12 +59,25 @@ for (const name of names) {
     await sharp(c.init).removeAlpha().resize(c.width, c.height, { fit: 'fill' }).png().toFile(initPath);
     initImage = await readImage(initPath);
   }
-  const { init, strength, ...options } = c;
-  const ours = await model.generate({ ...options, ...(prediction ? { prediction } : {}), ...(initImage ? { initImage, strength } : {}) });
+  let maskImage, maskPath;
+  if (c.mask) {
+    const { default: sharp } = await import('sharp');
+    const [w, h] = [c.width, c.height];
+    const data = new Uint8Array(w * h);
+    for (let y = h / 4; y < (3 * h) / 4; y++) data.fill(255, y * w + w / 4, y * w + (3 * w) / 4);
+    maskPath = join(dir, `${name}-mask.png`);
+    await sharp(Buffer.from(data), { raw: { width: w, height: h, channels: 1 } }).png().toFile(maskPath);
+    maskImage = { width: w, height: h, channels: 1, data };
+  }
+  const { init, strength, mask: _mask, ...options } = c;
+  const ours = await model.generate({
+    ...options, ...(prediction ? { prediction } : {}), ...(initImage ? { initImage, strength } : {}), ...(maskImage ? { mask: maskImage } : {}),
+  });
   const oursPath = join(dir, `${name}-sdnode.png`);
   await writeImage(oursPath, ours.images[0]);
   const peerPath = join(dir, `${name}-peer.png`);
-  const peerArgs = ['--eager-load', ...(initPath ? ['-i', initPath, '--strength', String(strength)] : []), ...(values.prediction ? ['--prediction', values.prediction] : [])];
+  const peerArgs = ['--eager-load', ...(initPath ? ['-i', initPath, '--strength', String(strength)] : []), ...(maskPath ? ['--mask', maskPath] : []),
+    ...(values.prediction ? ['--prediction', values.prediction] : [])];
   await runPeer(values.peer, { ...options, model: values.model, threads, peerArgs }, peerPath);
   const d = imageDiff(await readImage(oursPath), await readImage(peerPath));
   console.log(`| ${name} | ${c.width}×${c.height} | ${c.sampler}${c.scheduler !== 'discrete' ? ` + ${c.scheduler}` : ''} | ${d.psnr.toFixed(2)} | ${d.maxDiff} |`);

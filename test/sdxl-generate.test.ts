@@ -10,13 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel, type Image, type Model } from '../lib/index.js';
+import { loadAutoencoder, loadModel, type Image, type Model } from '../lib/index.js';
 import { native, type NativeModel } from '../lib/native.js';
 import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, SDXL_SIZE_EMBEDDINGS, generateModel } from '../scripts/generate-model.mjs';
 import { psnr } from './support/data.js';
+import { tinyTaeDecoder } from './support/tiny-tae.js';
+import { writeTorchCheckpoint } from './support/torch-zip.js';
 
 interface TextConfig {
   width: number;
@@ -308,7 +310,7 @@ describe('SDXL latent2rgb previews', () => {
     return out;
   }
 
-  it("'latent2rgb' of the final latent uses SDXL's factors, not SD1.x's", async () => {
+  it("'latent2rgb' of the final latent uses SDXL's factors, not SD1.x's; vae: 'tae' decodes that latent", async () => {
     const tokens = (text: string) => {
       const p = encodePrompt(tok, text);
       return { ids: p.ids, ids2: zeroAfterEos(p.ids, 77), weights: p.weights, windows: p.chunkCount };
@@ -339,6 +341,18 @@ describe('SDXL latent2rgb previews', () => {
     let differs = 0;
     for (let i = 0; i < sd1.length; i++) differs += Math.abs(last[i]! - sd1[i]!) > 2 ? 1 : 0;
     expect(differs / sd1.length).toBeGreaterThan(0.2);
+
+    // vae: 'tae' with a TAESDXL-shaped decoder decodes that same latent as the sampler leaves it
+    // (TAESDXL takes SDXL's scaled latents as TAESD takes SD1's: nothing family-specific in between).
+    const taePath = join(dir, 'taesdxl_decoder.pth');
+    writeTorchCheckpoint(taePath, tinyTaeDecoder({ latentChannels: 4, width: 8, blocks: 1, stages: 3, pool: false }));
+    await using tae = await loadAutoencoder({ decoder: taePath }, cpu);
+    await using withTae = await loadModel({ model: sdxlPath, tae: taePath }, cpu);
+    const fast = await withTae.generate({ prompt: 'a lovely cat', negativePrompt: 'blurry', width: 64, height: 32, steps: 2, sampler: 'euler', cfgScale: 7, seed: 11n, vae: 'tae' });
+    const direct = await tae.decode({ channels: latent.channels, width: latent.width, height: latent.height, data: latent.data });
+    let taeOff = 0;
+    for (let i = 0; i < direct.data.length; i++) taeOff = Math.max(taeOff, Math.abs(fast.images[0]!.data[i]! - direct.data[i]!));
+    expect(taeOff).toBeLessThanOrEqual(1);
   });
 
   it('an unknown latent format is refused', async () => {
