@@ -39,6 +39,11 @@ const CASES = {
   'negative-only': { prompt: 'a lovely cat', negativePrompt: 'ugly, lowres' },
   img2img: { init: photo, strength: 0.6 },
   // Inpainting: the photo with its middle half repainted (white in the mask), full strength.
+  // With a standard UNet the two tools differ by design: stable-diffusion.cpp blends each
+  // denoised estimate with the init latent and decodes the whole latent; sdnode, as the webui,
+  // puts back the init latent noised to each step's sigma and composites the original pixels
+  // outside the blurred mask. Expect a low PSNR (13.9 dB on a random-weight SDXL, whose VAE
+  // cannot reproduce the photo outside the mask); for 9-channel models compare the masked area.
   inpaint: { init: photo, strength: 1, mask: 'middle' },
 };
 const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
