@@ -24,5 +24,6 @@ for (const preset of ['tiny', 'tiny-inpaint']) {
   writeSeeds(`${preset}-ldm`, tensorSpecs(PRESETS[preset]));
   for (const [component, tensors] of Object.entries(diffusersTensors(PRESETS[preset]))) writeSeeds(`${preset}-diffusers-${component}`, tensors);
 }
-// SD2.x (OpenCLIP names) and SDXL (conditioner.embedders.*, label_emb) in LDM naming.
-for (const preset of ['tiny-sd2', 'tiny-sdxl']) writeSeeds(`${preset}-ldm`, tensorSpecs(PRESETS[preset]));
+// SD2.x (OpenCLIP names), SDXL (conditioner.embedders.*, label_emb) and the SDXL refiner (bigG
+// alone at embedders.0 beside label_emb: the planner's refiner rule) in LDM naming.
+for (const preset of ['tiny-sd2', 'tiny-sdxl', 'tiny-sdxl-refiner']) writeSeeds(`${preset}-ldm`, tensorSpecs(PRESETS[preset]));
