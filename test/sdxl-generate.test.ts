@@ -17,6 +17,7 @@ import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, SDXL_SIZE_EMBEDDINGS, generateModel } from '../scripts/generate-model.mjs';
 import { psnr } from './support/data.js';
+import { EMBEDDING_WIDTH as SIZE_EMBEDDING_WIDTH, SDXL_VAE_SCALE, eulerStepAndDecode, vectorY } from './support/sdxl-compose.js';
 import { tinyTaeDecoder } from './support/tiny-tae.js';
 import { writeTorchCheckpoint } from './support/torch-zip.js';
 
@@ -33,10 +34,6 @@ const sd1Path = join(dir, 'tiny.safetensors');
 const cpu = { device: 'cpu', threads: 2 } as const;
 /** The engine's internal prefix of SDXL's second encoder (native/engine/io/name_map_internal.h kText2). */
 const TEXT2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
-/** SDXL's VAE latent scale (sgm's sd_xl_base.yaml scale_factor). */
-const SDXL_VAE_SCALE = 0.13025;
-/** Each size number's embedding width (sgm's ConcatTimestepEmbedderND outdim). */
-const SIZE_EMBEDDING_WIDTH = 256;
 const LATENT_CHANNELS = 4;
 
 let model: Model;
@@ -93,18 +90,6 @@ async function encodeBoth(text: string): Promise<{ states: Float32Array; pooled:
   return { states, pooled: b.pooled! };
 }
 
-/** LDM's timestep_embedding of one number: [cos(t·f_j) | sin(t·f_j)], f_j = 10000^(−j/half). */
-function sinusoidal(t: number, width: number): Float64Array {
-  const half = width / 2;
-  const out = new Float64Array(width);
-  for (let j = 0; j < half; j++) {
-    const f = Math.exp((-Math.log(10000) * j) / half);
-    out[j] = Math.cos(t * f);
-    out[j + half] = Math.sin(t * f);
-  }
-  return out;
-}
-
 interface SizeConditioning {
   original: { width: number; height: number };
   crop: { left: number; top: number };
@@ -112,12 +97,8 @@ interface SizeConditioning {
 }
 
 /** sgm's vector y: pooled text, then original (h, w), crop (top, left), target (h, w). */
-function vectorY(pooled: Float32Array, s: SizeConditioning): Float32Array {
-  const numbers = [s.original.height, s.original.width, s.crop.top, s.crop.left, s.target.height, s.target.width];
-  const y = new Float32Array(pooled.length + numbers.length * SIZE_EMBEDDING_WIDTH);
-  y.set(pooled);
-  numbers.forEach((n, i) => y.set(sinusoidal(n, SIZE_EMBEDDING_WIDTH), pooled.length + i * SIZE_EMBEDDING_WIDTH));
-  return y;
+function sizeY(pooled: Float32Array, s: SizeConditioning): Float32Array {
+  return vectorY(pooled, [s.original.height, s.original.width, s.crop.top, s.crop.left, s.target.height, s.target.width]);
 }
 
 interface Job {
@@ -141,34 +122,13 @@ async function composeByHand(j: Job): Promise<Image> {
   const uncond = await encodeBoth(j.negativePrompt);
   if (j.negativePrompt === '' && !j.keepEmptyStates) uncond.states.fill(0); // the pooled vector stays
   if (j.zeroNegativePooled) uncond.pooled.fill(0);
-  const s = native().sampling;
-  const [sigma] = s.sigmas('discrete', 1);
-  const n = LATENT_CHANNELS * (h / 8) * (w / 8);
-  const x = s.randn('cuda', j.seed, n).map((v) => v * sigma!);
-  const cIn = 1 / Math.sqrt(sigma! * sigma! + 1);
-  const xin = new Float32Array(2 * n);
-  for (let i = 0; i < n; i++) xin[i] = xin[n + i] = x[i]! * cIn;
-  const t = s.sigmaToTimestep(sigma!);
-  const context = new Float32Array(cond.states.length * 2);
-  context.set(uncond.states, 0);
-  context.set(cond.states, cond.states.length);
-  const yu = vectorY(uncond.pooled, j.size), yc = vectorY(cond.pooled, j.size);
-  expect(yu.length).toBe(config.unet.admInChannels);
-  const y = new Float32Array(2 * yu.length);
-  y.set(yu, 0);
-  y.set(yc, yu.length);
-  const eps = await parts.runUnet({
-    x: xin, batch: 2, channels: LATENT_CHANNELS, height: h / 8, width: w / 8, timesteps: Float32Array.of(t, t), context,
-    contextTokens: config.clip.positions, y, headDim: heads.unet.headDim,
-  }).promise;
-  const latent = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const du = x[i]! - sigma! * eps[i]!, dc = x[i]! - sigma! * eps[n + i]!;
-    latent[i] = du + cfg * (dc - du);
-  }
-  const image = await parts.decodeLatent({ channels: LATENT_CHANNELS, width: w / 8, height: h / 8, data: latent }, SDXL_VAE_SCALE).promise;
+  const uncondY = sizeY(uncond.pooled, j.size), condY = sizeY(cond.pooled, j.size);
+  expect(uncondY.length).toBe(config.unet.admInChannels);
+  const image = await eulerStepAndDecode(parts, { uncondStates: uncond.states, condStates: cond.states, uncondY, condY }, {
+    seed: j.seed, width: w, height: h, cfg, tokens: config.clip.positions, headDim: heads.unet.headDim,
+  });
   expect(image.channels).toBe(3);
-  return { ...image, channels: 3 };
+  return image;
 }
 
 const defaults = (w: number, h: number): SizeConditioning => ({ original: { width: w, height: h }, crop: { left: 0, top: 0 }, target: { width: w, height: h } });

@@ -19,6 +19,7 @@ import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, REFINER_SIZE_EMBEDDINGS, generateModel } from '../scripts/generate-model.mjs';
 import { psnr } from './support/data.js';
+import { EMBEDDING_WIDTH, eulerStepAndDecode, vectorY } from './support/sdxl-compose.js';
 
 const config = PRESETS['tiny-sdxl-refiner'] as { unet: { admInChannels: number; contextDim: number }; clip: { width: number; positions: number; projectionDim: number } };
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-sdxl-refiner-'));
@@ -27,9 +28,6 @@ const sdxlPath = join(dir, 'tiny-sdxl.safetensors');
 const cpu = { device: 'cpu', threads: 2 } as const;
 /** Where the engine keeps the refiner's bigG: the second encoder's place (native/engine/io/name_map.h). */
 const TEXT2_PREFIX = 'cond_stage_model.1.transformer.text_model.';
-const VAE_SCALE = 0.13025;
-const EMBEDDING_WIDTH = 256;
-const LATENT_CHANNELS = 4;
 
 let model: Model;
 let sdxl: Model;
@@ -62,17 +60,6 @@ async function encode(text: string): Promise<{ states: Float32Array; pooled: Flo
   return { states: e.hidden, pooled: e.pooled! };
 }
 
-/** LDM's timestep_embedding of one number in float64. */
-function sinusoidal(t: number, width: number): Float64Array {
-  const half = width / 2, out = new Float64Array(width);
-  for (let j = 0; j < half; j++) {
-    const f = Math.exp((-Math.log(10000) * j) / half);
-    out[j] = Math.cos(t * f);
-    out[j + half] = Math.sin(t * f);
-  }
-  return out;
-}
-
 interface Conditioning {
   original: { width: number; height: number };
   crop: { left: number; top: number };
@@ -81,44 +68,18 @@ interface Conditioning {
 }
 
 /** sgm's refiner y: pooled, original (h, w), crop (top, left), aesthetic score. */
-function vectorY(pooled: Float32Array, c: Conditioning, score: number): Float32Array {
-  const numbers = [c.original.height, c.original.width, c.crop.top, c.crop.left, score];
-  const y = new Float32Array(pooled.length + numbers.length * EMBEDDING_WIDTH);
-  y.set(pooled);
-  numbers.forEach((n, i) => y.set(sinusoidal(n, EMBEDDING_WIDTH), pooled.length + i * EMBEDDING_WIDTH));
-  return y;
+function refinerY(pooled: Float32Array, c: Conditioning, score: number): Float32Array {
+  return vectorY(pooled, [c.original.height, c.original.width, c.crop.top, c.crop.left, score]);
 }
 
 /** tokens → bigG → y → one Euler step with CFG (to sigma 0) → VAE. */
 async function composeByHand(prompt: string, negative: string, seed: bigint, c: Conditioning, w = 64, h = 64, cfg = 7): Promise<Image> {
   const cond = await encode(prompt), uncond = await encode(negative);
-  const s = native().sampling;
-  const [sigma] = s.sigmas('discrete', 1);
-  const n = LATENT_CHANNELS * (h / 8) * (w / 8);
-  const x = s.randn('cuda', seed, n).map((v) => v * sigma!);
-  const cIn = 1 / Math.sqrt(sigma! * sigma! + 1);
-  const xin = new Float32Array(2 * n);
-  for (let i = 0; i < n; i++) xin[i] = xin[n + i] = x[i]! * cIn;
-  const t = s.sigmaToTimestep(sigma!);
-  const context = new Float32Array(cond.states.length * 2);
-  context.set(uncond.states, 0);
-  context.set(cond.states, cond.states.length);
-  const yu = vectorY(uncond.pooled, c, c.negativeScore), yc = vectorY(cond.pooled, c, c.score);
-  expect(yu.length).toBe(config.unet.admInChannels);
-  const y = new Float32Array(2 * yu.length);
-  y.set(yu, 0);
-  y.set(yc, yu.length);
-  const eps = await parts.runUnet({
-    x: xin, batch: 2, channels: LATENT_CHANNELS, height: h / 8, width: w / 8, timesteps: Float32Array.of(t, t), context,
-    contextTokens: config.clip.positions, y, headDim: heads.unet.headDim,
-  }).promise;
-  const latent = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const du = x[i]! - sigma! * eps[i]!, dc = x[i]! - sigma! * eps[n + i]!;
-    latent[i] = du + cfg * (dc - du);
-  }
-  const image = await parts.decodeLatent({ channels: LATENT_CHANNELS, width: w / 8, height: h / 8, data: latent }, VAE_SCALE).promise;
-  return { ...image, channels: 3 };
+  const uncondY = refinerY(uncond.pooled, c, c.negativeScore), condY = refinerY(cond.pooled, c, c.score);
+  expect(uncondY.length).toBe(config.unet.admInChannels);
+  return eulerStepAndDecode(parts, { uncondStates: uncond.states, condStates: cond.states, uncondY, condY }, {
+    seed, width: w, height: h, cfg, tokens: config.clip.positions, headDim: heads.unet.headDim,
+  });
 }
 
 const measured: Record<string, number | string> = {};
