@@ -1,7 +1,7 @@
 #include "model.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "autoencoder.h"
@@ -489,7 +489,6 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
       });
 }
 
-// Drops this object's hold on the model; a running job keeps its own until it settles.
 Napi::Value NativeModel::SetVaeConvInputScale(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   sdn::Model& model = engine(env);
@@ -500,6 +499,7 @@ Napi::Value NativeModel::SetVaeConvInputScale(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Drops this object's hold on the model; a running job keeps its own until it settles.
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
   engine_.reset();
   return info.Env().Undefined();

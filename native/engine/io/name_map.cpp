@@ -189,6 +189,18 @@ const std::vector<Prefix>& component_prefixes(Component c) {
   return kCheckpointPrefixes;
 }
 
+// A UNet that takes a vector y: LDM's label_emb, diffusers' add_embedding (`local`: the name
+// after the UNet's prefix).
+bool takes_vector_y(const std::string& local) { return starts_with(local, "label_emb.") || starts_with(local, "add_embedding."); }
+
+// The SDXL refiner holds only sgm's second embedder (OpenCLIP bigG, which pools) at
+// conditioner.embedders.0.model.: beside a UNet that takes a vector y and without a second
+// encoder, that place is the second encoder's. (SD2 in the sgm layout has the same prefix and a
+// UNet without label_emb.)
+bool is_refiner_encoder(const Prefix& pre, bool unet_takes_y, bool has_second) {
+  return unet_takes_y && !has_second && pre.prefix == kRefinerEncoder;
+}
+
 // The LitEma key of an internal UNet name: "model.diffusion_model.a.b" -> "model_ema.diffusion_modelab".
 std::string ema_key(const std::string& internal) {
   std::string rest = internal.substr(6);  // drop "model."
@@ -199,22 +211,25 @@ std::string ema_key(const std::string& internal) {
 }  // namespace
 
 std::string family_from_names(const std::vector<TensorInfo>& tensors) {
-  bool takes_y = false, first = false, second = false, refiner_place = false;
+  bool takes_y = false, first = false, second = false;
+  std::set<const Prefix*> places;
   std::set<std::string> named;
   for (const TensorInfo& t : tensors) {
-    takes_y = takes_y || starts_with(t.name, kUnet + "label_emb.") || starts_with(t.name, "unet.add_embedding.");
     for (const Prefix& pre : kCheckpointPrefixes) {
-      if (pre.part != Part::Text1 && pre.part != Part::Text2) continue;
       if (!starts_with(t.name, pre.prefix)) continue;
-      (pre.part == Part::Text2 ? second : first) = true;
-      refiner_place = refiner_place || pre.prefix == kRefinerEncoder;
-      if (!pre.family.empty()) named.insert(pre.family);
+      if (pre.part == Part::Unet) {
+        takes_y = takes_y || takes_vector_y(t.name.substr(pre.prefix.size()));
+      } else if (pre.part != Part::Vae) {
+        (pre.part == Part::Text2 ? second : first) = true;
+        places.insert(&pre);
+        if (!pre.family.empty()) named.insert(pre.family);
+      }
       break;
     }
   }
   // The planner's refiner rule, and bigG alone beside a UNet that takes y.
-  if (takes_y && !second && refiner_place) return "sdxl-refiner";
-  if (takes_y && second && !first) return "sdxl-refiner";
+  const bool refiner = std::any_of(places.begin(), places.end(), [&](const Prefix* pre) { return is_refiner_encoder(*pre, takes_y, second); });
+  if (refiner || (takes_y && second && !first)) return "sdxl-refiner";
   if (second || named.count("sdxl")) return first ? "sdxl" : "";
   if (first && takes_y) return "sdxl";  // an SDXL file without its bigG
   return named.size() == 1 ? *named.begin() : "";
@@ -252,17 +267,12 @@ NamePlan plan_names(Component c, const std::vector<TensorInfo>& file_tensors, co
 
   if (!unet.empty()) map_unet(p, unet);
   if (!vae.empty()) map_vae(p, vae);
-  // The SDXL refiner holds only sgm's second embedder (OpenCLIP bigG, which pools) at
-  // conditioner.embedders.0.model.: a UNet that takes a vector y and no second encoder beside it
-  // puts that encoder in the second encoder's place, with its projection. (SD2 in the sgm layout
-  // has the same prefix and a UNet without label_emb.)
-  const bool unet_takes_y = std::any_of(unet.begin(), unet.end(), [](const Item& it) {
-    return starts_with(it.local, "label_emb.") || starts_with(it.local, "add_embedding.");
-  });
+  // The refiner's bigG goes to the second encoder's place, with its projection.
+  const bool unet_takes_y = std::any_of(unet.begin(), unet.end(), [](const Item& it) { return takes_vector_y(it.local); });
   const bool has_second = std::any_of(text.begin(), text.end(), [&](const auto& e) { return prefixes[e.first].part == Part::Text2; });
   for (const auto& [i, items] : text) {
     const Prefix& pre = prefixes[i];
-    const bool refiner = unet_takes_y && !has_second && pre.prefix == kRefinerEncoder;
+    const bool refiner = is_refiner_encoder(pre, unet_takes_y, has_second);
     const bool second = pre.part == Part::Text2 || refiner;
     map_text(p, items, second ? kText2 : kText1, second, refiner ? "ldm-sdxl" : pre.label);
   }

@@ -228,6 +228,11 @@ void scale_block(VaeResBlock& b, float scale) {
   for (Conv2d* c : {&b.conv1, &b.conv2, &b.nin_shortcut}) c->input_scale = scale;
 }
 
+void scale_mid(VaeMid& m, float scale) {
+  scale_block(m.block_1, scale);
+  scale_block(m.block_2, scale);
+}
+
 }  // namespace
 
 void VaeEncoder::scale_conv_inputs(float scale) {
@@ -236,8 +241,7 @@ void VaeEncoder::scale_conv_inputs(float scale) {
     for (VaeResBlock& b : l.blocks) scale_block(b, scale);
     l.downsample.conv.input_scale = scale;
   }
-  scale_block(mid_.block_1, scale);
-  scale_block(mid_.block_2, scale);
+  scale_mid(mid_, scale);
 }
 
 void VaeDecoder::scale_conv_inputs(float scale) {
@@ -246,8 +250,7 @@ void VaeDecoder::scale_conv_inputs(float scale) {
     for (VaeResBlock& b : l.blocks) scale_block(b, scale);
     l.upsample.conv.input_scale = scale;
   }
-  scale_block(mid_.block_1, scale);
-  scale_block(mid_.block_2, scale);
+  scale_mid(mid_, scale);
 }
 
 }  // namespace sdn

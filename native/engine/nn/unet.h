@@ -107,7 +107,6 @@ class UnetNetwork {
   // Widest spatial transformer (for sizing checks).
   int64_t max_channels() const { return max_channels_; }
   size_t graph_nodes_estimate() const;
-  size_t input_block_count() const { return input_blocks_.size(); }
 
   // Throws InvalidArgument unless exactly one of heads / head_dim is positive and every spatial
   // transformer's inner width splits by it.

@@ -38,7 +38,10 @@ Denoiser make_denoiser(Prediction prediction, const DiscreteSchedule& schedule, 
       fail(ErrorCode::InvalidArgument, "the model returned " + std::to_string(pred->size()) + " values for a batch of " +
                                            std::to_string(guidance.batch) + " latents of " + std::to_string(latent_size));
     float* p = pred->data();
-    for (size_t i = 0; i < latent_size * guidance.batch; ++i) p[i] = s.c_skip * x[i % latent_size] + s.c_out * p[i];
+    for (int b = 0; b < guidance.batch; ++b) {
+      float* pb = p + b * latent_size;
+      for (size_t i = 0; i < latent_size; ++i) pb[i] = s.c_skip * x[i] + s.c_out * pb[i];
+    }
     if (guidance.batch == 1) {
       std::copy(p, p + latent_size, out);
       return;
