@@ -27,7 +27,6 @@ export interface VaeShape {
   encoder?: { scale: number };
 }
 
-
 /**
  * The `sdnode.attention_heads` metadata (what shapes cannot tell; the generator writes it):
  * JSON {"unet": {"numHeads": n} | {"headDim": d}, "clip": {"numHeads": n}, "clip2": {"numHeads": n}}
@@ -91,8 +90,8 @@ export class ModelArchitecture {
 
   /** Layers clipSkip can reach: the fewest of the family's text encoders' (all take the same clipSkip); 0 without one. */
   textEncoderLayers(): number {
-    const places = familyProfile(this.#detection.family)?.encoders.map((e) => TEXT_ENCODER_PLACES[e.place]);
-    const layers = this.#facts().textEncoders.filter((t) => !places || places.includes(t.prefix as never)).map((t) => t.layers);
+    const places: readonly string[] | undefined = familyProfile(this.#detection.family)?.encoders.map((e) => TEXT_ENCODER_PLACES[e.place]);
+    const layers = this.#facts().textEncoders.filter((t) => !places || places.includes(t.prefix)).map((t) => t.layers);
     return layers.length ? Math.min(...layers) : 0;
   }
 
@@ -139,9 +138,10 @@ export class ModelArchitecture {
 
   /** The probe's answer for an SD2.x file that does not say its prediction (lib/prediction-probe.ts), made once. */
   probedPrediction(arch: Architecture): Promise<'v' | 'epsilon'> {
+    const unet = this.#facts().unet;
     this.#probe ??= probePrediction(this.#native, {
-      inChannels: this.#detection.unetInChannels ?? 4,
-      contextDim: this.#detection.contextDim ?? 1024,
+      inChannels: unet?.inChannels ?? 4,
+      contextDim: unet?.contextDim ?? 1024,
       heads: arch.unetHeads ? { heads: arch.unetHeads } : { headDim: arch.unetHeadDim },
     });
     return this.#probe;

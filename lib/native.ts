@@ -93,8 +93,7 @@ export interface NativeTextEncoderParams {
   pooled?: boolean;
 }
 
-/** SDXL's size conditioning, pixels. */
-/** What follows the pooled text in y: SDXL's target size, or the refiner's aesthetic scores (prompt's, negative prompt's). */
+/** SDXL's size conditioning, pixels; after the crop, SDXL's target size or the refiner's aesthetic scores (prompt's, negative prompt's). */
 export interface NativeSizeConditioning {
   originalWidth: number;
   originalHeight: number;
@@ -173,7 +172,6 @@ export interface NativeGenerateResult {
   decodeMs: number;
 }
 
-/** The addon's model handle, wrapped by Model. */
 /** A loaded model's networks as the engine reads them from the weights. */
 export interface NativeArchitecture {
   /** Absent without a UNet (unetError says why when one is there but does not load). */
@@ -184,6 +182,7 @@ export interface NativeArchitecture {
   textEncoders: Array<{ prefix: string; width: number; layers: number; vocab: number; positions: number; projection: number }>;
 }
 
+/** The addon's model handle, wrapped by Model. */
 export interface NativeModel {
   info(): NativeModelInfo;
   /** The file metadata as JSON texts ["key", "value", …], made by the load job (lib/metadata.ts), and the entries left out (native/addon/metadata_json.h). */
