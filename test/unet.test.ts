@@ -19,7 +19,7 @@ import { native, type NativeModel } from '../lib/native.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { COMPONENT_PREFIXES, PRESETS, generateModel, tensorSpecs } from '../scripts/generate-model.mjs';
 import { generatedWeights } from './support/generated-weights.js';
-import { add, attention, conv2d, gelu, groupNorm, layerNorm, linear, map, relativeError, silu, type Vec } from './support/reference-nn.js';
+import { add, attention, conv2d, gelu, groupNorm, layerNorm, linear, map, relativeError, silu, timestepEmbedding, type Vec } from './support/reference-nn.js';
 
 interface Spec {
   name: string;
@@ -106,14 +106,7 @@ function referenceUnet(wt: Weights, u: UnetConfig, heads: Heads, x: Act, t: numb
   const depths = Array.isArray(u.transformerDepth) ? u.transformerDepth : u.channelMult.map(() => u.transformerDepth as number);
   const middleDepth = u.transformerDepthMiddle ?? depths[levels - 1]!;
 
-  // timestep_embedding: [cos, sin], 10000^(-j/half)
-  const half = mc / 2;
-  const freq = new Float64Array(mc);
-  for (let j = 0; j < half; j++) {
-    const f = Math.exp((-Math.log(10000) * j) / half);
-    freq[j] = Math.cos(t * f);
-    freq[j + half] = Math.sin(t * f);
-  }
+  const freq = timestepEmbedding(t, mc);
   const mlp = (v: Vec, name: string, inF: number) =>
     linear(map(linear(v, 1, wt(`${name}.0.weight`), wt(`${name}.0.bias`), inF, timeDim), silu), 1,
       wt(`${name}.2.weight`), wt(`${name}.2.bias`), timeDim, timeDim);

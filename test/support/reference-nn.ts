@@ -4,6 +4,18 @@
 
 export type Vec = Float64Array;
 
+/** LDM's timestep_embedding of one number t: [cos(t·f_j) | sin(t·f_j)], f_j = 10000^(−j/half), half = width / 2. */
+export function timestepEmbedding(t: number, width: number): Vec {
+  const half = width / 2;
+  const out = new Float64Array(width);
+  for (let j = 0; j < half; j++) {
+    const f = Math.exp((-Math.log(10000) * j) / half);
+    out[j] = Math.cos(t * f);
+    out[j + half] = Math.sin(t * f);
+  }
+  return out;
+}
+
 /** y[o] = b[o] + Σ_i W[o][i] x[i] for each row of x [rows][in]; W is [out][in] (nn.Linear). */
 export function linear(x: ArrayLike<number>, rows: number, w: ArrayLike<number>, b: ArrayLike<number> | undefined, inF: number, outF: number): Vec {
   const y = new Float64Array(rows * outF);

@@ -1,9 +1,11 @@
 // The last stages of an SDXL-family generate() composed by hand, for tests that check the
-// engine's job against its parts: the sinusoidal size embeddings of y, and one Euler step with
+// engine's job against its parts: the sinusoidal size embeddings of y (reference-nn's
+// timestepEmbedding), and one Euler step with
 // classifier-free guidance from the first sigma to 0 (the guided denoised latent) decoded by the
 // VAE at SDXL's scale.
 import type { Image } from '../../lib/index.js';
 import { native, type NativeModel } from '../../lib/native.js';
+import { timestepEmbedding } from './reference-nn.js';
 
 /** SDXL's VAE latent scale (sgm's sd_xl_base.yaml / sd_xl_refiner.yaml scale_factor). */
 export const SDXL_VAE_SCALE = 0.13025;
@@ -11,23 +13,11 @@ export const SDXL_VAE_SCALE = 0.13025;
 export const EMBEDDING_WIDTH = 256;
 const LATENT_CHANNELS = 4;
 
-/** LDM's timestep_embedding of one number in float64: [cos(t·f_j) | sin(t·f_j)], f_j = 10000^(−j/half). */
-export function sinusoidal(t: number, width: number): Float64Array {
-  const half = width / 2;
-  const out = new Float64Array(width);
-  for (let j = 0; j < half; j++) {
-    const f = Math.exp((-Math.log(10000) * j) / half);
-    out[j] = Math.cos(t * f);
-    out[j + half] = Math.sin(t * f);
-  }
-  return out;
-}
-
 /** y: the pooled vector, then each number's EMBEDDING_WIDTH-wide embedding, in order. */
 export function vectorY(pooled: Float32Array, numbers: number[]): Float32Array {
   const y = new Float32Array(pooled.length + numbers.length * EMBEDDING_WIDTH);
   y.set(pooled);
-  numbers.forEach((n, i) => y.set(sinusoidal(n, EMBEDDING_WIDTH), pooled.length + i * EMBEDDING_WIDTH));
+  numbers.forEach((n, i) => y.set(timestepEmbedding(n, EMBEDDING_WIDTH), pooled.length + i * EMBEDDING_WIDTH));
   return y;
 }
 
