@@ -51,10 +51,24 @@ describe('split ops', () => {
     expect(generateInChild(256, forceSplit)).toBe(whole);
   }, 120_000);
 
-  it('give the same image as whole ops (plain attention)', () => {
+  // Plain attention's products go through tinyBLAS (GGML_LLAMAFILE) for some piece shapes and
+  // ggml's own dot products for others, which sum in another order: the same numbers up to
+  // float rounding, so the image agrees within a level or two; a wrong piece offset or size
+  // would give another image altogether.
+  it('give the same image as whole ops up to rounding (plain attention)', () => {
     const plain = { SDNODE_FLASH_ATTENTION: '0' };
-    const whole = generateInChild(128, plain);
-    expect(generateInChild(128, { ...plain, ...forceSplit })).toBe(whole);
+    const whole = Buffer.from(generateInChild(128, plain), 'hex');
+    const split = Buffer.from(generateInChild(128, { ...plain, ...forceSplit }), 'hex');
+    expect(split.length).toBe(whole.length);
+    let maxDiff = 0, squared = 0;
+    for (let i = 0; i < whole.length; i++) {
+      const d = Math.abs(whole[i] - split[i]);
+      maxDiff = Math.max(maxDiff, d);
+      squared += d * d;
+    }
+    const psnr = squared === 0 ? Infinity : 10 * Math.log10((255 * 255 * whole.length) / squared);
+    expect(maxDiff).toBeLessThanOrEqual(2);
+    expect(psnr).toBeGreaterThan(50);
   }, 120_000);
 
   it('an abort inside the first UNet step of a 2048² image rejects within a second or two', async () => {
