@@ -91,6 +91,8 @@ export interface NativeTextEncoderParams {
   finalNorm?: boolean;
   /** Also the pooled vector (SDXL's second encoder). */
   pooled?: boolean;
+  /** Textual-inversion vectors [rows][width]: token id vocab + r takes row r (lib/embeddings.ts). */
+  embeddings?: Float32Array;
 }
 
 /** SDXL's size conditioning, pixels; after the crop, SDXL's target size or the refiner's aesthetic scores (prompt's, negative prompt's). */
@@ -290,6 +292,8 @@ export interface NativeBinding {
     onProgress?: (p: NativeProgress) => void,
   ): NativeJob<NativeConvertResult>;
   inspectFile(path: string, checksums: boolean, onProgress?: (p: NativeProgress) => void): NativeJob<NativeModelFile>;
+  /** An embedding file's floating-point tensors as f32 (synchronous; lib/embeddings.ts caps the file's size). */
+  readEmbeddingFile(path: string): { format: string; tensors: Array<{ name: string; shape: number[]; data: Float32Array }> };
   planNames(
     component: 'checkpoint' | 'unet' | 'vae' | 'textEncoder' | 'textEncoder2',
     tensors: ReadonlyArray<{ name: string; shape: readonly number[] }>,

@@ -4,6 +4,7 @@
 #include "autoencoder.h"
 #include "convert.h"
 #include "convert_model.h"
+#include "embedding_file.h"
 #include "job.h"
 #include "model.h"
 #include "model_file.h"
@@ -70,6 +71,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeAutoencoder::Init(env, exports, *data);
   NativeModel::Init(env, exports, *data);
   InitModelFile(env, exports);
+  InitEmbeddingFile(env, exports);
   InitConvertModel(env, exports);
   InitNameMap(env, exports);
   InitSampling(env, exports);

@@ -226,7 +226,7 @@ Napi::Float32Array to_float32_array(Napi::Env env, const std::vector<float>& v) 
   return a;
 }
 
-// { prefix?, heads, quickGelu, clipSkip, finalNorm?, pooled? } (lib/native.ts NativeTextEncoderParams)
+// { prefix?, heads, quickGelu, clipSkip, finalNorm?, pooled?, embeddings? } (lib/native.ts NativeTextEncoderParams)
 sdn::TextEncoderParams text_encoder_params(const Napi::Object& o) {
   sdn::TextEncoderParams params;
   const std::string prefix = get_string(o, "prefix", false);
@@ -236,6 +236,7 @@ sdn::TextEncoderParams text_encoder_params(const Napi::Object& o) {
   params.clip_skip = get_int(o, "clipSkip", 1);
   params.final_norm = get_bool(o, "finalNorm", true);
   params.pooled = get_bool(o, "pooled", false);
+  if (!o.Get("embeddings").IsUndefined()) params.embeddings = float_array(o.Get("embeddings"), "embeddings");
   return params;
 }
 

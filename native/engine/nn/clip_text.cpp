@@ -93,7 +93,7 @@ ClipTextEncoder ClipTextEncoder::load(WeightLookup& w, const std::string& prefix
   return e;
 }
 
-void ClipTextEncoder::check_inputs(const std::vector<int32_t>& ids, int windows, int clip_skip) const {
+void ClipTextEncoder::check_inputs(const std::vector<int32_t>& ids, int windows, int clip_skip, int64_t extra_rows) const {
   if (windows < 1) fail(ErrorCode::InvalidArgument, "windows must be at least 1");
   if (static_cast<int64_t>(ids.size()) != static_cast<int64_t>(windows) * positions) {
     fail(ErrorCode::InvalidArgument, "expected " + std::to_string(windows) + " × " + std::to_string(positions) +
@@ -104,9 +104,11 @@ void ClipTextEncoder::check_inputs(const std::vector<int32_t>& ids, int windows,
                                          std::to_string(clip_skip));
   }
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= vocab) {
+    if (ids[i] < 0 || ids[i] >= vocab + extra_rows) {
       fail(ErrorCode::InvalidArgument, "token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
-                                           " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+                                           " is outside the vocabulary [0, " + std::to_string(vocab) + ")" +
+                                           (extra_rows > 0 ? " and the " + std::to_string(extra_rows) + " embedding vectors after it"
+                                                           : std::string()));
     }
   }
 }
@@ -119,7 +121,7 @@ double ClipTextEncoder::activation_elements(int windows) const {
 }
 
 ClipTextEncoder::Outputs ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* ids, int clip_skip, bool norm_hidden,
-                                                ggml_tensor* eos_rows) const {
+                                                ggml_tensor* eos_rows, const Substitution* substitution) const {
   const int64_t n = ids->ne[0];  // positions
   const int64_t b = ids->ne[1];  // windows
   if (ids->type != GGML_TYPE_I32 || n < 1 || n > positions || ids->ne[2] != 1 || ids->ne[3] != 1) {
@@ -131,6 +133,12 @@ ClipTextEncoder::Outputs ClipTextEncoder::build(ggml_context* ctx, ggml_tensor* 
 
   // Embeddings: token rows + position rows.
   ggml_tensor* x = ggml_get_rows(ctx, token_embedding, ggml_reshape_1d(ctx, ids, n * b));  // [width, n·b]
+  if (substitution) {
+    const Substitution& s = *substitution;
+    if (s.rows->type != GGML_TYPE_F32 || s.rows->ne[0] != width || s.at->type != GGML_TYPE_I32 || s.at->ne[0] != s.rows->ne[1])
+      fail(ErrorCode::Internal, "token substitution takes F32 rows [width, m] and I32 positions [m]");
+    x = ggml_set_rows(ctx, x, s.rows, s.at);  // [width, n·b]
+  }
   x = ggml_reshape_3d(ctx, x, width, n, b);                                                  // [width, n, b]
   ggml_tensor* pos = position_embedding;                                                     // [width, positions]
   if (pos->type != GGML_TYPE_F32) pos = ggml_cast(ctx, pos, GGML_TYPE_F32);

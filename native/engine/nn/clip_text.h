@@ -50,9 +50,16 @@ class ClipTextEncoder {
 
   int layer_count() const { return static_cast<int>(layers.size()); }
 
-  // Throws InvalidArgument unless ids holds windows × positions ids, each in [0, vocab), and
-  // 1 ≤ clip_skip ≤ layers. Call before build(): ggml asserts on out-of-range rows.
-  void check_inputs(const std::vector<int32_t>& ids, int windows, int clip_skip) const;
+  // Throws InvalidArgument unless ids holds windows × positions ids, each in [0, vocab +
+  // extra_rows), and 1 ≤ clip_skip ≤ layers. Call before build(): ggml asserts on out-of-range rows.
+  void check_inputs(const std::vector<int32_t>& ids, int windows, int clip_skip, int64_t extra_rows = 0) const;
+
+  // Vectors that take the place of token embeddings (textual inversion): `rows` F32 [width, m]
+  // written over the token rows at the flat positions `at` (I32 [m], window·positions + index).
+  struct Substitution {
+    ggml_tensor* rows = nullptr;
+    ggml_tensor* at = nullptr;
+  };
 
   struct Outputs {
     ggml_tensor* hidden = nullptr;  // [width, positions, windows]
@@ -63,9 +70,10 @@ class ClipTextEncoder {
   // `eos_rows` (I32 [windows]: window·positions + the EOS token's index in it), also the pooled
   // vector of each window: the last layer's output, normed, at the EOS token, times
   // text_projection (OpenCLIP's and HF CLIPTextModelWithProjection's text_embeds); the
-  // projection must be there (ModelCompatibility).
+  // projection must be there (ModelCompatibility). With `substitution`, its rows replace the
+  // token embeddings at its positions (the ids there only need to be valid).
   Outputs build(ggml_context* ctx, ggml_tensor* ids, int clip_skip, bool norm_hidden = true,
-                ggml_tensor* eos_rows = nullptr) const;
+                ggml_tensor* eos_rows = nullptr, const Substitution* substitution = nullptr) const;
 
   // Upper bounds for sizing the graph context.
   size_t graph_nodes() const { return 128 + 128 * layers.size(); }

@@ -32,6 +32,9 @@ struct TextEncoderParams {
   int clip_skip = 1;        // 1: last layer; 2: penultimate layer, then the final norm (as the webui)
   bool final_norm = true;   // false: the layer's output as it is (SDXL's encoders, sgm's "hidden"/"penultimate")
   bool pooled = false;      // also the pooled vector (SDXL's bigG: what the UNet's y starts with)
+  // Textual-inversion vectors, [rows][width] flat: token id vocab + r takes row r in place of a
+  // token embedding (lib/embeddings.ts numbers them).
+  std::vector<float> embeddings;
 };
 
 // A text encoder's outputs for `windows` windows of tokens.
