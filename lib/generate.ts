@@ -5,7 +5,7 @@
  */
 import { randomInt } from 'node:crypto';
 
-import { AbortError } from './errors.js';
+import { AbortError, SdnodeError } from './errors.js';
 import { isRandomSeed, plainNativeParams, type ResolvedGenerateOptions } from './generate-options.js';
 import type { Image } from './image.js';
 import type { Architecture } from './model-architecture.js';
@@ -84,8 +84,18 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
   const reported = typeof o.seed === 'bigint' || seed > BigInt(Number.MAX_SAFE_INTEGER) ? seed : Number(seed);
   // OpenCLIP pads with 0 (SD2.x, the refiner's bigG; as the webui and stable-diffusion.cpp), CLIP-L with EOS.
   const padId = profile.encoders[0]!.padWithZero ? 0 : tokenizer.eos;
-  const prompt = encodePromptOption('options.prompt', tokenizer, o.prompt, padId);
-  const negative = encodePromptOption('options.negativePrompt', tokenizer, o.negativePrompt, padId);
+  // Embedding names become placeholder ids; their files are read here, on first use (small, capped).
+  const embeddings = model.embeddings?.use(tokenizer);
+  let prompt: EncodedPrompt, negative: EncodedPrompt;
+  try {
+    prompt = encodePromptOption('options.prompt', tokenizer, o.prompt, padId, embeddings);
+    negative = encodePromptOption('options.negativePrompt', tokenizer, o.negativePrompt, padId, embeddings);
+  } catch (err) {
+    // A bad embedding file rejects, as other file problems do; prompt syntax errors throw.
+    if (err instanceof SdnodeError) return Promise.reject(err);
+    throw err;
+  }
+  const tables = embeddings?.tables(arch.textEncoders.length);
   // A second encoder that pads otherwise than the first reads its own ids (SDXL's bigG beside CLIP-L).
   const second = profile.encoders.length > 1 && profile.encoders[1]!.padWithZero !== profile.encoders[0]!.padWithZero ? { eos: tokenizer.eos } : undefined;
   const { width, height, initImage, mask, vae, preview, onProgress } = o;
@@ -102,7 +112,7 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
     negative: tokens(negative, second),
     empty: tokens(encodePrompt(tokenizer, '', { padId }), second),
     ...unetAndVae,
-    textEncoders: textEncoders.map((e) => ({ ...e, clipSkip: o.clipSkip })),
+    textEncoders: textEncoders.map((e, k) => ({ ...e, clipSkip: o.clipSkip, ...(tables ? { embeddings: tables[k]! } : {}) })),
     // SDXL without a negative prompt conditions on zeros, as stable-diffusion.cpp and sgm do.
     zeroNegative: profile.zeroEmptyNegative && o.negativePrompt === '',
     ...sizeOptions(o),

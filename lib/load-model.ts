@@ -7,6 +7,7 @@ import { join } from 'node:path';
 
 import { Autoencoder } from './autoencoder.js';
 import { diffusersAttentionHeads, type AttentionHeads } from './diffusers-config.js';
+import { listEmbeddings } from './embeddings.js';
 import { BackendError, ModelCompatibilityError, fromNative } from './errors.js';
 import { JobQueue, type JobOptions } from './job.js';
 import { metadataFromChunks } from './metadata.js';
@@ -57,9 +58,15 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   /** One step per tensor placed on the device. Default: none. */
   onProgress?: JobOptions['onProgress'];
+  /**
+   * A folder of textual-inversion embeddings (.safetensors, .pt, .bin, .gguf): a prompt word equal
+   * to a file's name without extension stands for its vectors (lib/embeddings.ts). Listed at load;
+   * each file read on first use. Default: none.
+   */
+  embeddingDir?: string;
 }
 
-const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress'] as const;
+const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress', 'embeddingDir'] as const;
 const COMPONENT_KEYS = ['model', 'unet', 'vae', 'textEncoder', 'textEncoder2', 'tae'] as const;
 
 function checkSource(source: unknown): ModelComponents {
@@ -140,12 +147,14 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
   const signal = checkSignal('options.signal', o.signal);
   const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
   const device = resolveDevice(o.device);
+  const embeddingDir = o.embeddingDir === undefined ? undefined : checkPath('options.embeddingDir', o.embeddingDir);
 
   const { tae: taePath, ...modelFiles } = files;
   // The CLIP vocabulary is parsed while the weights load, yielding to the event loop, so the
   // first tokenize()/generate() does not stall it. A failure here surfaces there, with its code.
   const vocabulary = ClipTokenizer.loadDefault().catch(() => undefined);
   const load = async (id: string) => {
+    const embeddings = embeddingDir === undefined ? undefined : await listEmbeddings(embeddingDir);
     const handle = await new JobQueue('loadModel').run(
       (progress) => native().NativeModel.load({ ...modelFiles, ema, device: id, threads, weightType }, progress),
       { signal, onProgress },
@@ -159,7 +168,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
       throw err;
     }
     const info = modelInfo(handle, extras);
-    if (!taePath) return new Model(handle, info, extras.tokenizer, undefined, extras.configHeads);
+    if (!taePath) return new Model(handle, info, extras.tokenizer, undefined, extras.configHeads, embeddings);
     try {
       // Loaded here rather than by loadAutoencoder: the model keeps the native handle too, for
       // the engine's 'tae' previews.
@@ -172,7 +181,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
         await tae.dispose();
         throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
       }
-      return new Model(handle, info, extras.tokenizer, { js: tae, native: taeNative }, extras.configHeads);
+      return new Model(handle, info, extras.tokenizer, { js: tae, native: taeNative }, extras.configHeads, embeddings);
     } catch (err) {
       handle.dispose();
       throw err;

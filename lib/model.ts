@@ -6,6 +6,7 @@
  */
 import type { Autoencoder, Latent } from './autoencoder.js';
 import type { AttentionHeads } from './diffusers-config.js';
+import { EmbeddingLibrary, embeddingTarget, type EmbeddingFolder } from './embeddings.js';
 import { DisposedError } from './errors.js';
 import { generate, type GenerateResult } from './generate.js';
 import { resolveGenerateOptions, type GenerateModelFacts, type GenerateOptions } from './generate-options.js';
@@ -87,6 +88,8 @@ export interface ModelParts {
   readonly taeNative?: NativeAutoencoder;
   /** The CLIP tokenizer: the model's own (a diffusers folder's tokenizer/), else OpenAI's; throws why the own one could not be read. */
   tokenizer(): ClipTokenizer;
+  /** The textual-inversion embeddings of loadModel's `embeddingDir`. */
+  readonly embeddings?: EmbeddingLibrary;
 }
 
 /**
@@ -107,15 +110,18 @@ export class Model implements AsyncDisposable {
     tokenizer: ClipTokenizer | Error | undefined,
     tae?: { js: Autoencoder; native: NativeAutoencoder },
     configHeads?: AttentionHeads,
+    embeddingFolder?: EmbeddingFolder,
   ) {
     this.info = info;
     // A model with a tokenizer/ folder got its tokenizer (or its error) at load.
     let clip = tokenizer instanceof ClipTokenizer ? tokenizer : undefined;
+    const architecture = new ModelArchitecture(handle, info, configHeads);
     this.#parts = {
       native: handle,
       queue: new JobQueue('the model'),
       info,
-      architecture: new ModelArchitecture(handle, info, configHeads),
+      architecture,
+      ...(embeddingFolder ? { embeddings: new EmbeddingLibrary(embeddingFolder, () => embeddingTarget(architecture, handle)) } : {}),
       ...(tae ? { tae: tae.js, taeNative: tae.native } : {}),
       tokenizer: () => {
         if (tokenizer instanceof Error) throw tokenizer;
@@ -152,10 +158,18 @@ export class Model implements AsyncDisposable {
    * them against 75 per window): `tokenize('a lovely cat')` → [49406, 320, 2165, 2368, 49407].
    * From the model's own tokenizer/ files when it has them, else OpenAI's CLIP vocabulary.
    * A prompt's limits apply: 100,000 characters, 32 KiB of words, 2,400 tokens (RangeError).
+   * A textual-inversion embedding's name (loadModel's `embeddingDir`) gives one id per vector,
+   * past the vocabulary; `{ withText: true }` names each token: its text, or the embedding's name.
    */
-  tokenize(text: string): number[] {
+  tokenize(text: string): number[];
+  tokenize(text: string, options: { withText: true }): Array<{ id: number; text: string }>;
+  tokenize(text: string, options?: { withText?: boolean }): number[] | Array<{ id: number; text: string }> {
     this.#checkOpen();
-    return tokenizeWithinLimits(this.#parts.tokenizer(), text);
+    const tokenizer = this.#parts.tokenizer();
+    const use = this.#parts.embeddings?.use(tokenizer);
+    const ids = tokenizeWithinLimits(tokenizer, text, use);
+    if (!checkObject('options', options).withText) return ids;
+    return ids.map((id) => ({ id, text: use?.nameOf(id) ?? tokenizer.decode([id]) }));
   }
 
   /**

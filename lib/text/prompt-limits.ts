@@ -3,7 +3,7 @@
  * limits generate() and tokenize() share, and the checked ways both turn text into ids.
  */
 import type { ClipTokenizer } from './clip-tokenizer.js';
-import { CHUNK_TOKENS, encodePrompt, type EncodedPrompt } from './prompt-weights.js';
+import { CHUNK_TOKENS, encodePrompt, type EmbeddingMatcher, type EncodedPrompt } from './prompt-weights.js';
 
 /** 75-token windows per prompt: 2400 tokens, far past what any UI lets users type. */
 export const MAX_PROMPT_WINDOWS = 32;
@@ -29,9 +29,9 @@ export function checkPromptText(what: string, text: unknown): string {
 }
 
 /** The prompt's windows, with the option named in any error of its syntax. */
-export function encodePromptOption(what: string, tokenizer: ClipTokenizer, text: string, padId: number): EncodedPrompt {
+export function encodePromptOption(what: string, tokenizer: ClipTokenizer, text: string, padId: number, embeddings?: EmbeddingMatcher): EncodedPrompt {
   try {
-    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS, maxWordBytes: MAX_PROMPT_WORD_BYTES, padId });
+    return encodePrompt(tokenizer, text, { maxChunks: MAX_PROMPT_WINDOWS, maxWordBytes: MAX_PROMPT_WORD_BYTES, padId, ...(embeddings ? { embeddings } : {}) });
   } catch (err) {
     if (err instanceof RangeError) throw new RangeError(err.message.replace(/^prompt /, `${what} `));
     throw err;
@@ -39,14 +39,24 @@ export function encodePromptOption(what: string, tokenizer: ClipTokenizer, text:
 }
 
 /**
- * model.tokenize(): the text's ids with BOS and EOS, no prompt syntax. As generate() does, a
- * text past what the windows take is refused before its words are all merged.
+ * model.tokenize(): the text's ids with BOS and EOS, no prompt syntax; an embedding's name
+ * becomes its placeholder ids (one per vector). As generate() does, a text past what the
+ * windows take is refused before its words are all merged.
  */
-export function tokenizeWithinLimits(tokenizer: ClipTokenizer, text: unknown): number[] {
+export function tokenizeWithinLimits(tokenizer: ClipTokenizer, text: unknown, embeddings?: EmbeddingMatcher): number[] {
   const encoded = tokenizer.encodeWithin(checkPromptText('text', text), { maxTokens: MAX_PROMPT_TOKENS, maxWordBytes: MAX_PROMPT_WORD_BYTES });
   if (encoded.exceeded === 'bytes')
     throw new RangeError(`text has more than ${MAX_PROMPT_WORD_BYTES} bytes of text in its words; at most ${MAX_PROMPT_WORD_BYTES} are taken`);
   if (!encoded.ids)
     throw new RangeError(`text has more than ${MAX_PROMPT_TOKENS} tokens (${MAX_PROMPT_WINDOWS} windows of ${CHUNK_TOKENS}); at most ${MAX_PROMPT_TOKENS} are counted`);
-  return [tokenizer.bos, ...encoded.ids, tokenizer.eos];
+  if (!embeddings) return [tokenizer.bos, ...encoded.ids, tokenizer.eos];
+  const ids = [tokenizer.bos];
+  for (let at = 0; at < encoded.ids.length; ) {
+    const m = embeddings.matchAt(encoded.ids, at);
+    if (m) ids.push(...m.ids);
+    else ids.push(encoded.ids[at]!);
+    at += m ? m.length : 1;
+  }
+  ids.push(tokenizer.eos);
+  return ids;
 }

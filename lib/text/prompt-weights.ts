@@ -162,6 +162,17 @@ export interface EncodePromptOptions {
    * merging work, since a window's worth of long tokens can be hundreds of bytes. Default: no limit.
    */
   maxWordBytes?: number;
+  /**
+   * Textual-inversion embeddings (lib/embeddings.ts EmbeddingUse): where the tokens from `at` on
+   * name one, the `length` ids of its name become its placeholder `ids`, one per vector, with the
+   * run's weight. Default: none.
+   */
+  embeddings?: EmbeddingMatcher;
+}
+
+/** Finds embedding names in a run's token ids (lib/embeddings.ts). */
+export interface EmbeddingMatcher {
+  matchAt(ids: readonly number[], at: number): { length: number; ids: readonly number[] } | undefined;
 }
 
 /**
@@ -179,7 +190,9 @@ export interface EncodedPrompt {
  * Tokenizes a prompt the way webui's `tokenize_line` does: each weighted run on its own, tokens
  * into chunks of 75; a full chunk whose last comma is at most `commaBacktrack` tokens back moves
  * the tokens after that comma to the next chunk; BREAK closes the chunk; an empty prompt gives
- * one chunk. Each chunk becomes [BOS, tokens, EOS padding…, EOS].
+ * one chunk. Each chunk becomes [BOS, tokens, EOS padding…, EOS]. An embedding's vectors are
+ * never split between two chunks: one that does not fit in what is left of a chunk starts the
+ * next (webui; stable-diffusion.cpp splits them, as it splits any run of tokens).
  */
 export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: EncodePromptOptions = {}): EncodedPrompt {
   const padId = options.padId ?? tokenizer.eos;
@@ -225,7 +238,9 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
     }
     if (!encoded.ids) throw tooLong();
     wordBytesLeft -= encoded.wordBytes!;
-    for (const id of encoded.ids) {
+    const tokens = encoded.ids;
+    for (let position = 0; position < tokens.length; ) {
+      const id = tokens[position]!;
       if (id === comma) {
         lastComma = ids.length;
       } else if (backtrack > 0 && ids.length === CHUNK_TOKENS && lastComma !== -1 && ids.length - lastComma <= backtrack) {
@@ -237,8 +252,19 @@ export function encodePrompt(tokenizer: ClipTokenizer, text: string, options: En
         weights = movedWeights;
       }
       if (ids.length === CHUNK_TOKENS) closeChunk();
-      ids.push(id);
-      weights.push(span.weight);
+      const embedding = options.embeddings?.matchAt(tokens, position);
+      if (!embedding) {
+        ids.push(id);
+        weights.push(span.weight);
+        position++;
+        continue;
+      }
+      if (ids.length + embedding.ids.length > CHUNK_TOKENS) closeChunk();
+      for (const placeholder of embedding.ids) {
+        ids.push(placeholder);
+        weights.push(span.weight);
+      }
+      position += embedding.length;
     }
   }
   if (ids.length > 0 || windows.length === 0) closeChunk();
