@@ -44,13 +44,18 @@ export const STORAGE = { F16: 'HalfStorage', F32: 'FloatStorage', I64: 'LongStor
 /**
  * `{global_step, ...metadata, state_dict}` holding each tensor as torch._utils._rebuild_tensor_v2
  * over storage `key` (its index), contiguous; metadata entries are strings beside the state dict.
+ * `flat`: the state dict alone, as torch.save(state_dict) writes it (LoRA .pt files).
  * @param {Array<{ name: string, shape: number[], dtype: 'F16' | 'F32' | 'I64' }>} tensors
  * @param {Record<string, string>} [metadata]
+ * @param {boolean} [flat]
  */
-function statePickle(tensors, metadata = {}) {
-  const p = new PickleWriter().raw(op.PROTO, 2, op.EMPTY_DICT, op.MARK).str('global_step').int(0);
-  for (const [k, v] of Object.entries(metadata)) p.str(k).str(v);
-  p.str('state_dict');
+function statePickle(tensors, metadata = {}, flat = false) {
+  const p = new PickleWriter().raw(op.PROTO, 2);
+  if (!flat) {
+    p.raw(op.EMPTY_DICT, op.MARK).str('global_step').int(0);
+    for (const [k, v] of Object.entries(metadata)) p.str(k).str(v);
+    p.str('state_dict');
+  }
   p.global('collections', 'OrderedDict').raw(op.EMPTY_TUPLE, op.REDUCE, op.MARK);
   tensors.forEach((t, i) => {
     const numel = t.shape.reduce((a, b) => a * b, 1);
@@ -60,7 +65,8 @@ function statePickle(tensors, metadata = {}) {
     p.int(0).tuple(t.shape).tuple(strides).raw(op.NEWFALSE).global('collections', 'OrderedDict').raw(op.EMPTY_TUPLE, op.REDUCE);
     p.raw(op.TUPLE, op.REDUCE);
   });
-  return Uint8Array.from(p.raw(op.SETITEMS, op.SETITEMS, op.STOP).bytes);
+  if (!flat) p.raw(op.SETITEMS);
+  return Uint8Array.from(p.raw(op.SETITEMS, op.STOP).bytes);
 }
 
 /** A zip writer for stored entries streamed to a file handle. */
@@ -119,17 +125,19 @@ export class ZipStream {
 /**
  * Writes a PyTorch zip checkpoint `{ global_step, ...metadata, state_dict: { name: tensor } }`
  * (as SD .ckpt files are laid out) of the given tensors, atomically. Returns the absolute path.
+ * With `flat`, the pickle is the state dict alone (metadata unused), as LoRA .pt files are.
  * @param {string} out
  * @param {Array<{ name: string, shape: number[], dtype: string, bytes: () => Uint8Array }>} tensors
  * @param {Record<string, string>} [metadata]
+ * @param {{ flat?: boolean }} [options]
  */
-export async function writeTorchZip(out, tensors, metadata = {}) {
+export async function writeTorchZip(out, tensors, metadata = {}, options = {}) {
   const path = resolve(out);
   const tmp = `${path}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');
   try {
     const zip = new ZipStream(fh);
-    await zip.entry('archive/data.pkl', [statePickle(tensors, metadata)]);
+    await zip.entry('archive/data.pkl', [statePickle(tensors, metadata, options.flat === true)]);
     await zip.entry('archive/byteorder', [Buffer.from('little')]);
     for (const [i, t] of tensors.entries()) await zip.entry(`archive/data/${i}`, [t.bytes()]);
     await zip.entry('archive/version', [Buffer.from('3\n')]);
