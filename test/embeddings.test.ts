@@ -3,9 +3,11 @@
 // (against the float64 reference with the rows substituted, SD1 and SDXL's two encoders incl.
 // bigG's pooled vector); window placement and weights; an embedding made of a word's own token
 // rows generates the very image of that word; bad files are coded errors and the model goes on.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { EmbeddingLibrary, fitEmbedding, listEmbeddings, readEmbedding, type EmbeddingTarget } from '../lib/embeddings.js';
@@ -34,6 +36,7 @@ const gen = (o: Record<string, unknown>) => generateEmbedding(o) as Promise<Gene
 const seed = 7;
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-embd-'));
 const embd = join(dir, 'embeddings');
+const words = join(dir, 'words');
 const sd1 = PRESETS.tiny as { clip: ClipConfig };
 const xl = PRESETS['tiny-sdxl'] as { clip: ClipConfig; clip2: ClipConfig };
 const W1 = sd1.clip.width;
@@ -256,7 +259,6 @@ describe('loadModel({ embeddingDir }): tokenize and generate', () => {
   const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
   beforeAll(async () => {
     // Embeddings made of words' own token rows: they must condition exactly as the words do.
-    const words = join(dir, 'words');
     mkdirSync(words);
     await writeSafetensors(join(words, 'redcat.safetensors'), [{ name: 'emb_params', data: wordRows(sd1Ref, 'red cat'), shape: [2, W1] }]);
     await writeSafetensors(join(words, 'xlredcat.safetensors'), [
@@ -292,6 +294,21 @@ describe('loadModel({ embeddingDir }): tokenize and generate', () => {
     const other = await xlModel.generate({ prompt: 'a xlstyle', ...small });
     expect(same(embedded.images[0]!.data, words.images[0]!.data)).toBe(true);
     expect(same(other.images[0]!.data, words.images[0]!.data)).toBe(false);
+  }, 120_000);
+
+  it('the CLI: --embd-dir as stable-diffusion.cpp names it, the same image as the library', async () => {
+    const root = resolve(import.meta.dirname, '..');
+    execFileSync('npm', ['run', 'build:ts'], { cwd: root, stdio: 'ignore' });
+    const out = join(dir, 'cli.png');
+    const args = ['-m', sd1Path, '-p', 'a redcat', '-W', '64', '-H', '64', '--steps', '2', '--sampling-method', 'euler', '--cfg-scale', '5', '-s', '11'];
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'cli.js'), 'generate', ...args, '--embd-dir', words, '-o', out, '--device', 'cpu', '-t', '2'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const { data } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+    const lib = await model.generate({ prompt: 'a red cat', ...small });
+    expect(same(new Uint8Array(data), lib.images[0]!.data)).toBe(true);
+    const missing = spawnSync(process.execPath, [join(root, 'dist', 'cli.js'), 'generate', ...args, '--embd-dir', join(dir, 'nowhere'), '-o', out, '--device', 'cpu'], { encoding: 'utf8' });
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/cannot read embeddingDir/);
   }, 120_000);
 
   it('an embedding that fits no encoder: ModelCompatibilityError naming both widths; the model goes on', async () => {

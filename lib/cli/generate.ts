@@ -77,6 +77,7 @@ export const GENERATE_FLAGS: Record<string, string> = {
   textEncoder: '--clip_l',
   vae: '--vae',
   tae: '--taesd',
+  embeddingDir: '--embd-dir',
 };
 
 interface Flags {
@@ -86,6 +87,7 @@ interface Flags {
   vae?: string;
   taesd?: string;
   taesdPreviewOnly?: boolean;
+  embdDir?: string;
   prompt: string;
   negativePrompt: string;
   output: string;
@@ -146,6 +148,7 @@ export function generateCommand(): Command {
     .option('--vae <path>', 'a standalone VAE file (replaces the model\'s)')
     .option('--taesd <path>', 'a TAESD decoder (taesd_decoder.pth): decode with it, fast and approximate')
     .option('--taesd-preview-only', 'use --taesd for --preview tae only, not for the final decode')
+    .option('--embd-dir <path>', 'textual-inversion embeddings: a prompt word equal to a file name there (without extension) uses it')
     .option('-p, --prompt <text>', 'prompt (webui syntax: (word:1.2), [word], BREAK)', '')
     .option('-n, --negative-prompt <text>', 'negative prompt', '')
     .option('-o, --output <path>', `output file (.png, .jpg, .webp); a batch writes name_1.png, name_2.png, …, or fills a template: ${TEMPLATE_HELP}`, d.output)
@@ -245,6 +248,7 @@ async function runGenerate(f: Flags): Promise<number> {
       device: f.device,
       ...(f.threads !== undefined ? { threads: f.threads } : {}),
       ...(f.type ? { weightType: f.type } : {}),
+      ...(f.embdDir ? { embeddingDir: f.embdDir } : {}),
       signal: interrupt.signal,
       onProgress: loading.report,
     });
