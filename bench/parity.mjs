@@ -2,16 +2,20 @@
 // Image parity with stable-diffusion.cpp: runs each case with sdnode and with a peer `sd-cli`
 // binary (built by you, outside this repository) on the same file and settings, and prints the
 // PSNR between the two images. Cases: txt2img with euler_a, dpm++2m + karras, a non-square
-// size, a weighted prompt with a negative prompt, and img2img and inpainting from a photo of ../shared/data.
+// size, a weighted prompt with a negative prompt, img2img and inpainting from a photo of ../shared/data,
+// and a textual-inversion embedding (a random one from our generator, fitted to the model's text
+// encoders, given to both tools by folder: embeddingDir / --embd-dir), with how much the
+// embedding word changes each tool's image.
 //   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v] [--size 512]
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { loadModel, readImage, writeImage } from '../dist/index.js';
+import { inspectModel, loadModel, readImage, writeImage } from '../dist/index.js';
 import { imageDiff, runPeer } from '../scripts/compare-peer.mjs';
+import { generateEmbedding } from '../scripts/generator/embeddings.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -45,12 +49,25 @@ const CASES = {
   // outside the blurred mask. Expect a low PSNR (13.9 dB on a random-weight SDXL, whose VAE
   // cannot reproduce the photo outside the mask); for 9-channel models compare the masked area.
   inpaint: { init: photo, strength: 1, mask: 'middle' },
+  // EMBEDDING_NAME stands for the embedding's vectors (webui .pt for one text encoder, clip_l + clip_g for SDXL).
+  embedding: { prompt: 'a lovely cat, parityembd', without: 'a lovely cat,' },
 };
+const EMBEDDING_NAME = 'parityembd';
 const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-parity-'));
-const model = await loadModel(values.model, { device: 'cpu', threads });
+const embeddingDir = join(dir, 'embeddings');
+if (names.includes('embedding')) {
+  // The text encoders' widths from their token embeddings (CLIP-L before OpenCLIP bigG: the narrower first).
+  const { tensors } = await inspectModel(values.model);
+  const widths = tensors.filter((t) => /token_embedding\.weight$/.test(t.name)).map((t) => t.shape[1]).sort((a, b) => a - b);
+  mkdirSync(embeddingDir);
+  const sdxl = widths.length === 2;
+  await generateEmbedding({ out: join(embeddingDir, `${EMBEDDING_NAME}.${sdxl ? 'safetensors' : 'pt'}`), format: sdxl ? 'sdxl' : 'pt', vectors: 4, widths, seed: 42, name: EMBEDDING_NAME });
+}
+const model = await loadModel(values.model, { device: 'cpu', threads, ...(names.includes('embedding') ? { embeddingDir } : {}) });
 const prediction = values.prediction === 'v' ? 'v' : values.prediction === 'eps' ? 'epsilon' : undefined;
 console.log(`parity with ${values.peer} on ${values.model} (${model.info.family}), ${steps} steps, seed 42\n`);
+const changes = [];
 console.log('| case | size | sampler | PSNR dB | max abs diff |');
 console.log('|---|---|---|---|---|');
 for (const name of names) {
@@ -74,7 +91,7 @@ for (const name of names) {
     await sharp(Buffer.from(data), { raw: { width: w, height: h, channels: 1 } }).png().toFile(maskPath);
     maskImage = { width: w, height: h, channels: 1, data };
   }
-  const { init, strength, mask: _mask, ...options } = c;
+  const { init, strength, mask: _mask, without, ...options } = c;
   const ours = await model.generate({
     ...options, ...(prediction ? { prediction } : {}), ...(initImage ? { initImage, strength } : {}), ...(maskImage ? { mask: maskImage } : {}),
   });
@@ -82,10 +99,22 @@ for (const name of names) {
   await writeImage(oursPath, ours.images[0]);
   const peerPath = join(dir, `${name}-peer.png`);
   const peerArgs = ['--eager-load', ...(initPath ? ['-i', initPath, '--strength', String(strength)] : []), ...(maskPath ? ['--mask', maskPath] : []),
-    ...(values.prediction ? ['--prediction', values.prediction] : [])];
+    ...(values.prediction ? ['--prediction', values.prediction] : []), ...(without !== undefined ? ['--embd-dir', embeddingDir] : [])];
   await runPeer(values.peer, { ...options, model: values.model, threads, peerArgs }, peerPath);
   const d = imageDiff(await readImage(oursPath), await readImage(peerPath));
   console.log(`| ${name} | ${c.width}×${c.height} | ${c.sampler}${c.scheduler !== 'discrete' ? ` + ${c.scheduler}` : ''} | ${d.psnr.toFixed(2)} | ${d.maxDiff} |`);
+  if (without !== undefined) {
+    // How much the embedding word changes each tool's image: the prompt without it, against the one with it.
+    const plain = await model.generate({ ...options, prompt: without, ...(prediction ? { prediction } : {}) });
+    const plainPeerPath = join(dir, `${name}-without-peer.png`);
+    await runPeer(values.peer, { ...options, prompt: without, model: values.model, threads, peerArgs }, plainPeerPath);
+    const oursChange = imageDiff(ours.images[0], plain.images[0]);
+    const peerChange = imageDiff(await readImage(peerPath), await readImage(plainPeerPath));
+    const samePlain = imageDiff(plain.images[0], await readImage(plainPeerPath));
+    console.log(`| ${name}: '${without}' (no embedding) | ${c.width}×${c.height} | ${c.sampler} | ${samePlain.psnr.toFixed(2)} | ${samePlain.maxDiff} |`);
+    changes.push(`${name}: with vs without the embedding word, PSNR ${oursChange.psnr.toFixed(2)} dB (sdnode), ${peerChange.psnr.toFixed(2)} dB (peer)`);
+  }
 }
 await model.dispose();
+if (changes.length) console.log(`\n${changes.join('\n')}`);
 console.log(`\nimages: ${dir}`);

@@ -274,6 +274,11 @@ describe('loadModel({ embeddingDir }): tokenize and generate', () => {
     await xlModel?.dispose();
   });
 
+  it('embeddingDir is checked as a path before anything loads; a missing folder rejects the load', async () => {
+    expect(() => loadModel(sd1Path, { ...cpu, embeddingDir: 5 as unknown as string })).toThrow(TypeError);
+    await expect(loadModel(sd1Path, { ...cpu, embeddingDir: join(dir, 'nowhere') })).rejects.toMatchObject({ code: 'ERR_FILE_ACCESS' });
+  });
+
   it('tokenize() gives the placeholder ids, and with withText the embedding names', () => {
     const ids = model.tokenize('a webuistyle cat');
     expect(ids).toEqual([tokenizer.bos, tokenizer.encode('a')[0], VOCAB, VOCAB + 1, VOCAB + 2, tokenizer.encode('cat')[0], tokenizer.eos]);
