@@ -113,16 +113,25 @@ function openModel(path) {
     const count = (r1 - r0) * rowLen;
     const bytes = Buffer.alloc(count * elem);
     readSync(fd, bytes, 0, bytes.length, base + h.data_offsets[0] + r0 * rowLen * elem);
+    // Buffer.alloc'd memory is not pooled: offset 0, aligned for the typed views.
+    if (h.dtype === 'F32') return Float64Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, count));
+    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    const table = h.dtype === 'F16' ? halfTable() : bf16Table();
     const out = new Float64Array(count);
-    for (let i = 0; i < count; i++) {
-      if (h.dtype === 'F32') out[i] = bytes.readFloatLE(i * 4);
-      else if (h.dtype === 'F16') out[i] = halfToNumber(bytes.readUInt16LE(i * 2));
-      else out[i] = new Float32Array(Uint32Array.of(bytes.readUInt16LE(i * 2) << 16).buffer)[0] ?? 0;
-    }
+    for (let i = 0; i < count; i++) out[i] = table[bits[i] ?? 0] ?? NaN;
     return out;
   };
   return { header, read, close: () => closeSync(fd) };
 }
+
+/** @type {Float64Array | undefined} */
+let halfValues;
+/** @type {Float64Array | undefined} */
+let bf16Values;
+/** The value of every binary16 bit pattern (a full-size model holds hundreds of millions). */
+const halfTable = () => (halfValues ??= Float64Array.from({ length: 65536 }, (_, h) => halfToNumber(h)));
+/** The value of every bfloat16 bit pattern (the top half of a float32). */
+const bf16Table = () => (bf16Values ??= Float64Array.from(new Float32Array(Uint32Array.from({ length: 65536 }, (_, h) => h << 16).buffer)));
 
 /** @param {number} h IEEE binary16 bits */
 function halfToNumber(h) {
@@ -231,7 +240,11 @@ function randomValues(/** @type {number} */ seed, /** @type {string} */ name, /*
 // Small float64 linear algebra (row-major)
 
 const prod = (/** @type {number[]} */ s) => s.reduce((a, b) => a * b, 1);
-const frobenius = (/** @type {Float64Array} */ v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+const frobenius = (/** @type {Float64Array} */ v) => {
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += (v[i] ?? 0) ** 2;
+  return Math.sqrt(sum);
+};
 const scaleInPlace = (/** @type {Float64Array} */ v, /** @type {number} */ c) => { for (let i = 0; i < v.length; i++) v[i] *= c; return v; };
 
 /** A [n, k] · B [k, m]. @param {Float64Array} a @param {Float64Array} b */

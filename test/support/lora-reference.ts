@@ -235,7 +235,9 @@ export const EPS_F32 = 2 ** -23;
  * W' for user weight `multiplier`: W + m·s·ΔW; with a DoRA magnitude, ComfyUI's
  * weight_decompose: W_c = W + s·ΔW, its norm per output row when the magnitude's dim 0 is the
  * output count (else per input column, over outputs and kernel), W_d = W_c · magnitude /
- * (norm + eps), W' = W + m·(W_d − W).
+ * (norm + eps), W' = W + m·(W_d − W). The row norms are W_c's, as DoRA defines them (PEFT's
+ * ‖W + s·BA‖, LyCORIS' norm of the merged weight); ComfyUI's output-axis branch takes the base
+ * W's row norms instead, which only differs where ΔW changes a row's length.
  */
 export function mergedWeight(base: Float64Array, shape: readonly number[], d: ModuleDelta, multiplier: number): Float64Array {
   if (d.delta.length !== base.length) throw new Error(`ΔW has ${d.delta.length} values, the weight ${base.length}`);
