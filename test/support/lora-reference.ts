@@ -78,13 +78,19 @@ const SUFFIXES = [
 /** One module's tensors by their ending with the `.default` infix dropped (`.lora_A.weight`, `.alpha`, ...). */
 export type LoraModule = Map<string, RefTensor>;
 
+/** The module key of a LoRA tensor name (`lora_unet_…_to_q.lora_down.weight` → `lora_unet_…_to_q`). */
+export function moduleKeyOf(tensorName: string): string | undefined {
+  const suffix = SUFFIXES.find((s) => tensorName.endsWith(s));
+  return suffix ? tensorName.slice(0, -suffix.length) : undefined;
+}
+
 /** A LoRA file's tensors grouped by module key. Throws on a tensor of no known format. */
 export function loraModules(tensors: Map<string, RefTensor>): Map<string, LoraModule> {
   const out = new Map<string, LoraModule>();
   for (const [name, t] of tensors) {
-    const suffix = SUFFIXES.find((s) => name.endsWith(s));
-    if (!suffix) throw new Error(`LoRA tensor ${name}: no known format ending`);
-    const key = name.slice(0, -suffix.length);
+    const key = moduleKeyOf(name);
+    if (key === undefined) throw new Error(`LoRA tensor ${name}: no known format ending`);
+    const suffix = name.slice(key.length);
     const canonical = suffix === '.lora_magnitude_vector.default.weight' ? '.lora_magnitude_vector' : suffix.replace('.default.weight', '.weight');
     let m = out.get(key);
     if (!m) out.set(key, (m = new Map()));
