@@ -11,6 +11,7 @@
  */
 import { checkImage, type Image } from './image.js';
 import type { JobOptions } from './job.js';
+import { checkLoraOptions, type LoraOption, type ResolvedLoraOption } from './lora.js';
 import type { ModelDetection, ModelFamily } from './model-detect.js';
 import type { NativeGenerateParams, NativeVaeTiling } from './native.js';
 import { checkCropCoords, checkSize, type CropCoords, type Size } from './sdxl-conditioning.js';
@@ -112,6 +113,15 @@ export interface GenerateOptions {
   mask?: MaskImage;
   /** Radius in pixels (0–64) of the Gaussian (σ = radius / 3) that softens the mask's edge. Default 4. */
   maskBlur?: number;
+  /**
+   * LoRAs for this image: `[{ lora, weight }]` with handles from model.loadLora(), or
+   * `[{ path, weight }]` (loaded once for the model and kept). weight multiplies the file's own
+   * scale (alpha / rank), −10 … 10, default 1. `<lora:name:weight>` tags in the prompt add
+   * LoRAs from loadModel's `loraDir` (the tags are removed before tokenizing). Applying a set
+   * costs a fraction of a step and is kept for the next request with the same set; the base
+   * weights are never changed. Default: none.
+   */
+  loras?: LoraOption[];
   /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
   /** One step per sampler step run (steps × batchCount in all; ⌈steps × strength⌉ × batchCount for image-to-image). Default: none. */
@@ -141,9 +151,11 @@ export interface ResolvedGenerateOptions
   extends Required<
     Omit<
       GenerateOptions,
-      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'signal' | 'onProgress'
+      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'signal' | 'onProgress'
     >
   > {
+  /** Each entry checked, weight defaulted. */
+  loras: ResolvedLoraOption[];
   /** As given (checked); -1: a random one, picked when the job is made. */
   seed: number | bigint;
   /** SDXL's size conditioning, given or defaulted; undefined for other families. */
@@ -388,6 +400,7 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
     check: (v, what) => checkInteger(what, v, 1, 1000),
     native: (previewInterval) => ({ previewInterval }),
   },
+  loras: { default: [], check: (v, what) => checkLoraOptions(what, v) },
   signal: { check: (v, what) => checkSignal(what, v) },
   onProgress: { check: (v, what) => checkFunction<NonNullable<JobOptions['onProgress']>>(what, v) },
 };

@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import { AbortError, SdnodeError } from './errors.js';
 import { isRandomSeed, plainNativeParams, type ResolvedGenerateOptions } from './generate-options.js';
 import type { Image } from './image.js';
+import { extractLoraTags, type Lora, type LoraReport } from './lora.js';
 import type { Architecture } from './model-architecture.js';
 import type { ModelParts } from './model.js';
 import type { NativeGenerateParams, NativeJob, NativeProgress, NativeTokens } from './native.js';
@@ -25,8 +26,13 @@ export interface GenerateResult {
   images: Array<Image & { channels: 3 }>;
   /** The seed of the first image (as given, or the random one picked). */
   seed: number | bigint;
-  /** imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image). */
-  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number };
+  /**
+   * imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image);
+   * loraMs: applying the LoRAs (0 when the set kept from the last request served).
+   */
+  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number; loraMs: number };
+  /** The LoRAs applied (the `loras` option's, then the prompt's tags'), each with what of it fits the model. */
+  loras: Array<{ name: string; path: string; weight: number; report: LoraReport }>;
 }
 
 /** A prompt as the engine takes it; `second` adds the ids SDXL's OpenCLIP bigG reads. */
@@ -86,9 +92,13 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
   const padId = profile.encoders[0]!.padWithZero ? 0 : tokenizer.eos;
   // Embedding names become placeholder ids; their files are read here, on first use (small, capped).
   const embeddings = model.embeddings?.use(tokenizer);
+  // The prompt's <lora:name:weight> tags name LoRAs; the text encoders read the prompt without them.
+  const tagged = extractLoraTags(o.prompt);
+  const loras = o.loras.length > 0 || tagged.tags.length > 0 ? model.resolveLoras(o.loras, tagged.tags) : Promise.resolve([]);
+  loras.catch(() => {});  // rejections reach the caller through the job below
   let prompt: EncodedPrompt, negative: EncodedPrompt;
   try {
-    prompt = encodePromptOption('options.prompt', tokenizer, o.prompt, padId, embeddings);
+    prompt = encodePromptOption('options.prompt', tokenizer, tagged.prompt, padId, embeddings);
     negative = encodePromptOption('options.negativePrompt', tokenizer, o.negativePrompt, padId, embeddings);
   } catch (err) {
     // A bad embedding file rejects, as other file problems do; prompt syntax errors throw.
@@ -128,21 +138,29 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
   };
   const prediction = o.prediction;
   // The init image and mask are stretched to the job's size, and the prediction probed, in the job's turn, so the queue keeps its order.
+  // The LoRA handles are made (or found) and checked open when the job's turn comes.
+  let used: Array<{ lora: Lora; weight: number }> = [];
   const start = (progress?: (p: NativeProgress) => void) =>
-    initImage || !prediction
-      ? afterPreparation(
-          Promise.all([
-            prediction ?? model.architecture.probedPrediction(arch),
-            initImage && resizeImage(initImage, width, height),
-            mask && resizeImage(mask, width, height),
-          ]).then(
-            ([p, i, m]) => () => model.native.generate({ ...params, prediction: p, ...(i ? { initImage: i } : {}), ...(m ? { mask: m } : {}) }, progress),
-          ),
-        )
-      : model.native.generate({ ...params, prediction }, progress);
+    afterPreparation(
+      Promise.all([
+        prediction ?? model.architecture.probedPrediction(arch),
+        initImage && resizeImage(initImage, width, height),
+        mask && resizeImage(mask, width, height),
+        loras,
+      ]).then(([p, i, m, l]) => {
+        used = l;
+        const nativeLoras = l.map((u) => ({ lora: u.lora.nativeHandle(), weight: u.weight }));
+        return () =>
+          model.native.generate(
+            { ...params, prediction: p, ...(i ? { initImage: i } : {}), ...(m ? { mask: m } : {}), ...(nativeLoras.length ? { loras: nativeLoras } : {}) },
+            progress,
+          );
+      }),
+    );
   return model.queue.run(start, { signal: o.signal, onProgress }).then((r) => ({
     images: r.images as Array<Image & { channels: 3 }>,
     seed: reported,
-    timings: { textEncodeMs: r.textEncodeMs, imageEncodeMs: r.imageEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs },
+    timings: { textEncodeMs: r.textEncodeMs, imageEncodeMs: r.imageEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs, loraMs: r.loraMs },
+    loras: used.map((u) => ({ name: u.lora.name, path: u.lora.path, weight: u.weight, report: u.lora.report })),
   }));
 }

@@ -64,9 +64,11 @@ export interface LoadModelOptions {
    * each file read on first use. Default: none.
    */
   embeddingDir?: string;
+  /** A folder of LoRAs (.safetensors, .gguf, .pt, .ckpt) that `<lora:name:weight>` prompt tags name (lib/lora.ts). Default: none. */
+  loraDir?: string;
 }
 
-const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress', 'embeddingDir'] as const;
+const LOAD_KEYS = ['device', 'threads', 'weightType', 'ema', 'signal', 'onProgress', 'embeddingDir', 'loraDir'] as const;
 const COMPONENT_KEYS = ['model', 'unet', 'vae', 'textEncoder', 'textEncoder2', 'tae'] as const;
 
 function checkSource(source: unknown): ModelComponents {
@@ -148,6 +150,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
   const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
   const device = resolveDevice(o.device);
   const embeddingDir = o.embeddingDir === undefined ? undefined : checkPath('options.embeddingDir', o.embeddingDir);
+  const loraDir = o.loraDir === undefined ? undefined : checkPath('options.loraDir', o.loraDir);
 
   const { tae: taePath, ...modelFiles } = files;
   // The CLIP vocabulary is parsed while the weights load, yielding to the event loop, so the
@@ -168,7 +171,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
       throw err;
     }
     const info = modelInfo(handle, extras);
-    if (!taePath) return new Model(handle, info, extras.tokenizer, undefined, extras.configHeads, embeddings);
+    if (!taePath) return new Model(handle, info, extras.tokenizer, undefined, extras.configHeads, embeddings, loraDir);
     try {
       // Loaded here rather than by loadAutoencoder: the model keeps the native handle too, for
       // the engine's 'tae' previews.
@@ -181,7 +184,7 @@ export function loadModel(source: ModelSource, options?: LoadModelOptions): Prom
         await tae.dispose();
         throw new ModelCompatibilityError(`'${taePath}' decodes ${tae.latentChannels}-channel latents; SD1.x/SD2.x latents have 4 (use a TAESD decoder)`);
       }
-      return new Model(handle, info, extras.tokenizer, { js: tae, native: taeNative }, extras.configHeads, embeddings);
+      return new Model(handle, info, extras.tokenizer, { js: tae, native: taeNative }, extras.configHeads, embeddings, loraDir);
     } catch (err) {
       handle.dispose();
       throw err;

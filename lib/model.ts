@@ -12,6 +12,7 @@ import { generate, type GenerateResult } from './generate.js';
 import { resolveGenerateOptions, type GenerateModelFacts, type GenerateOptions } from './generate-options.js';
 import type { Image } from './image.js';
 import { JobQueue, type JobOptions } from './job.js';
+import { checkStrict, checkStrictOption, Lora, resolveLoraTag, type LoraTag, type ResolvedLoraOption } from './lora.js';
 import { ModelArchitecture } from './model-architecture.js';
 import type { ModelDetection } from './model-detect.js';
 import type { NativeAutoencoder, NativeModel } from './native.js';
@@ -90,6 +91,16 @@ export interface ModelParts {
   tokenizer(): ClipTokenizer;
   /** The textual-inversion embeddings of loadModel's `embeddingDir`. */
   readonly embeddings?: EmbeddingLibrary;
+  /** generate()'s `loras` and the prompt's `<lora:…>` tags as loaded handles (path ones loaded once and kept). */
+  resolveLoras(entries: readonly ResolvedLoraOption[], tags: readonly LoraTag[]): Promise<Array<{ lora: Lora; weight: number }>>;
+}
+
+/** Options of model.loadLora(). */
+export interface LoadLoraOptions {
+  /** Reject with ModelCompatibilityError when any tensor of the file patches no weight of this model. Default false: such tensors are reported (lora.report) and left out. */
+  strict?: boolean;
+  signal?: AbortSignal;
+  onProgress?: JobOptions['onProgress'];
 }
 
 /**
@@ -102,6 +113,10 @@ export class Model implements AsyncDisposable {
 
   readonly #parts: ModelParts;
   #disposed?: Promise<void>;
+  /** Every LoRA handle loaded for this model (disposed with it), and those loaded by path for generate(). */
+  readonly #loras = new Set<Lora>();
+  readonly #lorasByPath = new Map<string, Promise<Lora>>();
+  readonly #loraDir: string | undefined;
 
   /** @internal Use loadModel(). */
   constructor(
@@ -111,8 +126,10 @@ export class Model implements AsyncDisposable {
     tae?: { js: Autoencoder; native: NativeAutoencoder },
     configHeads?: AttentionHeads,
     embeddingFolder?: EmbeddingFolder,
+    loraDir?: string,
   ) {
     this.info = info;
+    this.#loraDir = loraDir;
     // A model with a tokenizer/ folder got its tokenizer (or its error) at load.
     let clip = tokenizer instanceof ClipTokenizer ? tokenizer : undefined;
     const architecture = new ModelArchitecture(handle, info, configHeads);
@@ -128,7 +145,78 @@ export class Model implements AsyncDisposable {
         clip ??= ClipTokenizer.default();
         return clip;
       },
+      resolveLoras: (entries, tags) => this.#resolveLoras(entries, tags),
     };
+  }
+
+  /**
+   * Reads a LoRA file (safetensors, GGUF, .pt/.ckpt read without executing pickle code; kohya
+   * LoRA / LoCon, LyCORIS LoHa / LoKr, diffusers / PEFT, DoRA, full diffs) and matches it to this
+   * model's weights once; the handle is reused across generate() calls (`loras: [{ lora, weight }]`)
+   * and disposed with the model. `lora.report` says what fits: tensors applied, tensors that name
+   * no weight, modules whose shapes do not fit (left out). Malformed files reject with
+   * ModelFormatError (a rank of 0 or past the weight's size, values that are not finite, a part
+   * twice), and `strict: true` makes anything left out a ModelCompatibilityError.
+   */
+  loadLora(path: string, options?: LoadLoraOptions): Promise<Lora> {
+    if (this.#disposed) return Promise.reject(this.#disposedError());
+    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a non-empty string');
+    const o = checkObject('options', options);
+    checkKeys('options', o, ['strict', 'signal', 'onProgress']);
+    const strict = checkStrictOption('options.strict', o.strict);
+    const job = { signal: checkSignal('options.signal', o.signal), onProgress: checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress) };
+    // Not on the model's queue: matching reads only the weights' names and shapes, so a LoRA
+    // loads while a long generate runs.
+    return new JobQueue('loadLora').run((onProgress) => this.#parts.native.loadLora(path, onProgress), job).then((native) => {
+      const lora = new Lora(native, this);
+      if (this.#disposed) {
+        void lora.dispose();
+        throw this.#disposedError();
+      }
+      this.#loras.add(lora);
+      if (strict) {
+        try {
+          checkStrict(lora);
+        } catch (err) {
+          void lora.dispose();
+          throw err;
+        }
+      }
+      return lora;
+    });
+  }
+
+  /** @internal For tests: the named weights (f32, PyTorch layout) as the networks take them with these LoRAs applied. */
+  patchedWeights(loras: ReadonlyArray<{ lora: Lora; weight: number }>, names: string[]): Promise<Float32Array[]> {
+    if (this.#disposed) return Promise.reject(this.#disposedError());
+    const uses = loras.map((u) => ({ lora: u.lora.nativeHandle(), weight: u.weight }));
+    return this.#parts.queue.run((onProgress) => this.#parts.native.patchedWeights(uses, names, onProgress));
+  }
+
+  #resolveLoras(entries: readonly ResolvedLoraOption[], tags: readonly LoraTag[]): Promise<Array<{ lora: Lora; weight: number }>> {
+    const byPath = (path: string): Promise<Lora> => {
+      let p = this.#lorasByPath.get(path);
+      if (!p) {
+        p = this.loadLora(path);
+        this.#lorasByPath.set(path, p);
+        // A failed load is not kept: the next request tries again (the file may be fixed).
+        p.catch(() => this.#lorasByPath.delete(path));
+      }
+      return p;
+    };
+    if (tags.length > 0 && this.#loraDir === undefined)
+      throw new TypeError(`the prompt has <lora:${tags[0]!.name}> tags: give loadModel a loraDir to find them in`);
+    const dir = this.#loraDir!;
+    const wanted = [
+      ...entries.map((e) => ({ weight: e.weight, lora: e.lora ? Promise.resolve(e.lora) : byPath(e.path!) })),
+      // A tag that names no file rejects (FileAccessError), as other file problems do.
+      ...tags.map((t) => ({ weight: t.weight, lora: Promise.resolve().then(() => byPath(resolveLoraTag(dir, t.name))) })),
+    ];
+    for (const e of entries) {
+      if (e.lora && e.lora.owner !== this) throw new TypeError(`the LoRA '${e.lora.name}' was loaded for another model: load it with this model's loadLora()`);
+      if (e.lora?.disposed) throw new DisposedError(`the LoRA '${e.lora.name}' has been disposed`);
+    }
+    return Promise.all(wanted.map(async (w) => ({ lora: await w.lora, weight: w.weight })));
   }
 
   /** Every weight: internal name, shape, stored type, type on the device, bytes, mapped or copied. */
@@ -224,6 +312,7 @@ export class Model implements AsyncDisposable {
    */
   dispose(): Promise<void> {
     this.#disposed ??= this.#parts.queue.close().then(async () => {
+      for (const lora of this.#loras) await lora.dispose();
       this.#parts.native.dispose();
       await this.#parts.tae?.dispose();
     });

@@ -161,6 +161,8 @@ export interface NativeGenerateParams {
   taeDecoder?: NativeAutoencoder;
   /** The TAE decode's tiles (with taeDecoder); undefined: untiled. */
   taeTiling?: NativeVaeTiling;
+  /** LoRAs applied for this job (native/engine/lora/adapter_set.h), each loaded for this model. */
+  loras?: ReadonlyArray<{ lora: NativeLora; weight: number }>;
 }
 
 /** What the engine's generate job gives back (decoded images, or latents for a TAE decode in JS). */
@@ -172,6 +174,31 @@ export interface NativeGenerateResult {
   imageEncodeMs: number;
   samplingMs: number;
   decodeMs: number;
+  /** Applying the LoRAs (0 when the model's kept set served as it was). */
+  loraMs: number;
+  loraReused: boolean;
+  /** Device bytes the LoRA set holds (patched copies and run-time factors). */
+  loraBytes: number;
+}
+
+/** What a LoRA file holds for the model it was loaded for (native/engine/lora/lora.h). */
+export interface NativeLoraReport {
+  path: string;
+  fileBytes: number;
+  /** Tensors in the file, and how many of them a target uses. */
+  tensors: number;
+  appliedTensors: number;
+  targets: Array<{ weight: string; kind: 'lora' | 'loha' | 'lokr' | 'diff'; rank: number; scale: number; dora: boolean }>;
+  /** File tensors whose module is no weight of the model. */
+  unmatched: string[];
+  /** "<module>: <why>": modules that name a weight but do not fit it. */
+  incompatible: string[];
+}
+
+/** The addon's LoRA handle, wrapped by Lora. */
+export interface NativeLora {
+  report(): NativeLoraReport;
+  dispose(): void;
 }
 
 /** A loaded model's networks as the engine reads them from the weights. */
@@ -236,6 +263,14 @@ export interface NativeModel {
   vaeComputeBytes(width: number, height: number): { decode: number | null; encode: number | null };
   /** Every VAE convolution's input times `scale`, its output divided again (f16 overflow); set right after load. */
   setVaeConvInputScale(scale: number): void;
+  /** A LoRA file read, checked and matched to this model's weights. */
+  loadLora(path: string, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLora>;
+  /** The named weights (f32, PyTorch layout) as the networks take them with these LoRAs applied — for tests. */
+  patchedWeights(
+    loras: ReadonlyArray<{ lora: NativeLora; weight: number }>,
+    names: string[],
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<Float32Array[]>;
   dispose(): void;
 }
 

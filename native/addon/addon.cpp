@@ -6,6 +6,7 @@
 #include "convert_model.h"
 #include "embedding_file.h"
 #include "job.h"
+#include "lora.h"
 #include "model.h"
 #include "model_file.h"
 #include "name_map.h"
@@ -70,6 +71,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   JobHandle::Init(env, *data);
   NativeAutoencoder::Init(env, exports, *data);
   NativeModel::Init(env, exports, *data);
+  NativeLora::Init(env, exports, *data);
   InitModelFile(env, exports);
   InitEmbeddingFile(env, exports);
   InitConvertModel(env, exports);

@@ -23,6 +23,7 @@ struct AddonData {
   Napi::FunctionReference job_handle_ctor;
   Napi::FunctionReference autoencoder_ctor;
   Napi::FunctionReference model_ctor;
+  Napi::FunctionReference lora_ctor;
 };
 
 AddonData& addon_data(Napi::Env env);

@@ -6,6 +6,7 @@
 
 #include "autoencoder.h"
 #include "convert.h"
+#include "lora.h"
 #include "metadata_json.h"
 #include "pipeline/architecture.h"
 #include "pipeline/generate.h"
@@ -29,6 +30,8 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::EncodeImage>("encodeImage"),
                                         InstanceMethod<&NativeModel::VaeComputeBytes>("vaeComputeBytes"),
                                         InstanceMethod<&NativeModel::Generate>("generate"),
+                                        InstanceMethod<&NativeModel::LoadLora>("loadLora"),
+                                        InstanceMethod<&NativeModel::PatchedWeights>("patchedWeights"),
                                         InstanceMethod<&NativeModel::SetVaeConvInputScale>("setVaeConvInputScale"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
                                     });
@@ -402,6 +405,24 @@ sdn::PromptTokens prompt_tokens(const Napi::Object& o, const char* key) {
 
 }  // namespace
 
+// [{ lora: NativeLora, weight }] (lib/ checked the weights' range), or undefined.
+static std::vector<sdn::LoraUse> lora_uses(const Napi::Value& loras) {
+  Napi::Env env = loras.Env();
+  std::vector<sdn::LoraUse> uses;
+  if (loras.IsUndefined()) return uses;
+  if (!loras.IsArray()) throw Napi::TypeError::New(env, "loras must be an array");
+  Napi::Array list = loras.As<Napi::Array>();
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    Napi::Value entry = list.Get(k);
+    if (!entry.IsObject()) throw Napi::TypeError::New(env, "loras must be an array of { lora, weight }");
+    Napi::Value weight = entry.As<Napi::Object>().Get("weight");
+    if (!weight.IsNumber() || !std::isfinite(weight.As<Napi::Number>().DoubleValue()))
+      throw Napi::TypeError::New(env, "a LoRA's weight must be a finite number");
+    uses.push_back({NativeLora::Shared(entry.As<Napi::Object>().Get("lora")), weight.As<Napi::Number>().FloatValue()});
+  }
+  return uses;
+}
+
 Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
@@ -469,6 +490,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.preview.latent_format = get_string(o, "latentFormat", false);
   p.preview.tae = NativeAutoencoder::Shared(o.Get("tae"));
   p.tae_decoder = NativeAutoencoder::Shared(o.Get("taeDecoder"));
+  p.loras = lora_uses(o.Get("loras"));
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::GenerateResult>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
@@ -486,8 +508,56 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         out.Set("imageEncodeMs", r.image_encode_ms);
         out.Set("samplingMs", r.sampling_ms);
         out.Set("decodeMs", r.decode_ms);
+        out.Set("loraMs", r.lora_ms);
+        out.Set("loraReused", r.lora_reused);
+        out.Set("loraBytes", static_cast<double>(r.lora_bytes));
         return out;
       });
+}
+
+Napi::Value NativeModel::PatchedWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "patchedWeights(loras, names: string[])");
+  std::vector<sdn::LoraUse> uses = lora_uses(info[0]);
+  std::vector<std::string> names;
+  Napi::Array list = info[1].As<Napi::Array>();
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    if (!list.Get(k).IsString()) throw Napi::TypeError::New(env, "names must be strings");
+    names.push_back(list.Get(k).As<Napi::String>().Utf8Value());
+  }
+  std::shared_ptr<sdn::Model> engine = engine_;
+  using Values = std::vector<std::vector<float>>;
+  return Job<Values>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [engine, uses, names](sdn::JobControl& job) {
+        std::lock_guard<std::mutex> lock(engine->compute_mutex());
+        Values out;
+        for (const std::string& n : names) out.push_back(engine->patched_weight(uses, n, job));
+        return out;
+      },
+      [](Napi::Env env, Values& values) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, values.size());
+        for (size_t k = 0; k < values.size(); ++k) {
+          Napi::Float32Array a = Napi::Float32Array::New(env, values[k].size());
+          std::copy(values[k].begin(), values[k].end(), a.Data());
+          out.Set(k, a);
+        }
+        return out;
+      });
+}
+
+Napi::Value NativeModel::LoadLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadLora(path: string)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::shared_ptr<sdn::Model> engine = engine_;  // the job holds the model too
+  using Ptr = std::shared_ptr<const sdn::Lora>;
+  return Job<Ptr>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [engine, path](sdn::JobControl& job) -> Ptr { return std::make_shared<const sdn::Lora>(path, engine->weights(), job); },
+      [](Napi::Env env, Ptr& lora) -> Napi::Value { return NativeLora::Wrap(env, lora); });
 }
 
 Napi::Value NativeModel::SetVaeConvInputScale(const Napi::CallbackInfo& info) {

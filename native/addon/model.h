@@ -56,6 +56,12 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // generate(params, onProgress) -> JobHandle<{ images, textEncodeMs, samplingMs, decodeMs }>
   // (params: see lib/native.ts NativeGenerateParams)
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  // loadLora(path, onProgress) -> JobHandle<NativeLora>: the file read, checked and matched to
+  // this model's weights (lora/lora.h)
+  Napi::Value LoadLora(const Napi::CallbackInfo& info);
+  // patchedWeights([{ lora: NativeLora, weight }], names: string[], onProgress) -> JobHandle<Float32Array[]>:
+  // the named weights as the networks take them with those LoRAs (for tests)
+  Napi::Value PatchedWeights(const Napi::CallbackInfo& info);
   // (scale) the VAE convolutions' input scale (lib/ decides; set right after load).
   Napi::Value SetVaeConvInputScale(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

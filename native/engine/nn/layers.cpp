@@ -109,6 +109,7 @@ ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x
 Linear Linear::load(WeightLookup& w, const std::string& prefix) {
   Linear l;
   l.weight = w.require(prefix + ".weight", 2);
+  l.adapters = w.adapters(prefix + ".weight");
   if (w.has(prefix + ".bias")) {
     l.bias = w.require_f32(prefix + ".bias", 1);
     expect_dim("'" + prefix + ".bias' length", l.bias->ne[0], l.out_features());
@@ -116,8 +117,19 @@ Linear Linear::load(WeightLookup& w, const std::string& prefix) {
   return l;
 }
 
+ggml_tensor* matrix_product(ggml_context* ctx, ggml_tensor* w, const std::vector<LowRankAdapter>* adapters, ggml_tensor* x) {
+  ggml_tensor* y = ggml_mul_mat(ctx, w, x);
+  if (adapters) {
+    for (const LowRankAdapter& a : *adapters) {
+      ggml_tensor* low = ggml_mul_mat(ctx, a.up, ggml_mul_mat(ctx, a.down, x));  // [OUT, ...]
+      y = ggml_add(ctx, y, ggml_scale(ctx, low, a.scale));
+    }
+  }
+  return y;
+}
+
 ggml_tensor* linear(ggml_context* ctx, const Linear& l, ggml_tensor* x) {
-  ggml_tensor* y = ggml_mul_mat(ctx, l.weight, x);
+  ggml_tensor* y = matrix_product(ctx, l.weight, l.adapters, x);
   return l.bias ? ggml_add(ctx, y, l.bias) : y;
 }
 

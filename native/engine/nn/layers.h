@@ -49,6 +49,7 @@ ggml_tensor* group_norm(ggml_context* ctx, const GroupNorm& norm, ggml_tensor* x
 struct Linear {
   ggml_tensor* weight = nullptr;  // [IN, OUT]  <- "<prefix>.weight" [OUT, IN] (any type mul_mat takes)
   ggml_tensor* bias = nullptr;    // [OUT]      <- "<prefix>.bias" (optional), f32
+  const std::vector<LowRankAdapter>* adapters = nullptr;  // LoRAs applied at run time (quantized weights)
 
   int64_t in_features() const { return weight->ne[0]; }
   int64_t out_features() const { return weight->ne[1]; }
@@ -58,6 +59,8 @@ struct Linear {
 
 // x [IN, ...] -> [OUT, ...]
 ggml_tensor* linear(ggml_context* ctx, const Linear& l, ggml_tensor* x);
+// W·x (W [IN, OUT], any layout mul_mat takes) plus the run-time LoRA updates; no bias.
+ggml_tensor* matrix_product(ggml_context* ctx, ggml_tensor* w, const std::vector<LowRankAdapter>* adapters, ggml_tensor* x);
 
 struct LayerNorm {
   ggml_tensor* weight = nullptr;  // [C] f32

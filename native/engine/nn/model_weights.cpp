@@ -1,5 +1,6 @@
 #include "nn/model_weights.h"
 
+#include <atomic>
 #include <cstring>
 #include <map>
 
@@ -57,6 +58,8 @@ struct Placed {
 
 ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_type, ggml_backend_buffer_type* buft,
                            bool allow_mapping, const JobControl& job) {
+  static std::atomic<uint64_t> next_id{1};
+  id_ = next_id++;
   const auto& tensors = store.tensors();
   ggml_init_params params{};
   params.mem_size = ggml_tensor_overhead() * (tensors.size() + 1);
@@ -181,6 +184,21 @@ size_t ModelWeights::mapped_bytes() const {
   size_t n = 0;
   for (const WeightRecord& r : records_) n += r.mapped ? r.bytes : 0;
   return n;
+}
+
+std::vector<float> ModelWeights::read_f32(const ggml_tensor* t) {
+  std::vector<uint8_t> bytes(ggml_nbytes(t));
+  ggml_backend_tensor_get(t, bytes.data(), 0, bytes.size());
+  TensorInfo info;
+  info.name = ggml_get_name(t);
+  info.dtype = dtype_of(t->type);
+  info.ggml_type = t->type;
+  for (int i = GGML_MAX_DIMS - 1; i >= 0; --i) info.shape.push_back(t->ne[i]);
+  info.data = bytes.data();
+  info.nbytes = bytes.size();
+  std::vector<float> values(static_cast<size_t>(ggml_nelements(t)));
+  TensorStore::to_f32(info, values.data());
+  return values;
 }
 
 uint64_t ModelWeights::checksum(const std::string& name) const {

@@ -55,8 +55,14 @@ class ModelWeights : public WeightLookup {
   size_t mapped_bytes() const;  // used in place from memory maps
   // tensor_checksum of the weight as it is on the device (read back; quantized ones decoded).
   uint64_t checksum(const std::string& name) const;
+  // `t` (a weight, or a tensor of the same types beside them) read back as f32 values.
+  static std::vector<float> read_f32(const ggml_tensor* t);
+  // Unique in the process (never reused, unlike an address): what a LoRA matched to these
+  // weights remembers them by.
+  uint64_t id() const { return id_; }
 
  private:
+  uint64_t id_;
   ggml_context* ctx_ = nullptr;
   std::vector<ggml_backend_buffer*> buffers_;
   std::unordered_map<std::string, ggml_tensor*> by_name_;

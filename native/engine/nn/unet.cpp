@@ -46,6 +46,7 @@ struct Projection {
       fail(ErrorCode::ModelCompatibility, "'" + key + "' is a conv kernel wider than 1×1");
     }
     p.l.weight = weight;
+    p.l.adapters = w.adapters(key);
     p.in = ggml_n_dims(weight) > 2 ? weight->ne[2] : weight->ne[0];
     p.out = ggml_n_dims(weight) > 2 ? weight->ne[3] : weight->ne[1];
     if (w.has(name + ".bias")) {
@@ -58,7 +59,7 @@ struct Projection {
 
 ggml_tensor* project(ggml_context* ctx, const Linear& l, int64_t in, int64_t out, ggml_tensor* x) {
   ggml_tensor* w = ggml_n_dims(l.weight) > 2 ? ggml_reshape_2d(ctx, l.weight, in, out) : l.weight;  // [C, D]
-  ggml_tensor* y = ggml_mul_mat(ctx, w, x);
+  ggml_tensor* y = matrix_product(ctx, w, l.adapters, x);
   return l.bias ? ggml_add(ctx, y, l.bias) : y;
 }
 

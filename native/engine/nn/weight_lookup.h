@@ -4,10 +4,19 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ggml.h"
 
 namespace sdn {
+
+// A low-rank update applied at run time beside a weight the engine does not rewrite (a
+// quantized one): x·W + scale · up·(down·x).
+struct LowRankAdapter {
+  ggml_tensor* down = nullptr;  // [IN, R]   <- a LoRA's lora_down [R, IN], f32
+  ggml_tensor* up = nullptr;    // [R, OUT]  <- lora_up [OUT, R], f32
+  float scale = 1.0f;           // alpha / rank × the user's weight
+};
 
 class WeightLookup {
  public:
@@ -19,6 +28,8 @@ class WeightLookup {
   // The same, in f32 whatever the file stores: biases and norm scales, which ops add and
   // multiply element-wise in f32.
   virtual ggml_tensor* require_f32(const std::string& name, int rank) = 0;
+  // Run-time updates of the matrix `name` (its consumer, a linear layer, adds them), or null.
+  virtual const std::vector<LowRankAdapter>* adapters(const std::string& /*name*/) { return nullptr; }
 };
 
 // Throws ModelCompatibility "<what>: expected <expected>, the file has <actual>".

@@ -118,10 +118,22 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   // The stages' own progress (layers, graph chunks) stays out of the job's: it reports sampler steps.
   const JobControl quiet(&job);
 
-  // 1. Text: the prompt and (with guidance) the negative prompt.
+  // 0. The LoRAs, for this job only: whatever happens, the next job starts from the base weights.
   auto t0 = Clock::now();
+  struct BaseWeightsOnExit {
+    Model& model;
+    ~BaseWeightsOnExit() { model.use_loras({}, JobControl()); }
+  } base_on_exit{model};
+  model.use_loras(p.loras, quiet);
+  result.lora_ms = ms_since(t0);
+  result.lora_reused = model.lora_set_reused();
+  result.lora_bytes = model.lora_set_bytes();
+
+  // 1. Text: the prompt and (with guidance) the negative prompt.
+  t0 = Clock::now();
   const bool guided = p.cfg_scale != 1.0f;
   const TextContext text = encode_text(model, p.conditioning, guided, quiet);
+  model.weight_lookup().check_adapters_consumed();
   const std::vector<float>& context = text.states;
   const int batch = text.batch;
   std::vector<float> y;  // SDXL's vector conditioning, made once the UNet says its width
@@ -149,6 +161,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     shape.width = lw;
     shape.context_tokens = text.tokens;
     unet = std::make_unique<UnetRunner>(model.weight_lookup(), model.runtime(), shape, p.unet);
+    model.weight_lookup().check_adapters_consumed();
     if (unet->out_channels() != channels)
       fail(ErrorCode::ModelCompatibility, "the UNet outputs " + std::to_string(unet->out_channels()) + " channels, the latent has 4");
     y = vector_conditioning(text, p.conditioning.size, unet->adm_channels());

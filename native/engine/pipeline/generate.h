@@ -46,6 +46,9 @@ struct GenerateParams {
   int mask_blur = 4;                // pixels: radius of the Gaussian that softens the mask's edge
 
   PreviewParams preview;           // live previews with the step progress (pipeline/preview.h)
+
+  // LoRAs applied for this job (lora/adapter_set.h); the model keeps the set for the next job.
+  std::vector<LoraUse> loras;
 };
 
 struct GenerateResult {
@@ -53,6 +56,9 @@ struct GenerateResult {
   std::vector<Latent> latents;  // when not: as the sampler leaves them (scaled)
   int steps_run = 0;            // sampler steps per image (fewer than steps for image-to-image)
   double text_encode_ms = 0, image_encode_ms = 0, sampling_ms = 0, decode_ms = 0;
+  double lora_ms = 0;         // applying the LoRAs (0 when the model's kept set was reused)
+  bool lora_reused = false;   // the model's kept LoRA set served this job as it was
+  size_t lora_bytes = 0;      // device bytes the LoRA set holds
 };
 
 // Sampler steps an image-to-image job runs: ceil(steps × strength), in [0, steps].

@@ -11,6 +11,7 @@
 
 #include "core/job_control.h"
 #include "io/model_sources.h"
+#include "lora/adapter_set.h"
 #include "nn/model_weights.h"
 #include "pipeline/backend.h"
 #include "pipeline/image.h"
@@ -89,7 +90,21 @@ class Model {
   // file's 200k entries should not be freed wherever the model ends (the JS thread).
   std::map<std::string, std::string> take_metadata() { return opened_.store.take_metadata(); }
   Runtime& runtime() { return *runtime_; }
-  ModelWeights& weight_lookup() { return *weights_; }
+  // The weights as the networks take them: the base weights, patched by the LoRAs in use.
+  AdaptedWeights& weight_lookup() { return *lookup_; }
+  // Applies `uses` to the weights for the jobs that follow (the caller holds compute_mutex()):
+  // the set last built is kept and reused while the same LoRAs at the same weights come
+  // again; another set replaces it (the old one freed first). An empty list uses the base
+  // weights and keeps the set for later. Throws Resource, Backend, Aborted, InvalidArgument
+  // (a LoRA loaded for another model).
+  void use_loras(const std::vector<LoraUse>& uses, const JobControl& job);
+  // The weight `name` as the networks take it with `uses` applied, as f32 values in PyTorch
+  // layout; run-time updates (quantized weights) added on the host (for tests: the patched
+  // weights against a reference). The caller holds compute_mutex().
+  std::vector<float> patched_weight(const std::vector<LoraUse>& uses, const std::string& name, const JobControl& job);
+  // Device bytes the kept LoRA set holds, and whether the last use_loras() reused it.
+  size_t lora_set_bytes() const { return lora_set_ ? lora_set_->bytes() : 0; }
+  bool lora_set_reused() const { return lora_set_reused_; }
   // One computation at a time: the runtime's compute buffers are shared.
   std::mutex& compute_mutex() { return mutex_; }
 
@@ -126,6 +141,9 @@ class Model {
   OpenedModel opened_;  // owns the memory maps that mapped weights point into
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<ModelWeights> weights_;
+  std::unique_ptr<AdaptedWeights> lookup_;
+  std::unique_ptr<AdapterSet> lora_set_;  // the last LoRA set built, kept for the next job that wants it
+  bool lora_set_reused_ = false;
   ModelInfo info_;
   std::mutex mutex_;
   float vae_conv_input_scale_ = 1.0f;

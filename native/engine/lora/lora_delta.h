@@ -1,0 +1,26 @@
+// The weight update ΔW of one LoRA target as ggml ops, from its parts uploaded as f32 tensors
+// (ne order: a PyTorch [A, B, C, D] part is ne [D, C, B, A]). The result is 2-D, [per_out, out]
+// — the weight's rows — whatever the weight's rank, so that it adds to the weight read as rows.
+// Formulas: kohya sd-scripts (LoRA, LoCon), LyCORIS (LoHa, LoKr, Tucker, DoRA), as
+// stable-diffusion.cpp's lora.hpp also reads them.
+#pragma once
+
+#include <map>
+
+#include "ggml.h"
+#include "lora/lora.h"
+
+namespace sdn {
+
+using LoraPartTensors = std::map<LoraPart, ggml_tensor*>;
+
+// ΔW [per_out, out] f32, unscaled (without alpha / rank and the user's weight).
+ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts);
+
+// The patched weight's rows: `rows` [per_out, out] (the base weight in f32) plus
+// `weight` · scale · ΔW, or with a DoRA magnitude W + weight·(DoRA(W + scale·ΔW) − W)
+// (ComfyUI's weight_decompose; LyCORIS agrees at weight 1).
+ggml_tensor* add_lora_update(ggml_context* ctx, ggml_tensor* rows, ggml_tensor* base_rows, const LoraTarget& target,
+                             const LoraPartTensors& parts, float weight);
+
+}  // namespace sdn
