@@ -62,7 +62,7 @@ describe('split ops', () => {
     expect(split.length).toBe(whole.length);
     let maxDiff = 0, squared = 0;
     for (let i = 0; i < whole.length; i++) {
-      const d = Math.abs(whole[i] - split[i]);
+      const d = Math.abs(whole[i]! - split[i]!);
       maxDiff = Math.max(maxDiff, d);
       squared += d * d;
     }
