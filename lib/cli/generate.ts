@@ -15,6 +15,7 @@ import {
   loadModel,
   readImage,
   type GenerateOptions,
+  type GenerateResult,
   type Image,
   type Model,
   type ModelComponents,
@@ -26,6 +27,7 @@ import { defaultScheduler } from '../samplers.js';
 import { jsonSeed, number, seed as parseSeed } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 import { infotext } from './infotext.js';
+import { loraHashesField, taggedLoras } from './loras.js';
 import { Interrupt } from './interrupt.js';
 import { checkNumericFlags } from './generate-checks.js';
 import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
@@ -78,6 +80,7 @@ export const GENERATE_FLAGS: Record<string, string> = {
   vae: '--vae',
   tae: '--taesd',
   embeddingDir: '--embd-dir',
+  loraDir: '--lora-model-dir',
 };
 
 interface Flags {
@@ -88,6 +91,7 @@ interface Flags {
   taesd?: string;
   taesdPreviewOnly?: boolean;
   embdDir?: string;
+  loraModelDir?: string;
   prompt: string;
   negativePrompt: string;
   output: string;
@@ -149,7 +153,8 @@ export function generateCommand(): Command {
     .option('--taesd <path>', 'a TAESD decoder (taesd_decoder.pth): decode with it, fast and approximate')
     .option('--taesd-preview-only', 'use --taesd for --preview tae only, not for the final decode')
     .option('--embd-dir <path>', 'textual-inversion embeddings: a prompt word equal to a file name there (without extension) uses it')
-    .option('-p, --prompt <text>', 'prompt (webui syntax: (word:1.2), [word], BREAK)', '')
+    .option('--lora-model-dir <path>', 'LoRAs (.safetensors, .gguf, .pt, .ckpt) that <lora:name:weight> in the prompt names, by file name without extension')
+    .option('-p, --prompt <text>', 'prompt (webui syntax: (word:1.2), [word], BREAK, <lora:name:weight>)', '')
     .option('-n, --negative-prompt <text>', 'negative prompt', '')
     .option('-o, --output <path>', `output file (.png, .jpg, .webp); a batch writes name_1.png, name_2.png, …, or fills a template: ${TEMPLATE_HELP}`, d.output)
     .option('-W, --width <px>', 'image width, a multiple of the model\'s size step: 64 for SD1.x (default: 512, or the init image\'s)', number)
@@ -188,6 +193,7 @@ Examples:
   sdnode generate -m v1-5-pruned-emaonly.safetensors -p "a lovely cat" -o cat.png
   sdnode generate -m model.safetensors -p "a castle" -i photo.png --strength 0.6
   sdnode generate -m model.safetensors -p "a red hat" -i photo.png --mask mask.png -b 4 -o hat.png
+  sdnode generate -m model.safetensors -p "a castle <lora:watercolor:0.8>" --lora-model-dir loras/
 
 Progress goes to stderr: a bar on a terminal, one line per step otherwise, none with --json.
 Ctrl-C stops the job; no output file is written.
@@ -236,6 +242,10 @@ async function runGenerate(f: Flags): Promise<number> {
     const initImage: Image | undefined = f.initImg ? await readImage(f.initImg) : undefined;
     const mask: Image | undefined = f.mask ? await readImage(f.mask) : undefined;
     const workflow = mask ? 'inpaint' : initImage ? 'img2img' : 'txt2img';
+    // Found now, so that a misspelt name fails before the model loads; hashed while it loads.
+    const tagged = taggedLoras(f.prompt, f.loraModelDir);
+    const loraHashes = loraHashesField(tagged);
+    loraHashes.catch(() => {});  // a failure reaches the catch below when awaited
 
     const source: ModelComponents = {
       ...(f.model ? { model: f.model } : {}),
@@ -249,6 +259,7 @@ async function runGenerate(f: Flags): Promise<number> {
       ...(f.threads !== undefined ? { threads: f.threads } : {}),
       ...(f.type ? { weightType: f.type } : {}),
       ...(f.embdDir ? { embeddingDir: f.embdDir } : {}),
+      ...(f.loraModelDir ? { loraDir: f.loraModelDir } : {}),
       signal: interrupt.signal,
       onProgress: loading.report,
     });
@@ -292,6 +303,7 @@ async function runGenerate(f: Flags): Promise<number> {
     if (result.images.length !== paths.length) throw new Error(`expected ${paths.length} images, got ${result.images.length}`);
     const name = modelName(f.model ?? f.diffusionModel!);
     const version = packageVersion();
+    const loraHashesValue = await loraHashes;
     const images = result.images.map((image, i) => ({ image, path: paths[i]!, target: targets[i]!, seed: seedOf(result.seed, i) }));
     const files = await Promise.all(
       images.map(async ({ image, path, target, seed }) => ({
@@ -317,6 +329,7 @@ async function runGenerate(f: Flags): Promise<number> {
             ...(clipSkip !== undefined ? { clipSkip } : {}),
             rng: f.rng,
             ...(options.maskBlur !== undefined ? { maskBlur: options.maskBlur } : {}),
+            ...(loraHashesValue !== undefined ? { loraHashes: loraHashesValue } : {}),
             version,
           }),
         ),
@@ -328,9 +341,15 @@ async function runGenerate(f: Flags): Promise<number> {
 
     if (json) {
       const timings = { loadMs, ...result.timings, writeMs, totalMs };
-      const summary = jsonSummary(f, { workflow, source, options, model, images, seed: result.seed, previews, timings });
+      const summary = jsonSummary(f, { workflow, source, options, model, images, seed: result.seed, loras: result.loras, previews, timings });
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     } else {
+      // What the webui would only log: a LoRA made for another model changes nothing, silently.
+      for (const l of result.loras) {
+        const { unmatched, incompatible, tensors } = l.report;
+        if (unmatched.length + incompatible.length > 0)
+          sampling.note(`LoRA ${l.name}: ${unmatched.length} of ${tensors} tensors name no weight of this model, ${incompatible.length} module(s) do not fit; those parts were left out`);
+      }
       for (const i of images) process.stdout.write(`${i.path}  (seed ${String(i.seed)}, ${i.image.width}x${i.image.height})\n`);
       sampling.note(
         `${workflow}: ${images.length} image${images.length === 1 ? '' : 's'} in ${(totalMs / 1000).toFixed(1)} s ` +
@@ -360,6 +379,7 @@ function jsonSummary(
     model: Model;
     images: Array<{ image: Image; path: string; seed: number | bigint }>;
     seed: number | bigint;
+    loras: GenerateResult['loras'];
     previews: PreviewWriter | undefined;
     timings: Record<string, number>;
   },
@@ -373,6 +393,8 @@ function jsonSummary(
     seed: jsonSeed(run.seed),
     seeds: images.map((i) => jsonSeed(i.seed)),
     images: images.map((i) => ({ file: i.path, seed: jsonSeed(i.seed), width: i.image.width, height: i.image.height })),
+    // The prompt's LoRAs: file, weight and what of each fits the model (the library's report).
+    loras: run.loras,
     ...(run.previews ? { preview: { file: f.previewPath, written: run.previews.written } } : {}),
     settings: {
       prompt: f.prompt,

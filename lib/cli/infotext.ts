@@ -57,6 +57,8 @@ export interface ImageSettings {
   rng: 'cuda' | 'cpu';
   /** Inpainting only. */
   maskBlur?: number;
+  /** The prompt's LoRAs as "name: hash, …" (lib/cli/loras.ts), the webui's "Lora hashes". */
+  loraHashes?: string;
   version: string;
 }
 
@@ -75,6 +77,8 @@ export function infotext(s: ImageSettings): string {
     // The webui's GPU generator is torch's CUDA randn, its default, which it leaves unwritten.
     ['RNG', s.rng === 'cpu' ? 'CPU' : undefined],
     ['Mask blur', s.maskBlur],
+    // Where the webui's Lora extension adds it: after the processing's own extra fields, before the decode's.
+    ['Lora hashes', s.loraHashes],
     ['VAE Decoder', s.taesd ? 'TAESD' : undefined],
     ['Version', `sdnode ${s.version}`],
   ]);
