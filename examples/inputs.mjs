@@ -5,15 +5,19 @@
 //   (scripts/generate-model.mjs), about 7 MB, cached in the OS temp folder. Its images are
 //   noise, not cats, but it runs every stage of the real pipeline in seconds, so each example
 //   can be tried without downloading a 2 GB checkpoint;
+// - random LoRAs for that tiny model (scripts/generator/lora.mjs), with the names and shapes
+//   kohya's and LyCORIS's trainers write, cached beside it: they change its noise, nothing more;
 // - a picture drawn in code (a sunset over the sea), the kind of rough sketch image-to-image
 //   turns into a painting with a real model.
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { readImage } from 'sdnode';
 
 import { GENERATOR_VERSION, generateModel } from '../scripts/generate-model.mjs';
+import { LORA_GENERATOR_VERSION, generateLora } from '../scripts/generator/lora.mjs';
 
 /**
  * The checkpoint to use: `given` when it is a non-empty path, else the cached tiny model
@@ -29,6 +33,27 @@ export async function exampleModel(given) {
   // started at once never see half a file.
   if (!existsSync(path)) await generateModel({ out: path, preset: 'tiny', seed: 1 });
   return { path, tiny: true };
+}
+
+/**
+ * The LoRA folder to use: `given` when it is a non-empty path, else a cached folder of random
+ * LoRAs for the tiny model at `modelPath`, one `<name>.safetensors` per name (written on first
+ * use; a kohya LoRA/LoCon of the attention, convolution and text-encoder weights).
+ * @param {string | undefined} given
+ * @param {string} modelPath
+ * @param {string[]} names
+ * @returns {Promise<string>}
+ */
+export async function exampleLoraDir(given, modelPath, names) {
+  if (given) return given;
+  const dir = join(tmpdir(), `sdnode-example-loras-v${GENERATOR_VERSION}.${LORA_GENERATOR_VERSION}`);
+  await mkdir(dir, { recursive: true });
+  for (const [i, name] of names.entries()) {
+    const out = join(dir, `${name}.safetensors`);
+    // Written to a temporary file and renamed into place, as the model is.
+    if (!existsSync(out)) await generateLora({ model: modelPath, out, format: 'lora', targets: ['attn', 'conv', 'te'], rank: 4, alpha: 2, seed: i + 1 });
+  }
+  return dir;
 }
 
 /**

@@ -109,6 +109,26 @@ describe('examples', () => {
     expect(performance.now() - started).toBeLessThan(60_000);
   });
 
+  it('lora.mjs: tags from a loraDir per request, a handle reused; each result\'s LoRAs and loraMs printed', async () => {
+    const { out, dir } = await example('examples/lora.mjs');
+    // The kept set serves the same LoRAs again at no cost; every file fits the model it was written for.
+    expect(out).toMatch(/^tags 1 "a castle on a hill <lora:watercolor:0\.8>": loraMs [1-9][\d.]*,/m);
+    expect(out).toMatch(/^tags 2 .*: loraMs 0\.0,/m);
+    expect(out).toMatch(/^ {2}detail × 0\.6: (\d+)\/\1 tensors patch \d+ weights; unmatched 0, incompatible 0$/m);
+    expect(out).toMatch(/^handle × 1: loraMs 0\.0,/m);
+    const pixels = async (f: string) => (await sharp(join(dir, f)).raw().toBuffer()).toString('base64');
+    for (const f of ['lora-tags-1.png', 'lora-tags-4.png', 'lora-handle-3.png']) expect(await pngSize(join(dir, f))).toBe('64×64');
+    expect(await pixels('lora-tags-2.png')).toBe(await pixels('lora-tags-1.png'));
+    expect(await pixels('lora-tags-4.png')).not.toBe(await pixels('lora-tags-1.png'));
+  });
+
+  it('lcm-lora.mjs: the LCM-LoRA recipe, 4 lcm steps with a tagged LoRA', async () => {
+    const { out, dir } = await example('examples/lcm-lora.mjs');
+    expect(out.match(/^step \d\/4$/gm)).toHaveLength(4);
+    expect(out).toMatch(/^lcm-lora-sdv1-5: \d+ weights patched \(0 tensors unmatched\)/m);
+    expect(await pngSize(join(dir, 'lcm-lora.png'))).toBe('64×64');
+  });
+
   it('npm run demo: txt2img, img2img and inpainting with a progress line per step', async () => {
     const dir = tempDir('sdnode-demo-');
     const { stdout } = await run('npm', ['run', 'demo', '--', '--out', dir, '--size', '64', '--steps', '4'], { cwd: root, env, encoding: 'utf8' });
