@@ -37,8 +37,7 @@ const SAFETENSORS_LENGTH_BYTES = 8;
 /**
  * The webui's short hash of a LoRA file: for .safetensors, the "addnet" hash of kohya's
  * sd-scripts (SHA-256 of the tensor data after the JSON header, so that editing the metadata
- * keeps it), for other formats SHA-256 of the whole file; the first 12 hex digits. These are
- * the hashes civitai indexes LoRAs by.
+ * keeps it), for other formats SHA-256 of the whole file; the first 12 hex digits.
  */
 export async function loraShortHash(path: string): Promise<string> {
   let start = 0;
