@@ -3,6 +3,13 @@
 // stable-diffusion.cpp's scale rules), independently of sdnode's engine and of the test-file
 // generator (scripts/generator/lora.mjs). Weights are PyTorch layout: [out, in] or
 // [out, in, kh, kw], row-major.
+//
+// Where stable-diffusion.cpp differs (measured with its CLI on the full-size SD1.5-shaped model,
+// 64², 1 step, a LoRA on eight 3×3 convs at strength 0.5): its merge of a Tucker LoCon
+// (lora_mid) computes Σ_ab up[o, b]·mid[a, b, s]·down[a, i] laid out [in, out, k] and reads it
+// as [out, in, k] — its image equals the one with that ΔW as a `.diff` (54 dB) and not the one
+// with this reference's ΔW, the composed convolutions' weight (20 dB). Parity cases with the
+// peer leave Tucker forms out.
 import { readFileSync } from 'node:fs';
 
 import { halfToFloat } from './generated-weights.js';
