@@ -4,12 +4,14 @@
 // generator (scripts/generator/lora.mjs). Weights are PyTorch layout: [out, in] or
 // [out, in, kh, kw], row-major.
 //
-// Where stable-diffusion.cpp differs (measured with its CLI on the full-size SD1.5-shaped model,
-// 64², 1 step, a LoRA on eight 3×3 convs at strength 0.5): its merge of a Tucker LoCon
-// (lora_mid) computes Σ_ab up[o, b]·mid[a, b, s]·down[a, i] laid out [in, out, k] and reads it
-// as [out, in, k] — its image equals the one with that ΔW as a `.diff` (54 dB) and not the one
-// with this reference's ΔW, the composed convolutions' weight (20 dB). Parity cases with the
-// peer leave Tucker forms out.
+// Checked against stable-diffusion.cpp's CLI (full-size SD1.5-shaped model, 64², 1 step; its
+// image with a generated LoRA against its image with this reference's s·ΔW written as `.diff`
+// tensors): kohya LoRA/LoCon on attention, convs and text encoder, LoHa, LoKr (both factors
+// low-rank) and PEFT agree at 54.5–55.2 dB (13.5–15.7 dB from no LoRA). It differs on Tucker
+// forms and full 4-d LoKr conv factors (18.6–19.9 dB): its Tucker LoCon merge computes
+// Σ_ab up[o, b]·mid[a, b, s]·down[a, i] laid out [in, out, k] and reads it as [out, in, k] (that
+// ΔW as a `.diff` gives its image at 54 dB), where this reference takes the composed
+// convolutions' weight, as LyCORIS rebuilds it. Parity cases with the peer leave those out.
 import { readFileSync } from 'node:fs';
 
 import { halfToFloat } from './generated-weights.js';
