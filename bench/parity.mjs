@@ -7,6 +7,7 @@
 // encoders, given to both tools by folder: embeddingDir / --embd-dir), with how much the
 // embedding word changes each tool's image.
 //   node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases a,b] [--steps 2] [--prediction v] [--size 512]
+//        [--lora-source FILE: the safetensors the LoRA cases' files are written for, default --model]
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     prediction: { type: 'string' },
     size: { type: 'string', default: '512' },
+    'lora-source': { type: 'string' },
   },
 });
 if (!values.model || !values.peer) throw new Error('usage: node bench/parity.mjs --model FILE --peer PATH/sd-cli [--cases names] [--steps N]');
@@ -51,6 +53,10 @@ const CASES = {
   inpaint: { init: photo, strength: 1, mask: 'middle' },
   // EMBEDDING_NAME stands for the embedding's vectors (webui .pt for one text encoder, clip_l + clip_g for SDXL).
   embedding: { prompt: 'a lovely cat, parityembd', without: 'a lovely cat,' },
+  // LoRAs from our generator (kohya names; attention, convolutions and text encoders), by tag
+  // from a LoRA folder; 'without': the prompt with no LoRA, to compare how much each tool's image moves.
+  lora: { prompt: 'a lovely cat <lora:parity_a:0.8>', without: 'a lovely cat' },
+  'two-loras': { prompt: 'a lovely cat <lora:parity_a:0.8> <lora:parity_b:0.6>', without: 'a lovely cat' },
 };
 const EMBEDDING_NAME = 'parityembd';
 const names = values.cases ? values.cases.split(',') : Object.keys(CASES);
@@ -64,7 +70,19 @@ if (names.includes('embedding')) {
   const sdxl = widths.length === 2;
   await generateEmbedding({ out: join(embeddingDir, `${EMBEDDING_NAME}.${sdxl ? 'safetensors' : 'pt'}`), format: sdxl ? 'sdxl' : 'pt', vectors: 4, widths, seed: 42, name: EMBEDDING_NAME });
 }
-const model = await loadModel(values.model, { device: 'cpu', threads, ...(names.includes('embedding') ? { embeddingDir } : {}) });
+const loraDir = join(dir, 'loras');
+if (names.some((n) => n.includes('lora'))) {
+  // The LoRAs are written for the model's weights as a safetensors file names them (--lora-source,
+  // default the model itself: a GGUF of the same weights takes its safetensors twin).
+  const { generateLora } = await import('../scripts/generator/lora.mjs');
+  const source = values['lora-source'] ?? values.model;
+  mkdirSync(loraDir);
+  await generateLora({ model: source, out: join(loraDir, 'parity_a.safetensors'), format: 'lora', targets: ['attn', 'conv', 'te'], rank: 16, alpha: 8, seed: 1 });
+  await generateLora({ model: source, out: join(loraDir, 'parity_b.safetensors'), format: 'loha', targets: ['attn'], rank: 8, alpha: 4, seed: 2 });
+}
+const model = await loadModel(values.model, {
+  device: 'cpu', threads, ...(names.includes('embedding') ? { embeddingDir } : {}), ...(names.some((n) => n.includes('lora')) ? { loraDir } : {}),
+});
 const prediction = values.prediction === 'v' ? 'v' : values.prediction === 'eps' ? 'epsilon' : undefined;
 console.log(`parity with ${values.peer} on ${values.model} (${model.info.family}), ${steps} steps, seed 42\n`);
 const changes = [];
@@ -99,7 +117,8 @@ for (const name of names) {
   await writeImage(oursPath, ours.images[0]);
   const peerPath = join(dir, `${name}-peer.png`);
   const peerArgs = ['--eager-load', ...(initPath ? ['-i', initPath, '--strength', String(strength)] : []), ...(maskPath ? ['--mask', maskPath] : []),
-    ...(values.prediction ? ['--prediction', values.prediction] : []), ...(without !== undefined ? ['--embd-dir', embeddingDir] : [])];
+    ...(values.prediction ? ['--prediction', values.prediction] : []), ...(name === 'embedding' ? ['--embd-dir', embeddingDir] : []),
+    ...(name.includes('lora') ? ['--lora-model-dir', loraDir] : [])];
   await runPeer(values.peer, { ...options, model: values.model, threads, peerArgs }, peerPath);
   const d = imageDiff(await readImage(oursPath), await readImage(peerPath));
   console.log(`| ${name} | ${c.width}×${c.height} | ${c.sampler}${c.scheduler !== 'discrete' ? ` + ${c.scheduler}` : ''} | ${d.psnr.toFixed(2)} | ${d.maxDiff} |`);
@@ -111,8 +130,8 @@ for (const name of names) {
     const oursChange = imageDiff(ours.images[0], plain.images[0]);
     const peerChange = imageDiff(await readImage(peerPath), await readImage(plainPeerPath));
     const samePlain = imageDiff(plain.images[0], await readImage(plainPeerPath));
-    console.log(`| ${name}: '${without}' (no embedding) | ${c.width}×${c.height} | ${c.sampler} | ${samePlain.psnr.toFixed(2)} | ${samePlain.maxDiff} |`);
-    changes.push(`${name}: with vs without the embedding word, PSNR ${oursChange.psnr.toFixed(2)} dB (sdnode), ${peerChange.psnr.toFixed(2)} dB (peer)`);
+    console.log(`| ${name}: '${without}' | ${c.width}×${c.height} | ${c.sampler} | ${samePlain.psnr.toFixed(2)} | ${samePlain.maxDiff} |`);
+    changes.push(`${name}: '${c.prompt}' vs '${without}', PSNR ${oursChange.psnr.toFixed(2)} dB (sdnode), ${peerChange.psnr.toFixed(2)} dB (peer)`);
   }
 }
 await model.dispose();

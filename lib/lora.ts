@@ -34,6 +34,8 @@ export class Lora implements AsyncDisposable {
   readonly name: string;
   readonly path: string;
   readonly report: LoraReport;
+  /** The model weights it patches (internal names, see model.weights()). */
+  readonly weights: readonly string[];
   #native: NativeLora | undefined;
   /** @internal Whose weights it was matched to. */
   readonly owner: object;
@@ -46,6 +48,7 @@ export class Lora implements AsyncDisposable {
     this.path = r.path;
     this.name = basename(r.path, extname(r.path));
     this.report = { tensors: r.tensors, appliedTensors: r.appliedTensors, targets: r.targets.length, unmatched: r.unmatched, incompatible: r.incompatible };
+    this.weights = Object.freeze(r.targets.map((t) => t.weight));
   }
 
   /** @internal The addon's handle; DisposedError after dispose(). */

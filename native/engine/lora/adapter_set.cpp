@@ -1,5 +1,6 @@
 #include "lora/adapter_set.h"
 
+#include <algorithm>
 #include <map>
 #include <numeric>
 
@@ -169,21 +170,34 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
       const std::string& name = merges[k].first;
       ggml_tensor* base = weights.find(name);
       const auto [per_out, rows] = row_shape(base, weights.shape(name));
+      const std::vector<Contribution>& cs = *merges[k].second;
+      ggml_tensor* copy = ggml_reshape_2d(g.ctx, merged_.at(name), per_out, rows);
+      const bool in_place = (base->type == GGML_TYPE_F16 || base->type == GGML_TYPE_F32) &&
+                            std::none_of(cs.begin(), cs.end(), [](const Contribution& c) { return needs_base_rows(*c.target); });
+      if (in_place) {
+        // f16 / f32 without DoRA: the copy made and each update added into it, in its own type
+        // (as stable-diffusion.cpp merges into its weights), no f32 copy of the whole weight.
+        ggml_tensor* acc = ggml_cpy(g.ctx, ggml_reshape_2d(g.ctx, base, per_out, rows), copy);
+        for (size_t c = 0; c < cs.size(); ++c) acc = add_lora_update(g.ctx, acc, nullptr, *cs[c].target, part_tensors[k - i][c], cs[c].weight);
+        ggml_build_forward_expand(g.graph, acc);
+        row_ids.push_back(nullptr);
+        continue;
+      }
       ggml_tensor* ids = ggml_new_tensor_1d(g.ctx, GGML_TYPE_I32, rows);
       ggml_set_input(ids);
       row_ids.push_back(ids);
       // get_rows reads any float or block type as f32 rows.
       ggml_tensor* base_rows = ggml_get_rows(g.ctx, ggml_reshape_2d(g.ctx, base, per_out, rows), ids);  // [per_out, rows]
-      ggml_tensor* acc = base_rows;
-      const std::vector<Contribution>& cs = *merges[k].second;
+      ggml_tensor* acc = ggml_dup(g.ctx, base_rows);
       for (size_t c = 0; c < cs.size(); ++c) {
         acc = add_lora_update(g.ctx, acc, base_rows, *cs[c].target, part_tensors[k - i][c], cs[c].weight);
       }
-      ggml_build_forward_expand(g.graph, ggml_cpy(g.ctx, acc, ggml_reshape_2d(g.ctx, merged_.at(name), per_out, rows)));
+      ggml_build_forward_expand(g.graph, ggml_cpy(g.ctx, acc, copy));
     }
     ResetOnExit reset{runtime};
     runtime.allocate(g.graph);
     for (ggml_tensor* ids : row_ids) {
+      if (!ids) continue;
       std::vector<int32_t> index(static_cast<size_t>(ids->ne[0]));
       std::iota(index.begin(), index.end(), 0);
       ggml_backend_tensor_set(ids, index.data(), 0, index.size() * sizeof(int32_t));

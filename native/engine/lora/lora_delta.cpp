@@ -48,7 +48,7 @@ ggml_tensor* up_rows_transposed(ggml_context* ctx, const Part& up) {
 
 }  // namespace
 
-ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts) {
+ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor) {
   const std::vector<int64_t>& w = target.shape;
   int64_t total = 1;
   for (int64_t d : w) total *= d;
@@ -59,7 +59,9 @@ ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const
   ggml_tensor* d = nullptr;
   switch (target.kind) {
     case LoraKind::LowRank:
-      d = low_rank(ctx, up_rows(ctx, part(LoraPart::Up)), part(LoraPart::Down), part(LoraPart::Mid));
+      // The factor scales the [R, OUT] up factor, not the full-size product.
+      d = low_rank(ctx, ggml_scale(ctx, up_rows(ctx, part(LoraPart::Up)), factor), part(LoraPart::Down), part(LoraPart::Mid));
+      factor = 1.0f;
       break;
     case LoraKind::LoHa: {
       const bool tucker = part(LoraPart::HadaT1).t && part(LoraPart::HadaT2).t;
@@ -90,13 +92,14 @@ ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const
     }
   }
   if (!d) fail(ErrorCode::Internal, "LoRA target " + target.weight + " has no update");
-  return ggml_reshape_2d(ctx, ggml_cont(ctx, d), per_out, out);
+  d = ggml_reshape_2d(ctx, ggml_cont(ctx, d), per_out, out);
+  return factor == 1.0f ? d : ggml_scale(ctx, d, factor);
 }
 
 ggml_tensor* add_lora_update(ggml_context* ctx, ggml_tensor* rows, ggml_tensor* base_rows, const LoraTarget& target,
                              const LoraPartTensors& parts, float weight) {
-  ggml_tensor* d = build_lora_delta(ctx, target, parts);
-  if (!target.dora) return ggml_add(ctx, rows, ggml_scale(ctx, d, weight * target.scale));
+  if (!target.dora) return ggml_add_inplace(ctx, rows, build_lora_delta(ctx, target, parts, weight * target.scale));
+  ggml_tensor* d = build_lora_delta(ctx, target, parts, 1.0f);
 
   // DoRA: the magnitude over the norm of the updated weight, per output row or input column.
   auto mag_it = parts.find(LoraPart::DoraScale);

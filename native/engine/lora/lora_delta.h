@@ -14,12 +14,15 @@ namespace sdn {
 
 using LoraPartTensors = std::map<LoraPart, ggml_tensor*>;
 
-// ΔW [per_out, out] f32, unscaled (without alpha / rank and the user's weight).
-ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts);
+// factor · ΔW [per_out, out] f32 (the factor folded into the small up factor where there is one).
+ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor);
 
-// The patched weight's rows: `rows` [per_out, out] (the base weight in f32) plus
-// `weight` · scale · ΔW, or with a DoRA magnitude W + weight·(DoRA(W + scale·ΔW) − W)
-// (ComfyUI's weight_decompose; LyCORIS agrees at weight 1).
+// Whether add_lora_update() needs the base weight's rows in f32 (DoRA's norms do).
+inline bool needs_base_rows(const LoraTarget& target) { return target.dora != nullptr; }
+
+// The patched weight's rows: `rows` [per_out, out] (f32, or the weight's own type for an
+// in-place add) plus `weight` · scale · ΔW, or with a DoRA magnitude W + weight·(DoRA(W + scale·ΔW) − W)
+// (ComfyUI's weight_decompose; LyCORIS agrees at weight 1), which needs `base_rows` (f32).
 ggml_tensor* add_lora_update(ggml_context* ctx, ggml_tensor* rows, ggml_tensor* base_rows, const LoraTarget& target,
                              const LoraPartTensors& parts, float weight);
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// LoRA switching benchmark (`npm run bench:lora`): the time to switch from one LoRA set to another
+// between two requests, and the peak RSS it adds, for an attention-only and an attention + conv
+// LoRA on f16 and q8_0 base weights of the full-size SD1.5-shaped model, against one 512² sampler
+// step of the same model. Switches are timed by the engine (result.timings.loraMs) on 64² jobs.
+// Options: --model (default ~/.cache/sdnode/bench/sd15-f16.safetensors, written if missing),
+// --rank (16), --threads (2), --switches (4).
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { loadModel } from '../dist/index.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: join(homedir(), '.cache', 'sdnode', 'bench', 'sd15-f16.safetensors') },
+    rank: { type: 'string', default: '16' },
+    threads: { type: 'string', default: '2' },
+    switches: { type: 'string', default: '4' },
+  },
+});
+const threads = Number(values.threads), rank = Number(values.rank), switches = Number(values.switches);
+if (!existsSync(values.model)) {
+  console.log(`writing ${values.model} (SD1.5 shape, random weights)…`);
+  mkdirSync(dirname(values.model), { recursive: true });
+  const { generateModel } = await import('../scripts/generate-model.mjs');
+  await generateModel({ out: values.model, preset: 'sd15', dtype: 'f16', seed: 1 });
+}
+const { generateLora } = await import('../scripts/generator/lora.mjs');
+const dir = mkdtempSync(join(tmpdir(), 'sdnode-bench-lora-'));
+const kinds = { attention: ['attn'], 'attention + conv': ['attn', 'conv'] };
+const files = {};
+for (const [kind, targets] of Object.entries(kinds)) {
+  files[kind] = [];
+  for (const seed of [1, 2]) {
+    const out = join(dir, `${targets.join('-')}-${seed}.safetensors`);
+    await generateLora({ model: values.model, out, format: 'lora', targets, rank, alpha: rank / 2, seed });
+    files[kind].push(out);
+  }
+}
+// Linux: the peak RSS (VmHWM) since the last reset; writing 5 to clear_refs resets it to the current RSS.
+const status = (key) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024;
+const resetPeak = () => writeFileSync('/proc/self/clear_refs', '5');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+console.log(`LoRA switching on ${values.model}, rank ${rank}, ${threads} threads\n`);
+console.log('| base | LoRA | touched weights | switch ms (median of ' + switches + ') | one 512² step ms | switch / step | extra peak RSS MiB | touched MiB |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const weightType of [undefined, 'q8_0']) {
+  const model = await loadModel(values.model, { device: 'cpu', threads, ...(weightType ? { weightType } : {}) });
+  const bytes = new Map(model.weights().map((w) => [w.name, w.bytes]));
+  const step = await model.generate({ prompt: 'a lovely cat', width: 512, height: 512, steps: 1, seed: 1 });
+  const small = { prompt: 'a lovely cat', width: 64, height: 64, steps: 1, seed: 1 };
+  await model.generate(small);
+  for (const [kind, [a, b]] of Object.entries(files)) {
+    const loras = [await model.loadLora(a), await model.loadLora(b)];
+    resetPeak();
+    const before = status('VmRSS');
+    const ms = [];
+    for (let i = 0; i < switches + 1; i++) {
+      const r = await model.generate({ ...small, loras: [{ lora: loras[i % 2], weight: 0.8 }] });
+      if (i > 0) ms.push(r.timings.loraMs);  // the first builds from no set at all
+    }
+    const touched = loras[0].weights.reduce((n, w) => n + (bytes.get(w) ?? 0), 0) / 2 ** 20;
+    const switchMs = median(ms);
+    console.log(`| ${weightType ?? 'f16'} | ${kind} | ${loras[0].weights.length} | ${switchMs.toFixed(0)} | ${step.timings.samplingMs.toFixed(0)} | ${(switchMs / step.timings.samplingMs).toFixed(3)} | ${(status('VmHWM') - before).toFixed(0)} | ${touched.toFixed(0)} |`);
+    for (const l of loras) await l.dispose();
+    await model.generate(small);  // back to the base weights; the kept set goes with the next one
+  }
+  await model.dispose();
+}
