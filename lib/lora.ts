@@ -9,7 +9,7 @@ import { basename, extname, join, resolve } from 'node:path';
 
 import { DisposedError, FileAccessError, ModelCompatibilityError } from './errors.js';
 import type { NativeLora, NativeLoraReport } from './native.js';
-import { checkBoolean, checkFinite, checkKeys, checkObject } from './validate.js';
+import { checkBoolean, checkFinite, checkKeys, checkObject, editDistance } from './validate.js';
 
 /** What a LoRA file holds for the model it was loaded for. */
 export interface LoraReport {
@@ -177,16 +177,3 @@ export function resolveLoraTag(dir: string, name: string): string {
   );
 }
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}

@@ -1,6 +1,7 @@
 /** Synchronous option checks shared by the API: precise TypeError / RangeError messages. */
 
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance: how "did you mean" suggestions rank names. */
+export function editDistance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0]!;

@@ -837,7 +837,7 @@ function numel(shape) {
 // Values
 
 /** 32-bit FNV-1a of a string's UTF-16 code units, mixed with the seed (murmur3's finalizer). */
-function tensorSeed(/** @type {number} */ seed, /** @type {string} */ name) {
+export function tensorSeed(/** @type {number} */ seed, /** @type {string} */ name) {
   let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   h ^= h >>> 16;
@@ -897,6 +897,16 @@ class ValueStream {
     }
     this.state = a;
   }
+}
+
+/** IEEE binary16 bits -> the number they hold (the inverse of f32BitsToF16). @param {number} h */
+export function halfToNumber(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /**

@@ -19,9 +19,9 @@ import { CHUNK_TOKENS, CHUNK_WINDOW, encodePrompt } from '../lib/text/prompt-wei
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PRESETS, componentPrefixes, generateModel, tensorSpecs } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { generateEmbedding, writeTorchPickle } from '../scripts/generator/embeddings.mjs';
+import { generateEmbedding } from '../scripts/generator/embeddings.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { PickleWriter, op } from '../scripts/generator/torch-checkpoint.mjs';
+import { PickleWriter, op, writeTorchPickle } from '../scripts/generator/torch-checkpoint.mjs';
 import { hfTextWeights, openClipTextWeights, reference, referencePooled, type ClipConfig, type TextWeights } from './support/clip-text-reference.js';
 import { generatedWeights } from './support/generated-weights.js';
 import { relativeError } from './support/reference-nn.js';

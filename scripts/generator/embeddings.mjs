@@ -4,11 +4,11 @@
 //   'safetensors'  { emb_params: [n, width] }
 //   'sdxl'         { clip_l: [n, 768], clip_g: [n, 1280] } (safetensors), widths as given
 // Values are Gaussian (seeded), `std` per element. Only node: builtins.
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
-import { f32BitsToF16 } from '../generate-model.mjs';
-import { PickleWriter, STORAGE, ZipStream, op } from './torch-checkpoint.mjs';
+import { f32BitsToF16, halfToNumber } from '../generate-model.mjs';
+import { PickleWriter, STORAGE, op, writeTorchPickle } from './torch-checkpoint.mjs';
 
 /** The token id webui's training files give the '*' placeholder (unused by readers). */
 const WEBUI_PLACEHOLDER_TOKEN = 265;
@@ -47,20 +47,11 @@ function stored(values, dtype) {
   const view = new DataView(new ArrayBuffer(2));
   for (let i = 0; i < f16.length; i++) {
     view.setUint16(0, /** @type {number} */ (f16[i]), true);
-    back[i] = halfToFloat(view.getUint16(0, true));
+    back[i] = halfToNumber(view.getUint16(0, true));
   }
   return { bytes: new Uint8Array(f16.buffer), values: back };
 }
 
-/** @param {number} h IEEE half bits */
-function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 /**
  * A safetensors file of the given tensors, written whole.
@@ -83,28 +74,6 @@ export async function writeSafetensorsFile(path, tensors, metadata) {
   await writeFile(path, Buffer.concat([head, Buffer.from(json), ...tensors.map((t) => t.bytes)]));
 }
 
-/**
- * A PyTorch zip file (torch.save's layout) holding `pickle` and storages 0…n-1.
- * @param {string} path @param {Uint8Array} pickle @param {Uint8Array[]} storages
- */
-export async function writeTorchPickle(path, pickle, storages) {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    const zip = new ZipStream(fh);
-    await zip.entry('archive/data.pkl', [pickle]);
-    await zip.entry('archive/byteorder', [Buffer.from('little')]);
-    for (const [i, s] of storages.entries()) await zip.entry(`archive/data/${i}`, [s]);
-    await zip.entry('archive/version', [Buffer.from('3\n')]);
-    await zip.finish();
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 /**
  * webui's embedding pickle: the vectors as a tensor that requires grad (as training saves it)

@@ -39,7 +39,7 @@ import { open, rename, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { extname, resolve } from 'node:path';
 
-import { f32BitsToF16, validateConfig } from '../generate-model.mjs';
+import { f32BitsToF16, halfToNumber, tensorSeed, validateConfig } from '../generate-model.mjs';
 import { diffusersTensors } from './diffusers-layout.mjs';
 import { writeTorchZip } from './torch-checkpoint.mjs';
 
@@ -133,15 +133,6 @@ const halfTable = () => (halfValues ??= Float64Array.from({ length: 65536 }, (_,
 /** The value of every bfloat16 bit pattern (the top half of a float32). */
 const bf16Table = () => (bf16Values ??= Float64Array.from(new Float32Array(Uint32Array.from({ length: 65536 }, (_, h) => h << 16).buffer)));
 
-/** @param {number} h IEEE binary16 bits */
-function halfToNumber(h) {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Targets
@@ -211,22 +202,11 @@ function targetModules(config, targets, naming) {
 // ---------------------------------------------------------------------------------------------
 // Random values
 
-/** 32-bit hash of the seed and a tensor name (FNV-1a, then murmur3's finalizer). */
-function nameSeed(/** @type {number} */ seed, /** @type {string} */ name) {
-  let h = 0x811c9dc5 ^ seed;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h | 0;
-}
 
 /** `n` uniform values of unit variance (mulberry32), drawn from the seed and `name`. */
 function randomValues(/** @type {number} */ seed, /** @type {string} */ name, /** @type {number} */ n) {
   const out = new Float64Array(n);
-  let a = nameSeed(seed, name);
+  let a = tensorSeed(seed, name);
   for (let i = 0; i < n; i++) {
     a = (a + 0x6d2b79f5) | 0;
     let t = Math.imul(a ^ (a >>> 15), a | 1);

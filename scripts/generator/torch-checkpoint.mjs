@@ -133,13 +133,23 @@ export class ZipStream {
  */
 export async function writeTorchZip(out, tensors, metadata = {}, options = {}) {
   const path = resolve(out);
+  await writeTorchPickle(path, statePickle(tensors, metadata, options.flat === true), tensors.map((t) => t.bytes));
+  return path;
+}
+
+/**
+ * A PyTorch zip file (torch.save's layout) holding `pickle` and storages 0…n-1 (bytes, or a
+ * function making them when their turn comes), written atomically.
+ * @param {string} path @param {Uint8Array} pickle @param {Array<Uint8Array | (() => Uint8Array)>} storages
+ */
+export async function writeTorchPickle(path, pickle, storages) {
   const tmp = `${path}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');
   try {
     const zip = new ZipStream(fh);
-    await zip.entry('archive/data.pkl', [statePickle(tensors, metadata, options.flat === true)]);
+    await zip.entry('archive/data.pkl', [pickle]);
     await zip.entry('archive/byteorder', [Buffer.from('little')]);
-    for (const [i, t] of tensors.entries()) await zip.entry(`archive/data/${i}`, [t.bytes()]);
+    for (const [i, s] of storages.entries()) await zip.entry(`archive/data/${i}`, [typeof s === 'function' ? s() : s]);
     await zip.entry('archive/version', [Buffer.from('3\n')]);
     await zip.finish();
     await fh.close();
@@ -149,7 +159,6 @@ export async function writeTorchZip(out, tensors, metadata = {}, options = {}) {
     await rm(tmp, { force: true });
     throw err;
   }
-  return path;
 }
 
 /**

@@ -1,6 +1,9 @@
 #include "lora/adapter_set.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <numeric>
 
@@ -15,11 +18,15 @@ namespace sdn {
 
 namespace {
 
-// Weight elements merged per graph: the compute buffer holds a few f32 copies of them, so
-// the largest SD weights (13-15 M elements) go one at a time.
-constexpr int64_t kMergeChunkElements = 8 << 20;
-// Graph nodes one update takes at most (Tucker LoHa with DoRA), and one weight's own.
+// Weight elements merged per graph. Low-rank updates are made in row pieces; the other kinds
+// hold a few f32 copies of a weight in the compute buffer.
+constexpr int64_t kMergeChunkElements = 32 << 20;
+// Graph nodes one update takes at most (Tucker LoHa with DoRA) besides its row pieces, and one weight's own.
 constexpr size_t kNodesPerUpdate = 48, kNodesPerWeight = 8;
+// A low-rank update is made in pieces of rows of about this many elements (16 MB in f32).
+constexpr int64_t kPieceElements = 4 << 20;
+
+int64_t piece_rows(int64_t per_out) { return std::max<int64_t>(1, kPieceElements / std::max<int64_t>(1, per_out)); }
 
 struct Contribution {
   const LoraTarget* target;
@@ -84,8 +91,27 @@ LoraSetKey lora_set_key(const std::vector<LoraUse>& uses) {
   return key;
 }
 
-AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job)
+AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job,
+                       ggml_backend_buffer* recycled)
     : key_(lora_set_key(uses)) {
+  try {
+    build(weights, runtime, uses, job, recycled);
+  } catch (...) {
+    // A cancelled or failed build leaves nothing behind (no destructor runs for it).
+    if (buffer_) ggml_backend_buffer_free(buffer_);
+    if (ctx_) ggml_free(ctx_);
+    throw;
+  }
+}
+
+void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job,
+                       ggml_backend_buffer* recycled) {
+  struct Recycled {
+    ggml_backend_buffer* buffer;
+    ~Recycled() {
+      if (buffer) ggml_backend_buffer_free(buffer);
+    }
+  } old{recycled};
   // 1. Every touched weight and the updates it takes, in name order (a fixed summation order).
   std::map<std::string, std::vector<Contribution>> by_weight;
   for (const LoraUse& use : uses) {
@@ -123,8 +149,28 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
     }
   }
   if (merged_.empty() && runtime_.empty()) return;
-  buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, runtime.weight_buffer_type());
-  if (!buffer_) fail(ErrorCode::Resource, "out of device memory for the LoRAs' patched weights");
+  // Into the replaced set's buffer when the tensors fit (its pages are already mapped), else a new one.
+  size_t needed = 0;
+  ggml_backend_buffer_type* buft = runtime.weight_buffer_type();
+  const size_t align = ggml_backend_buft_get_alignment(buft);
+  for (ggml_tensor* t = ggml_get_first_tensor(ctx_); t; t = ggml_get_next_tensor(ctx_, t))
+    needed += GGML_PAD(ggml_backend_buft_get_alloc_size(buft, t), align);
+  if (old.buffer && ggml_backend_buffer_get_type(old.buffer) == buft && ggml_backend_buffer_get_size(old.buffer) >= needed &&
+      ggml_backend_buffer_get_size(old.buffer) <= 2 * needed + (64 << 20)) {
+    buffer_ = old.buffer;
+    old.buffer = nullptr;
+    ggml_tallocr alloc = ggml_tallocr_new(buffer_);
+    for (ggml_tensor* t = ggml_get_first_tensor(ctx_); t; t = ggml_get_next_tensor(ctx_, t)) {
+      if (ggml_tallocr_alloc(&alloc, t) != GGML_STATUS_SUCCESS) fail(ErrorCode::Internal, "a recycled LoRA buffer did not fit its tensors");
+    }
+  } else {
+    if (old.buffer) {
+      ggml_backend_buffer_free(old.buffer);  // before the new one: the two would add up
+      old.buffer = nullptr;
+    }
+    buffer_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, buft);
+    if (!buffer_) fail(ErrorCode::Resource, "out of device memory for the LoRAs' patched weights");
+  }
   for (const auto& [info, t] : runtime_parts) upload_f32(t, *info);
 
   // 3. The merged copies, a chunk of weights per graph: their parts uploaded, then for each
@@ -139,7 +185,9 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
       if (j > i && elements + n > kMergeChunkElements) break;
       elements += n;
       for (const Contribution& c : *merges[j].second) parts += c.target->parts.size();
-      nodes += kNodesPerWeight + kNodesPerUpdate * merges[j].second->size();
+      const int64_t rows = row_shape(weights.find(merges[j].first), weights.shape(merges[j].first)).second;
+      const int64_t pieces = (rows + piece_rows(n / rows) - 1) / piece_rows(n / rows);
+      nodes += kNodesPerWeight + (kNodesPerUpdate + 4 * size_t(pieces)) * merges[j].second->size();
       ++j;
     }
 
@@ -177,9 +225,26 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
       if (in_place) {
         // f16 / f32 without DoRA: the copy made and each update added into it, in its own type
         // (as stable-diffusion.cpp merges into its weights), no f32 copy of the whole weight.
-        ggml_tensor* acc = ggml_cpy(g.ctx, ggml_reshape_2d(g.ctx, base, per_out, rows), copy);
-        for (size_t c = 0; c < cs.size(); ++c) acc = add_lora_update(g.ctx, acc, nullptr, *cs[c].target, part_tensors[k - i][c], cs[c].weight);
-        ggml_build_forward_expand(g.graph, acc);
+        ggml_tensor* copied = ggml_cpy(g.ctx, ggml_reshape_2d(g.ctx, base, per_out, rows), copy);
+        ggml_build_forward_expand(g.graph, copied);
+        for (size_t c = 0; c < cs.size(); ++c) {
+          const LoraTarget& t = *cs[c].target;
+          const LoraPartTensors& pt = part_tensors[k - i][c];
+          if (t.kind != LoraKind::LowRank) {
+            ggml_build_forward_expand(g.graph, add_lora_update(g.ctx, copied, nullptr, t, pt, cs[c].weight));
+            continue;
+          }
+          // Low rank: ΔW in pieces of rows, each added as soon as it is made, so the compute
+          // buffer holds one piece however large the weight.
+          const LowRankFactors f = low_rank_factors(g.ctx, t, pt, cs[c].weight * t.scale);
+          const int64_t step = piece_rows(per_out);
+          for (int64_t r0 = 0; r0 < rows; r0 += step) {
+            const int64_t n = std::min(step, rows - r0);
+            ggml_tensor* up = ggml_view_2d(g.ctx, f.up, f.up->ne[0], n, f.up->nb[1], size_t(r0) * f.up->nb[1]);
+            ggml_tensor* rows_view = ggml_view_2d(g.ctx, copied, per_out, n, copied->nb[1], size_t(r0) * copied->nb[1]);
+            ggml_build_forward_expand(g.graph, ggml_add_inplace(g.ctx, rows_view, ggml_mul_mat(g.ctx, f.left, up)));
+          }
+        }
         row_ids.push_back(nullptr);
         continue;
       }
@@ -195,7 +260,9 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
       ggml_build_forward_expand(g.graph, ggml_cpy(g.ctx, acc, copy));
     }
     ResetOnExit reset{runtime};
+    auto T0 = std::chrono::steady_clock::now();
     runtime.allocate(g.graph);
+    auto T1 = std::chrono::steady_clock::now();
     for (ggml_tensor* ids : row_ids) {
       if (!ids) continue;
       std::vector<int32_t> index(static_cast<size_t>(ids->ne[0]));
@@ -203,6 +270,8 @@ AdapterSet::AdapterSet(const ModelWeights& weights, Runtime& runtime, const std:
       ggml_backend_tensor_set(ids, index.data(), 0, index.size() * sizeof(int32_t));
     }
     runtime.compute(g.graph, job, 0);
+    auto T2 = std::chrono::steady_clock::now();
+    if (getenv("SDNODE_LORA_TIMING")) fprintf(stderr, "chunk %zu weights %lld elems alloc %.1f ms compute %.1f ms\n", j - i, (long long)elements, std::chrono::duration<double, std::milli>(T1 - T0).count(), std::chrono::duration<double, std::milli>(T2 - T1).count());
     i = j;
   }
 }
@@ -223,6 +292,14 @@ const std::vector<LowRankAdapter>* AdapterSet::adapters(const std::string& name)
 }
 
 size_t AdapterSet::bytes() const { return buffer_ ? ggml_backend_buffer_get_size(buffer_) : 0; }
+
+ggml_backend_buffer* AdapterSet::release_buffer() {
+  ggml_backend_buffer* b = buffer_;
+  buffer_ = nullptr;
+  merged_.clear();
+  runtime_.clear();
+  return b;
+}
 
 ggml_tensor* AdaptedWeights::require(const std::string& name, int rank) {
   ggml_tensor* t = base_.require(name, rank);

@@ -40,8 +40,11 @@ LoraSetKey lora_set_key(const std::vector<LoraUse>& uses);
 
 class AdapterSet {
  public:
-  // Throws Resource (no memory for the copies), Backend, Aborted.
-  AdapterSet(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job);
+  // Throws Resource (no memory for the copies), Backend, Aborted. `recycled`: the buffer of the
+  // set this one replaces (taken over: reused when large enough, else freed), so that switching
+  // between sets writes into memory already mapped rather than faulting in fresh pages.
+  AdapterSet(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job,
+             ggml_backend_buffer* recycled = nullptr);
   ~AdapterSet();
   AdapterSet(const AdapterSet&) = delete;
   AdapterSet& operator=(const AdapterSet&) = delete;
@@ -52,8 +55,13 @@ class AdapterSet {
   size_t merged_count() const { return merged_.size(); }
   size_t runtime_count() const { return runtime_.size(); }
   size_t bytes() const;  // device memory the set holds
+  // Gives up the set's buffer for the next set (the set's tensors are unusable afterwards).
+  ggml_backend_buffer* release_buffer();
 
  private:
+  void build(const ModelWeights& weights, Runtime& runtime, const std::vector<LoraUse>& uses, const JobControl& job,
+             ggml_backend_buffer* recycled);
+
   LoraSetKey key_;
   ggml_context* ctx_ = nullptr;
   ggml_backend_buffer* buffer_ = nullptr;

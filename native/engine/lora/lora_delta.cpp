@@ -24,19 +24,24 @@ Part get(const LoraTarget& target, const LoraPartTensors& parts, LoraPart k) {
   return {i->second, t->second};
 }
 
-// up [OUT, R1] (rows given as ne [R1, OUT]) · [Tucker mid [R1, R2, kh, kw] ·] down [R2, IN(, kh, kw)]
-// -> [IN·kh·kw, OUT]. `up_rows` is the up factor as ne [R1, OUT].
-ggml_tensor* low_rank(ggml_context* ctx, ggml_tensor* up_rows, const Part& down, const Part& mid) {
+// The left factor L [R1, IN·kh·kw] of a low-rank update ΔW = L^T·up, i.e. ΔW = mul_mat(L, up_rows)
+// with up_rows = up [OUT, R1] as ne [R1, OUT]: down [R1, IN(, kh, kw)] transposed, or with a
+// Tucker mid [R1, R2, kh, kw] and down [R2, IN], L[a, (hw, in)] = Σ_b mid[a, b, hw] · down[b, in].
+ggml_tensor* left_factor(ggml_context* ctx, const Part& down, const Part& mid) {
   ggml_tensor* down_t = ggml_cont(ctx, ggml_transpose(ctx, down.rows(ctx)));  // [R2, IN·k]
-  if (!mid.t) return ggml_mul_mat(ctx, down_t, up_rows);                      // [IN·k, OUT]
+  if (!mid.t) return down_t;
   const int64_t kw = mid.t->ne[0], kh = mid.t->ne[1], r2 = mid.t->ne[2], r1 = mid.t->ne[3];
   const int64_t in = down_t->ne[1];
   // R[in, hw, a] = Σ_b down[b, in] · mid[a, b, hw]
   ggml_tensor* mid_b = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_3d(ctx, mid.t, kw * kh, r2, r1), 1, 0, 2, 3));  // [R2, hw, R1]
   ggml_tensor* r = ggml_mul_mat(ctx, down_t, ggml_reshape_2d(ctx, mid_b, r2, kw * kh * r1));                      // [IN, hw·R1]
-  // ΔW[hw, in, out] = Σ_a R[in, hw, a] · up[out, a]
   ggml_tensor* r_a = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_3d(ctx, r, in, kw * kh, r1), 2, 1, 0, 3));  // [R1, hw, IN]
-  return ggml_mul_mat(ctx, ggml_reshape_2d(ctx, r_a, r1, kw * kh * in), up_rows);                              // [hw·IN, OUT]
+  return ggml_reshape_2d(ctx, r_a, r1, kw * kh * in);                                                          // [R1, hw·IN]
+}
+
+// up · [mid ·] down -> [IN·kh·kw, OUT]; `up_rows` is the up factor as ne [R1, OUT].
+ggml_tensor* low_rank(ggml_context* ctx, ggml_tensor* up_rows, const Part& down, const Part& mid) {
+  return ggml_mul_mat(ctx, left_factor(ctx, down, mid), up_rows);
 }
 
 // An up factor stored [OUT, R] (kohya, LyCORIS without Tucker) as ne [R, OUT].
@@ -47,6 +52,12 @@ ggml_tensor* up_rows_transposed(ggml_context* ctx, const Part& up) {
 }
 
 }  // namespace
+
+LowRankFactors low_rank_factors(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor) {
+  if (target.kind != LoraKind::LowRank) fail(ErrorCode::Internal, "LoRA target " + target.weight + " is no low-rank update");
+  const Part up = get(target, parts, LoraPart::Up);
+  return {left_factor(ctx, get(target, parts, LoraPart::Down), get(target, parts, LoraPart::Mid)), ggml_scale(ctx, up.rows(ctx), factor)};
+}
 
 ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor) {
   const std::vector<int64_t>& w = target.shape;

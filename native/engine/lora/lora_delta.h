@@ -17,6 +17,15 @@ using LoraPartTensors = std::map<LoraPart, ggml_tensor*>;
 // factor · ΔW [per_out, out] f32 (the factor folded into the small up factor where there is one).
 ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor);
 
+// A low-rank update as its two factors, ΔW·factor = mul_mat(left, up): left [R, per_out],
+// up [R, out] (scaled). Rows [r0, r1) of ΔW are mul_mat(left, the up columns r0..r1): the
+// merge computes a large weight's update in pieces of rows.
+struct LowRankFactors {
+  ggml_tensor* left;
+  ggml_tensor* up;
+};
+LowRankFactors low_rank_factors(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor);
+
 // Whether add_lora_update() needs the base weight's rows in f32 (DoRA's norms do).
 inline bool needs_base_rows(const LoraTarget& target) { return target.dora != nullptr; }
 

@@ -42,8 +42,11 @@ void Model::use_loras(const std::vector<LoraUse>& uses, const JobControl& job) {
     lora_set_reused_ = true;
   } else {
     lookup_->use(nullptr);
-    lora_set_.reset();  // before the new one: two sets at once would double the peak
-    lora_set_ = std::make_unique<AdapterSet>(*weights_, *runtime_, uses, job);
+    // The old set goes first (two at once would double the peak); its buffer passes to the new
+    // one, whose copies then land in memory already mapped.
+    ggml_backend_buffer* recycled = lora_set_ ? lora_set_->release_buffer() : nullptr;
+    lora_set_.reset();
+    lora_set_ = std::make_unique<AdapterSet>(*weights_, *runtime_, uses, job, recycled);
   }
   lookup_->use(lora_set_.get());
 }
