@@ -37,8 +37,10 @@ std::pair<int64_t, int64_t> row_shape(const ggml_tensor* t, const std::vector<in
   return {ggml_nelements(t) / rows, rows};
 }
 
-bool runtime_eligible(const ggml_tensor* base, const std::vector<Contribution>& cs) {
+bool runtime_eligible(const std::string& name, const ggml_tensor* base, const std::vector<Contribution>& cs) {
   if (!ggml_is_quantized(base->type)) return false;
+  // Token and position tables are looked up, not multiplied: no layer could add an update.
+  if (name.find("_embedding.") != std::string::npos) return false;
   for (const Contribution& c : cs) {
     const LoraTarget& t = *c.target;
     if (t.kind != LoraKind::LowRank || t.dora || t.parts.count(LoraPart::Mid) || t.shape.size() != 2) return false;
@@ -127,7 +129,7 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
   for (const auto& [name, cs] : by_weight) {
     ggml_tensor* base = weights.find(name);
     if (!base) fail(ErrorCode::Internal, "LoRA target '" + name + "' is no weight of the model");
-    if (runtime_eligible(base, cs)) {
+    if (runtime_eligible(name, base, cs)) {
       std::vector<LowRankAdapter>& list = runtime_[name];
       for (const Contribution& c : cs) {
         const TensorInfo* down = c.target->parts.at(LoraPart::Down);
