@@ -40,6 +40,7 @@ describe('resolveGenerateOptions', () => {
       vaeTiling: 'auto',
       preview: 'none',
       previewInterval: 1,
+      loras: [],
       signal: undefined,
       onProgress: undefined,
     });
