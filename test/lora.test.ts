@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DisposedError, FileAccessError, Lora, loadModel, ModelCompatibilityError, ModelFormatError, type Model } from '../lib/index.js';
 import { loraModules, mergedBias, mergedWeight, moduleDelta, readSafetensors, sliceRows, type RefTensor } from './support/lora-reference.js';
+import { GGML_TYPE, writeGguf } from './support/gguf.js';
 import { writeSafetensors } from './support/safetensors.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
@@ -146,6 +147,27 @@ describe('patched weights against the float64 reference', () => {
   it('SDXL: PEFT names for the UNet and both encoders', async () => {
     const file = await makeLora('tiny-sdxl', 'sdxl-peft', { format: 'peft' });
     expect(await patchError(tinyXl, 'tiny-sdxl', file, 1)).toBeLessThan(2e-6);
+  });
+});
+
+describe('LoRA files in GGUF', () => {
+  it('a GGUF holding the same tensors (f32) patches the weights exactly as its safetensors', async () => {
+    const file = await makeLora('tiny', 'gguf-twin', { format: 'lora', alpha: 2 });
+    const ggufPath = join(dir, 'tiny-gguf-twin.gguf');
+    const { tensors } = readSafetensors(file.path);
+    writeGguf(ggufPath, {
+      tensors: [...tensors].map(([name, t]) => ({
+        name,
+        type: GGML_TYPE.F32,
+        ne: t.shape.length ? [...t.shape].reverse() : [1],
+        data: new Uint8Array(Float32Array.from(t.values).buffer),
+      })),
+    });
+    const [fromSt, fromGguf] = [await tiny.loadLora(file.path), await tiny.loadLora(ggufPath)];
+    expect(fromGguf.report).toEqual(fromSt.report);
+    const names = file.entries.map(internalName);
+    const [a, b] = [await tiny.patchedWeights([{ lora: fromSt, weight: 0.8 }], names), await tiny.patchedWeights([{ lora: fromGguf, weight: 0.8 }], names)];
+    for (let k = 0; k < names.length; k++) expect(Buffer.from(b[k]!.buffer).equals(Buffer.from(a[k]!.buffer)), names[k]).toBe(true);
   });
 });
 
