@@ -21,20 +21,6 @@ namespace {
 // very most); a file past this is a model or something else, and would cost memory to convert.
 constexpr int64_t kMaxEmbeddingValues = int64_t{1} << 22;
 
-bool is_float(const sdn::TensorInfo& t) {
-  switch (t.dtype) {
-    case sdn::DType::F64:
-    case sdn::DType::F32:
-    case sdn::DType::F16:
-    case sdn::DType::BF16:
-    case sdn::DType::F8_E4M3:
-    case sdn::DType::F8_E5M2:
-    case sdn::DType::Ggml:
-      return true;
-    default:
-      return false;
-  }
-}
 
 Napi::Value ReadEmbeddingFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -47,7 +33,7 @@ Napi::Value ReadEmbeddingFile(const Napi::CallbackInfo& info) {
     Napi::Array list = Napi::Array::New(env);
     int64_t values = 0;
     for (const sdn::TensorInfo& t : file.store.tensors()) {
-      if (!is_float(t)) continue;  // a .pt's step counts and token ids
+      if (!sdn::is_float_dtype(t.dtype) && t.dtype != sdn::DType::Ggml) continue;  // a .pt's step counts and token ids
       values += t.numel();
       if (values > kMaxEmbeddingValues) {
         sdn::fail(sdn::ErrorCode::ModelFormat, "'" + path + "' holds more than " + std::to_string(kMaxEmbeddingValues) +

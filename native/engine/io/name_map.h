@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/tensor_store.h"
@@ -75,6 +76,12 @@ NamePlan plan_names(Component c, const std::vector<TensorInfo>& file_tensors, co
 // its refiner rule): "sd1", "sd2", "sdxl", "sdxl-refiner", or "" when names alone do not tell
 // (a bare component, a diffusers CLIP-L, stable-diffusion.cpp's internal names of SD2.x).
 std::string family_from_names(const std::vector<TensorInfo>& tensors);
+
+// The other direction of the diffusers UNet mapping (for LoRA files, which name UNet modules
+// in diffusers spelling): for each LDM UNet module path of a model (without
+// "model.diffusion_model."), its diffusers UNet2DConditionModel path, where it has one. The
+// block numbering comes from the modules present, as plan_names derives it.
+std::vector<std::pair<std::string, std::string>> ldm_to_diffusers_unet_modules(const std::vector<std::string>& ldm_modules);
 
 // Adds the mapped tensors of `in` to `out`: views into in's memory (Transpose2d copies into
 // out.own_buffer). The views stay valid while `in` lives, or after out.absorb(std::move(in)).

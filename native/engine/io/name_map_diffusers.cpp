@@ -265,3 +265,85 @@ void map_vae(Planner& p, const std::vector<Item>& items) {
 }
 
 }  // namespace sdn::name_map_detail
+
+namespace sdn {
+
+std::vector<std::pair<std::string, std::string>> ldm_to_diffusers_unet_modules(const std::vector<std::string>& ldm_modules) {
+  using namespace name_map_detail;
+  // The forward tables read backwards.
+  auto resnet = [](const std::string& ldm_rest) -> std::string {
+    for (const auto& [diffusers, ldm] : kUnetResnet) {
+      if (ldm == ldm_rest) return diffusers;
+    }
+    return "";
+  };
+  auto top = [](const std::string& ldm_module) -> std::string {
+    for (const auto& [diffusers, ldm] : kUnetTop) {
+      if (ldm == ldm_module) return diffusers;  // map order: add_embedding before class_embedding
+    }
+    return "";
+  };
+
+  // 1. The levels, from the input blocks: a block with `.0.op` is a level's downsampler; the
+  //    middle block has attention when it has three blocks.
+  std::set<int> input_blocks, downsamplers;
+  bool mid_attention = false;
+  for (const std::string& m : ldm_modules) {
+    const auto parts = split_dots(m);
+    if (parts.size() >= 2 && parts[0] == "middle_block" && parts[1] == "2") mid_attention = true;
+    if (parts.size() < 3 || parts[0] != "input_blocks") continue;
+    const int i = parse_index(parts[1]);
+    if (i < 1) continue;
+    input_blocks.insert(i);
+    if (parts[2] == "0" && parts.size() > 3 && parts[3] == "op") downsamplers.insert(i);
+  }
+  std::map<int, std::pair<int, int>> down_place;  // input block -> (level, resnet; -1 for the downsampler)
+  int level = 0, j = 0, per_level = -1;
+  for (int i : input_blocks) {
+    if (downsamplers.count(i)) {
+      down_place[i] = {level, -1};
+      if (per_level < 0) per_level = j;
+      ++level;
+      j = 0;
+    } else {
+      down_place[i] = {level, j++};
+    }
+  }
+  if (per_level < 0) per_level = j;
+
+  // 2. Each module by its block.
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& m : ldm_modules) {
+    const auto parts = split_dots(m);
+    std::string d = top(m);
+    if (d.empty() && parts.size() >= 3 && parts[0] == "input_blocks") {
+      auto it = down_place.find(parse_index(parts[1]));
+      if (it != down_place.end()) {
+        const auto [lv, r] = it->second;
+        const std::string rest = join_from(parts, 3), level_path = "down_blocks." + std::to_string(lv);
+        if (r < 0 && parts[2] == "0" && rest == "op") d = level_path + ".downsamplers.0.conv";
+        else if (r >= 0 && parts[2] == "0" && !resnet(rest).empty()) d = level_path + ".resnets." + std::to_string(r) + "." + resnet(rest);
+        else if (r >= 0 && parts[2] == "1" && !rest.empty()) d = level_path + ".attentions." + std::to_string(r) + "." + rest;
+      }
+    } else if (d.empty() && parts.size() >= 3 && parts[0] == "middle_block") {
+      const std::string rest = join_from(parts, 2);
+      const int block = parse_index(parts[1]);
+      if (block == 1 && mid_attention) d = "mid_block.attentions.0." + rest;
+      else if ((block == 0 || block == (mid_attention ? 2 : 1)) && !resnet(rest).empty())
+        d = "mid_block.resnets." + std::to_string(block == 0 ? 0 : 1) + "." + resnet(rest);
+    } else if (d.empty() && parts.size() >= 3 && parts[0] == "output_blocks") {
+      const int k = parse_index(parts[1]);
+      if (k >= 0) {
+        const std::string lv = std::to_string(k / (per_level + 1)), r = std::to_string(k % (per_level + 1));
+        const std::string rest = join_from(parts, 3);
+        if (parts[2] == "0" && !resnet(rest).empty()) d = "up_blocks." + lv + ".resnets." + r + "." + resnet(rest);
+        else if ((parts[2] == "1" || parts[2] == "2") && rest == "conv") d = "up_blocks." + lv + ".upsamplers.0.conv";
+        else if (parts[2] == "1" && !rest.empty()) d = "up_blocks." + lv + ".attentions." + r + "." + rest;
+      }
+    }
+    if (!d.empty()) out.emplace_back(m, d);
+  }
+  return out;
+}
+
+}  // namespace sdn

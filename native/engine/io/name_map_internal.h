@@ -1,4 +1,5 @@
-// Internal to io/name_map*.cpp: the planner that collects mappings, and small name helpers.
+// Internal to the name maps (io/name_map*.cpp, and lora/lora_names.cpp for LoRA module names):
+// the planner that collects mappings, and small name helpers.
 #pragma once
 
 #include <cstdint>
@@ -36,11 +37,7 @@ inline std::string shown(const std::string& s) {
   return out + "'";
 }
 
-inline std::string shape_text(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
+using sdn::shape_text;
 
 inline std::vector<std::string> split_dots(const std::string& s) {
   std::vector<std::string> parts;

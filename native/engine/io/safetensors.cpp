@@ -429,12 +429,6 @@ class Parser {
   }
 };
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
-  return s + "]";
-}
-
 std::string range_text(const Entry& e) {
   return "[" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]";
 }

@@ -57,6 +57,24 @@ size_t dtype_size(DType t) {
   return 1;
 }
 
+bool is_float_dtype(DType t) {
+  switch (t) {
+    case DType::F64:
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::F8_E4M3:
+    case DType::F8_E5M2: return true;
+    default: return false;
+  }
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;  // readers have checked the product for overflow
@@ -323,17 +341,9 @@ float e4m3_to_float(uint8_t b) {
 float e5m2_to_float(uint8_t b) { return half_to_float(static_cast<uint16_t>(b << 8)); }
 
 void check_float(const TensorInfo& t, const char* target) {
-  switch (t.dtype) {
-    case DType::F64:
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-    case DType::F8_E4M3:
-    case DType::F8_E5M2: break;
-    default:
-      fail(ErrorCode::ModelFormat,
-           "tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", which cannot be converted to " + target);
-  }
+  if (!is_float_dtype(t.dtype))
+    fail(ErrorCode::ModelFormat,
+         "tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", which cannot be converted to " + target);
   if (static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype) != t.nbytes)
     fail(ErrorCode::Internal, "tensor '" + t.name + "' byte size does not match its shape");
 }

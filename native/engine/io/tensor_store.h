@@ -20,6 +20,11 @@ enum class DType { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U8,
 const char* dtype_name(DType t);
 // Bytes per element; 0 for Ggml (sizes come from the block format).
 size_t dtype_size(DType t);
+// Floating-point element types (F64 … F8). DType::Ggml blocks are floats too, but only the
+// types ggml can decode (TensorStore::to_f32 says which).
+bool is_float_dtype(DType t);
+// "[a, b, c]", for messages.
+std::string shape_text(const std::vector<int64_t>& shape);
 
 // Bytes a store reads tensors from: a read-only memory map of a file, or an owned buffer.
 class ByteSource {

@@ -124,7 +124,13 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
   size_t declared = 0;
   for (const auto& [name, cs] : by_weight) declared += 1 + 2 * cs.size();
   ctx_ = new_metadata_context(declared);
-  std::vector<std::pair<std::string, const std::vector<Contribution>*>> merges;
+  struct Merge {
+    const std::string* name;
+    ggml_tensor* base;
+    int64_t per_out, rows;  // the weight as rows (row_shape)
+    const std::vector<Contribution>* cs;
+  };
+  std::vector<Merge> merges;
   std::vector<std::pair<const TensorInfo*, ggml_tensor*>> runtime_parts;
   for (const auto& [name, cs] : by_weight) {
     ggml_tensor* base = weights.find(name);
@@ -145,7 +151,8 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
       }
     } else {
       merged_[name] = ggml_dup_tensor(ctx_, base);
-      merges.emplace_back(name, &cs);
+      const auto [per_out, rows] = row_shape(base, weights.shape(name));
+      merges.push_back({&name, base, per_out, rows, &cs});
     }
   }
   if (merged_.empty() && runtime_.empty()) return;
@@ -181,13 +188,13 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
     int64_t elements = 0;
     size_t parts = 0, nodes = 0;
     while (j < merges.size()) {
-      const int64_t n = ggml_nelements(weights.find(merges[j].first));
+      const Merge& m = merges[j];
+      const int64_t n = ggml_nelements(m.base);
       if (j > i && elements + n > kMergeChunkElements) break;
       elements += n;
-      for (const Contribution& c : *merges[j].second) parts += c.target->parts.size();
-      const int64_t rows = row_shape(weights.find(merges[j].first), weights.shape(merges[j].first)).second;
-      const int64_t pieces = (rows + piece_rows(n / rows) - 1) / piece_rows(n / rows);
-      nodes += kNodesPerWeight + (kNodesPerUpdate + 4 * size_t(pieces)) * merges[j].second->size();
+      for (const Contribution& c : *m.cs) parts += c.target->parts.size();
+      const int64_t pieces = (m.rows + piece_rows(m.per_out) - 1) / piece_rows(m.per_out);
+      nodes += kNodesPerWeight + (kNodesPerUpdate + 4 * size_t(pieces)) * m.cs->size();
       ++j;
     }
 
@@ -197,7 +204,7 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
     std::vector<std::pair<const TensorInfo*, ggml_tensor*>> uploads;
     for (size_t k = i; k < j; ++k) {
       part_tensors.emplace_back();
-      for (const Contribution& c : *merges[k].second) {
+      for (const Contribution& c : *merges[k].cs) {
         LoraPartTensors pt;
         for (const auto& [p, info] : c.target->parts) {
           if (!uploaded(p)) continue;
@@ -215,11 +222,11 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
     GraphContext g(nodes);
     std::vector<ggml_tensor*> row_ids;
     for (size_t k = i; k < j; ++k) {
-      const std::string& name = merges[k].first;
-      ggml_tensor* base = weights.find(name);
-      const auto [per_out, rows] = row_shape(base, weights.shape(name));
-      const std::vector<Contribution>& cs = *merges[k].second;
-      ggml_tensor* copy = ggml_reshape_2d(g.ctx, merged_.at(name), per_out, rows);
+      const Merge& m = merges[k];
+      ggml_tensor* base = m.base;
+      const int64_t per_out = m.per_out, rows = m.rows;
+      const std::vector<Contribution>& cs = *m.cs;
+      ggml_tensor* copy = ggml_reshape_2d(g.ctx, merged_.at(*m.name), per_out, rows);
       const bool in_place = (base->type == GGML_TYPE_F16 || base->type == GGML_TYPE_F32) &&
                             std::none_of(cs.begin(), cs.end(), [](const Contribution& c) { return needs_base_rows(*c.target); });
       if (in_place) {

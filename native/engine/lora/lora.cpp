@@ -12,12 +12,6 @@ namespace sdn {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& s) {
-  std::string t = "[";
-  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + "]";
-}
-
 int64_t numel(const std::vector<int64_t>& s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
@@ -54,13 +48,13 @@ Fit fit_low_rank(const TensorInfo* up, const TensorInfo* down, const TensorInfo*
 }
 
 // kron(w1 [a, b], w2 [c, d(, kh, kw)]) with out = a·c, in = b·d.
-Fit fit_lokr(const std::map<LoraPart, const TensorInfo*>& p, const std::vector<int64_t>& w, int& rank) {
+Fit fit_lokr(const std::map<LoraPart, const TensorInfo*>& p, const std::vector<int64_t>& w) {
   auto get = [&](LoraPart k) -> const TensorInfo* { auto it = p.find(k); return it == p.end() ? nullptr : it->second; };
   if (get(LoraPart::LokrT2)) return {"Tucker LoKr (lokr_t2) is not supported", 0};
   const TensorInfo *w1 = get(LoraPart::LokrW1), *w1a = get(LoraPart::LokrW1A), *w1b = get(LoraPart::LokrW1B);
   const TensorInfo *w2 = get(LoraPart::LokrW2), *w2a = get(LoraPart::LokrW2A), *w2b = get(LoraPart::LokrW2B);
   if (!(w1 || (w1a && w1b)) || !(w2 || (w2a && w2b))) return {"incomplete LoKr factors", 0};
-  rank = 1;
+  int rank = 1;
   int64_t a, b, c;
   if (w1) {
     if (w1->shape.size() != 2) return {"lokr_w1 " + shape_text(w1->shape) + " is not a matrix", 0};
@@ -90,18 +84,8 @@ Fit fit_lokr(const std::map<LoraPart, const TensorInfo*>& p, const std::vector<i
   return {"", rank};
 }
 
-bool is_float(const TensorInfo& t) {
-  switch (t.dtype) {
-    case DType::F64: case DType::F32: case DType::F16: case DType::BF16: case DType::F8_E4M3: case DType::F8_E5M2: case DType::Ggml:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Every value finite (and the tensor a float type); ModelFormat names the tensor otherwise.
+// Every value finite; ModelFormat names the tensor otherwise (to_f32 refuses non-float types).
 void check_values(const TensorInfo& t, const JobControl& job) {
-  if (!is_float(t)) fail(ErrorCode::ModelFormat, "LoRA tensor '" + t.name + "' is " + dtype_name(t.dtype) + ", not a float type");
   std::vector<float> values(static_cast<size_t>(t.numel()));
   TensorStore::to_f32(t, values.data());
   for (float v : values) {
@@ -129,11 +113,7 @@ Lora::Lora(const std::string& path, const ModelWeights& weights, const JobContro
   if (groups.modules.empty()) fail(ErrorCode::ModelFormat, "'" + path + "' holds no LoRA tensors (lora_down/up, lora_A/B, hada_*, lokr_*, diff)");
 
   std::vector<std::string> names;
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (const WeightRecord& r : weights.records()) {
-    names.push_back(r.name);
-    shapes[r.name] = r.shape;
-  }
+  for (const WeightRecord& r : weights.records()) names.push_back(r.name);
   const LoraTargetIndex index(names);
   std::set<std::string> patched;
   for (const LoraModule& m : groups.modules) {
@@ -165,14 +145,14 @@ Lora::Lora(const std::string& path, const ModelWeights& weights, const JobContro
       incompatible("only " + std::string(lora_part_name(m.parts.begin()->first)) + ", no weights to apply");
       continue;
     }
-    auto shape_it = shapes.find(t.weight);
-    if (shape_it == shapes.end()) {
+    if (!weights.has(t.weight)) {
       unmatched();
       continue;
     }
-    t.shape = shape_it->second;
+    t.shape = weights.shape(t.weight);
     const std::vector<int64_t>& w = t.shape;
-    if (w.empty() || (t.weight.size() > 7 && t.weight.compare(t.weight.size() - 7, 7, ".weight") == 0 && w.size() != 2 && w.size() != 4)) {
+    const bool bias = t.weight == module + ".bias";
+    if (w.empty() || (!bias && w.size() != 2 && w.size() != 4)) {
       incompatible("the model's " + t.weight + " " + shape_text(w) + " is neither a matrix nor a conv kernel");
       continue;
     }
@@ -202,14 +182,11 @@ Lora::Lora(const std::string& path, const ModelWeights& weights, const JobContro
         fit.rank = static_cast<int>(dim(w1b, 0));
         break;
       }
-      case LoraKind::LoKr: {
-        int rank = 1;
-        fit = fit_lokr(m.parts, w, rank);
-        fit.rank = rank;
+      case LoraKind::LoKr:
+        fit = fit_lokr(m.parts, w);
         break;
-      }
       case LoraKind::Diff: {
-        const TensorInfo* d = part(t.weight.size() > 5 && t.weight.compare(t.weight.size() - 5, 5, ".bias") == 0 ? LoraPart::DiffBias : LoraPart::Diff);
+        const TensorInfo* d = part(bias ? LoraPart::DiffBias : LoraPart::Diff);
         if (numel(d->shape) != numel(w)) fit.why = "diff " + shape_text(d->shape) + " is not the weight's size";
         break;
       }
@@ -261,13 +238,12 @@ Lora::Lora(const std::string& path, const ModelWeights& weights, const JobContro
       b.weight = module + ".bias";
       b.kind = LoraKind::Diff;
       b.parts = {{LoraPart::DiffBias, diff_b}};
-      auto bias_shape = shapes.find(b.weight);
-      if (bias_shape == shapes.end() || numel(bias_shape->second) != numel(diff_b->shape) || !patched.insert(b.weight).second) {
+      if (!weights.has(b.weight) || numel(weights.shape(b.weight)) != numel(diff_b->shape) || !patched.insert(b.weight).second) {
         report_.applied_tensors -= 1;
         incompatible("diff_b " + shape_text(diff_b->shape) + " fits no bias of " + module);
         continue;
       }
-      b.shape = bias_shape->second;
+      b.shape = weights.shape(b.weight);
       targets_.push_back(std::move(b));
     }
   }

@@ -1,5 +1,8 @@
 #include "lora/lora_delta.h"
 
+#include <functional>
+#include <numeric>
+
 #include "core/error.h"
 
 namespace sdn {
@@ -44,9 +47,8 @@ ggml_tensor* low_rank(ggml_context* ctx, ggml_tensor* up_rows, const Part& down,
   return ggml_mul_mat(ctx, left_factor(ctx, down, mid), up_rows);
 }
 
-// An up factor stored [OUT, R] (kohya, LyCORIS without Tucker) as ne [R, OUT].
-ggml_tensor* up_rows(ggml_context* ctx, const Part& up) { return up.rows(ctx); }
-// One stored [R, OUT] (LyCORIS' Tucker LoHa) as ne [R, OUT].
+// An up factor stored [R, OUT] (LyCORIS' Tucker LoHa) as ne [R, OUT], as Part::rows gives
+// one stored [OUT, R].
 ggml_tensor* up_rows_transposed(ggml_context* ctx, const Part& up) {
   return ggml_cont(ctx, ggml_transpose(ctx, up.rows(ctx)));
 }
@@ -61,22 +63,22 @@ LowRankFactors low_rank_factors(ggml_context* ctx, const LoraTarget& target, con
 
 ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const LoraPartTensors& parts, float factor) {
   const std::vector<int64_t>& w = target.shape;
-  int64_t total = 1;
-  for (int64_t d : w) total *= d;
-  const int64_t out = w.size() >= 2 ? w[0] : 1, per_out = total / out;
+  const int64_t out = w.size() >= 2 ? w[0] : 1, per_out = std::accumulate(w.begin(), w.end(), int64_t{1}, std::multiplies<>()) / out;
   const int64_t kh = w.size() == 4 ? w[2] : 1, kw = w.size() == 4 ? w[3] : 1;
   auto part = [&](LoraPart k) { return get(target, parts, k); };
 
   ggml_tensor* d = nullptr;
   switch (target.kind) {
-    case LoraKind::LowRank:
+    case LoraKind::LowRank: {
       // The factor scales the [R, OUT] up factor, not the full-size product.
-      d = low_rank(ctx, ggml_scale(ctx, up_rows(ctx, part(LoraPart::Up)), factor), part(LoraPart::Down), part(LoraPart::Mid));
+      const LowRankFactors f = low_rank_factors(ctx, target, parts, factor);
+      d = ggml_mul_mat(ctx, f.left, f.up);
       factor = 1.0f;
       break;
+    }
     case LoraKind::LoHa: {
       const bool tucker = part(LoraPart::HadaT1).t && part(LoraPart::HadaT2).t;
-      auto up = [&](LoraPart k) { return tucker ? up_rows_transposed(ctx, part(k)) : up_rows(ctx, part(k)); };
+      auto up = [&](LoraPart k) { return tucker ? up_rows_transposed(ctx, part(k)) : part(k).rows(ctx); };
       ggml_tensor* d1 = low_rank(ctx, up(LoraPart::HadaW1A), part(LoraPart::HadaW1B), tucker ? part(LoraPart::HadaT1) : Part{});
       ggml_tensor* d2 = low_rank(ctx, up(LoraPart::HadaW2A), part(LoraPart::HadaW2B), tucker ? part(LoraPart::HadaT2) : Part{});
       d = ggml_mul(ctx, d1, d2);
@@ -85,8 +87,8 @@ ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const
     case LoraKind::LoKr: {
       // kron(w1 [a, b], w2 [c, d, kh, kw]) = w1 upsampled by (c, d) (nearest) times w2 tiled.
       const Part w1 = part(LoraPart::LokrW1), w2 = part(LoraPart::LokrW2);
-      ggml_tensor* m1 = w1.t ? w1.rows(ctx) : low_rank(ctx, up_rows(ctx, part(LoraPart::LokrW1A)), part(LoraPart::LokrW1B), {});
-      ggml_tensor* m2 = w2.t ? w2.rows(ctx) : low_rank(ctx, up_rows(ctx, part(LoraPart::LokrW2A)), part(LoraPart::LokrW2B), {});
+      ggml_tensor* m1 = w1.t ? w1.rows(ctx) : low_rank(ctx, part(LoraPart::LokrW1A).rows(ctx), part(LoraPart::LokrW1B), {});
+      ggml_tensor* m2 = w2.t ? w2.rows(ctx) : low_rank(ctx, part(LoraPart::LokrW2A).rows(ctx), part(LoraPart::LokrW2B), {});
       const int64_t a = m1->ne[1], b = m1->ne[0], c = m2->ne[1], dd = m2->ne[0] / (kh * kw);
       ggml_tensor* m1_4 = ggml_reshape_4d(ctx, ggml_cont(ctx, m1), 1, 1, b, a);
       ggml_tensor* m2_4 = ggml_reshape_4d(ctx, ggml_cont(ctx, m2), kw, kh, dd, c);
@@ -110,13 +112,11 @@ ggml_tensor* build_lora_delta(ggml_context* ctx, const LoraTarget& target, const
 ggml_tensor* add_lora_update(ggml_context* ctx, ggml_tensor* rows, ggml_tensor* base_rows, const LoraTarget& target,
                              const LoraPartTensors& parts, float weight) {
   if (!target.dora) return ggml_add_inplace(ctx, rows, build_lora_delta(ctx, target, parts, weight * target.scale));
-  ggml_tensor* d = build_lora_delta(ctx, target, parts, 1.0f);
-
   // DoRA: the magnitude over the norm of the updated weight, per output row or input column.
   auto mag_it = parts.find(LoraPart::DoraScale);
   if (mag_it == parts.end()) fail(ErrorCode::Internal, "DoRA magnitude of " + target.weight + " not uploaded");
   const int64_t per_out = base_rows->ne[0], out = base_rows->ne[1];
-  ggml_tensor* updated = ggml_add(ctx, base_rows, ggml_scale(ctx, d, target.scale));  // [per_out, out]
+  ggml_tensor* updated = ggml_add(ctx, base_rows, build_lora_delta(ctx, target, parts, target.scale));  // [per_out, out]
   ggml_tensor* decomposed;
   if (target.dora_axis == 0) {
     ggml_tensor* norm = ggml_scale_bias(ctx, ggml_sqrt(ctx, ggml_sum_rows(ctx, ggml_sqr(ctx, updated))), 1.0f, kDoraEps);  // [1, out]

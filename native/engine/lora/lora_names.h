@@ -29,10 +29,4 @@ class LoraTargetIndex {
   std::unordered_map<std::string, std::string> modules_;
 };
 
-// The diffusers UNet2DConditionModel module path of an LDM UNet module path (without
-// "model.diffusion_model."), given every LDM UNet module path of the model (the block
-// numbering depends on how many res blocks a level has), or "" when it has no counterpart.
-// Exposed for tests.
-std::vector<std::pair<std::string, std::string>> ldm_to_diffusers_unet_modules(const std::vector<std::string>& ldm_modules);
-
 }  // namespace sdn

@@ -67,11 +67,6 @@ bool ends_with(const std::string& s, const char* tail) {
   return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
 }
 
-bool is_float(DType d) {
-  return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16 || d == DType::F8_E4M3 ||
-         d == DType::F8_E5M2;
-}
-
 bool is_integer(DType d) { return d == DType::I64 || d == DType::I32 || d == DType::I16 || d == DType::I8; }
 
 bool in_kernel_set(int ggml_type_id) {
@@ -111,8 +106,8 @@ const char* weight_role_name(WeightRole role) { return rule_of(role).name; }
 
 std::string stored_type_problem(const TensorInfo& t) {
   const RoleRule& rule = rule_of(weight_role(t));
-  const bool ok = is_float(t.dtype)     ? rule.floats
-                  : is_integer(t.dtype) ? rule.integers
+  const bool ok = is_float_dtype(t.dtype)  ? rule.floats
+                  : is_integer(t.dtype)     ? rule.integers
                   : t.dtype == DType::Ggml ? rule.quantized && in_kernel_set(t.ggml_type)
                                            : false;
   if (ok) return {};

@@ -91,10 +91,7 @@ ggml_type quantized_type(const TensorInfo& t, ggml_type target) {
   return target;
 }
 
-bool is_float(DType d) {
-  return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16 || d == DType::F8_E4M3 ||
-         d == DType::F8_E5M2 || d == DType::Ggml;
-}
+bool is_float(DType d) { return is_float_dtype(d) || d == DType::Ggml; }
 
 ggml_type integer_type(const TensorInfo& t) {
   switch (t.dtype) {
