@@ -36,12 +36,14 @@
 // alphas_cumprod, ...) are not written.
 //
 // Only node: builtins; plain ESM with JSDoc types so tests can import it.
-import { open, rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { writeAtomically } from './generator/files.mjs';
 
 /** Bumped when the same options would give different bytes. */
 export const GENERATOR_VERSION = 1;
@@ -1144,9 +1146,7 @@ export async function generateModel(options) {
   const fileBytes = prefix.length + dataBytes;
 
   const path = resolve(out);
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
+  await writeAtomically(path, async (fh) => {
     let position = 0;
     await writeAll(fh, prefix, position);
     position += prefix.length;
@@ -1165,13 +1165,7 @@ export async function generateModel(options) {
     }
     if (pending) await pending;
     if (position !== fileBytes) throw new Error(`wrote ${position} bytes, expected ${fileBytes}`);
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
 
   const count = (/** @type {'tensors' | 'parameters'} */ k) => Object.values(components).reduce((n, c) => n + c[k], 0);
   return {

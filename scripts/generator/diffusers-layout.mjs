@@ -37,12 +37,12 @@
 //
 // Only node: builtins.
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { COMPONENT_PREFIXES, GENERATOR_VERSION, PRESETS, componentPrefixes, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
+import { writeAtomically } from './files.mjs';
 
 /**
  * @typedef {import('../generate-model.mjs').ModelConfig} ModelConfig
@@ -512,9 +512,7 @@ async function writeSafetensors(path, tensors, seed, dtype) {
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
+  await writeAtomically(path, async (fh, tmp) => {
     await fh.write(prefix);
     await fh.write(headerBytes);
     for (const t of ordered) {
@@ -525,13 +523,7 @@ async function writeSafetensors(path, tensors, seed, dtype) {
         done += bytesWritten;
       }
     }
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
   return 8 + headerBytes.length + offset;
 }
 
@@ -553,9 +545,7 @@ function valuesOf(t, seed, dtype) {
 
 /** @param {string} path @param {unknown} value */
 async function writeJson(path, value) {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`);
-  await rename(tmp, path);
+  await writeAtomically(path, (fh) => fh.writeFile(typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`));
 }
 
 /**

@@ -4,10 +4,10 @@
 //   'safetensors'  { emb_params: [n, width] }
 //   'sdxl'         { clip_l: [n, 768], clip_g: [n, 1280] } (safetensors), widths as given
 // Values are Gaussian (seeded), `std` per element. Only node: builtins.
-import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
 import { f32BitsToF16, halfToNumber } from '../generate-model.mjs';
+import { writeSafetensorsFile } from './files.mjs';
 import { PickleWriter, STORAGE, op, writeTorchPickle } from './torch-checkpoint.mjs';
 
 /** The token id webui's training files give the '*' placeholder (unused by readers). */
@@ -54,28 +54,6 @@ function stored(values, dtype) {
 
 
 /**
- * A safetensors file of the given tensors, written whole.
- * @param {string} path
- * @param {Array<{ name: string, shape: number[], dtype: 'F32' | 'F16', bytes: Uint8Array }>} tensors
- * @param {Record<string, string>} [metadata]
- */
-export async function writeSafetensorsFile(path, tensors, metadata) {
-  /** @type {Record<string, unknown>} */
-  const header = metadata ? { __metadata__: metadata } : {};
-  let at = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + t.bytes.byteLength] };
-    at += t.bytes.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8); // the data section starts 8-byte aligned, as the reference writer pads
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  await writeFile(path, Buffer.concat([head, Buffer.from(json), ...tensors.map((t) => t.bytes)]));
-}
-
-
-/**
  * webui's embedding pickle: the vectors as a tensor that requires grad (as training saves it)
  * over storage 0.
  * @param {string} name @param {number} step @param {number[]} shape @param {'F32' | 'F16'} dtype
@@ -112,11 +90,11 @@ export async function generateEmbedding(options) {
     const name = options.name ?? 'embedding';
     await writeTorchPickle(path, webuiPickle(name, options.step ?? 500, [vectors, widths[0]], st), [tables[0].bytes]);
   } else if (format === 'safetensors') {
-    await writeSafetensorsFile(path, [{ name: 'emb_params', shape: [vectors, widths[0]], dtype: st, bytes: tables[0].bytes }]);
+    await writeSafetensorsFile(path, [{ name: 'emb_params', shape: [vectors, widths[0]], dtype: st, data: tables[0].bytes }]);
   } else if (format === 'sdxl') {
     await writeSafetensorsFile(path, [
-      { name: 'clip_g', shape: [vectors, widths[1]], dtype: st, bytes: tables[1].bytes },
-      { name: 'clip_l', shape: [vectors, widths[0]], dtype: st, bytes: tables[0].bytes },
+      { name: 'clip_g', shape: [vectors, widths[1]], dtype: st, data: tables[1].bytes },
+      { name: 'clip_l', shape: [vectors, widths[0]], dtype: st, data: tables[0].bytes },
     ]);
   } else {
     throw new RangeError(`format must be 'pt', 'safetensors' or 'sdxl', not '${format}'`);

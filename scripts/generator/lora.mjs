@@ -35,12 +35,12 @@
 //
 // Only node: builtins.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { extname, resolve } from 'node:path';
 
 import { f32BitsToF16, halfToNumber, tensorSeed, validateConfig } from '../generate-model.mjs';
 import { diffusersTensors } from './diffusers-layout.mjs';
+import { writeSafetensorsFile } from './files.mjs';
 import { writeTorchZip } from './torch-checkpoint.mjs';
 
 /** Bumped when the same options would give different bytes. */
@@ -467,36 +467,6 @@ function encode(v, dtype) {
 }
 
 /**
- * Writes `tensors` as safetensors (atomically: a temporary file renamed into place).
- * @param {string} path @param {Array<{ name: string, shape: number[], dtype: string, data: Uint8Array }>} tensors
- * @param {Record<string, string>} metadata
- */
-async function writeSafetensors(path, tensors, metadata) {
-  /** @type {Record<string, unknown>} */
-  const header = { __metadata__: metadata };
-  let offset = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(Buffer.concat([len, Buffer.from(json, 'utf8'), ...tensors.map((t) => t.data)]));
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
-/**
  * Writes a random LoRA / LyCORIS file for a generated model; see the top of this file.
  * @param {LoraOptions} options
  * @returns {Promise<LoraResult>}
@@ -563,7 +533,7 @@ export async function generateLora(options) {
       'sdnode.lora': JSON.stringify({ format, targets, rank, ...(alpha !== undefined ? { alpha } : {}), seed, dtype, strength }),
       ...(peftNames ? {} : { ss_network_module: format === 'lora' ? 'networks.lora' : 'lycoris.kohya', ss_network_dim: String(rank), ...(alpha !== undefined ? { ss_network_alpha: String(alpha) } : {}) }),
     };
-    if (ext === '.safetensors') await writeSafetensors(path, stored, metadata);
+    if (ext === '.safetensors') await writeSafetensorsFile(path, stored, metadata);
     else await writeTorchZip(path, stored.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype, bytes: () => t.data })), {}, { flat: true });
     return { path, entries, tensorCount: stored.length };
   } finally {

@@ -4,10 +4,10 @@
 // {"global_step": 0, "state_dict": OrderedDict(name -> tensor)} (the nesting of SD .ckpt files,
 // optionally with a `model_ema.*` copy of the UNet) — and one storage file per tensor, streamed
 // so a full-size model needs a few MB of memory. Only node: builtins.
-import { open, rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
 import { PRESETS, attentionHeadsMetadata, tensorBytes, tensorSpecs, validateConfig } from '../generate-model.mjs';
+import { writeAtomically } from './files.mjs';
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -143,22 +143,14 @@ export async function writeTorchZip(out, tensors, metadata = {}, options = {}) {
  * @param {string} path @param {Uint8Array} pickle @param {Array<Uint8Array | (() => Uint8Array)>} storages
  */
 export async function writeTorchPickle(path, pickle, storages) {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
+  await writeAtomically(path, async (fh) => {
     const zip = new ZipStream(fh);
     await zip.entry('archive/data.pkl', [pickle]);
     await zip.entry('archive/byteorder', [Buffer.from('little')]);
     for (const [i, s] of storages.entries()) await zip.entry(`archive/data/${i}`, [typeof s === 'function' ? s() : s]);
     await zip.entry('archive/version', [Buffer.from('3\n')]);
     await zip.finish();
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
 }
 
 /**

@@ -1,16 +1,9 @@
 /** A generated model's weights as the engine sees them, decoded to float64 for the JS references. */
 // @ts-expect-error: plain JavaScript module with JSDoc types
-import { tensorBytes } from '../../scripts/generate-model.mjs';
+import { halfToNumber, tensorBytes } from '../../scripts/generate-model.mjs';
 
-/** IEEE half bits → number. */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
+/** IEEE half bits → number (the generator's own decoder). */
+export const halfToFloat: (h: number) => number = halfToNumber;
 
 export interface GeneratedWeights {
   /** The tensor `prefix + name`, decoded (cached). */
