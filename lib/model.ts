@@ -4,6 +4,8 @@
  * decodeLatent / encodeImage (lib/vae-jobs.ts), tokenize (lib/text/prompt-limits.ts) — on one
  * FIFO queue, until dispose().
  */
+import { resolve } from 'node:path';
+
 import type { Autoencoder, Latent } from './autoencoder.js';
 import type { AttentionHeads } from './diffusers-config.js';
 import { EmbeddingLibrary, embeddingTarget, type EmbeddingFolder } from './embeddings.js';
@@ -173,6 +175,7 @@ export class Model implements AsyncDisposable {
         void lora.dispose();
         throw this.#disposedError();
       }
+      for (const old of this.#loras) if (old.disposed) this.#loras.delete(old);
       this.#loras.add(lora);
       if (strict) {
         try {
@@ -204,18 +207,19 @@ export class Model implements AsyncDisposable {
       }
       return p;
     };
+    // Checked before any file is read.
     if (tags.length > 0 && this.#loraDir === undefined)
       throw new TypeError(`the prompt has <lora:${tags[0]!.name}> tags: give loadModel a loraDir to find them in`);
-    const dir = this.#loraDir!;
-    const wanted = [
-      ...entries.map((e) => ({ weight: e.weight, lora: e.lora ? Promise.resolve(e.lora) : byPath(e.path!) })),
-      // A tag that names no file rejects (FileAccessError), as other file problems do.
-      ...tags.map((t) => ({ weight: t.weight, lora: Promise.resolve().then(() => byPath(resolveLoraTag(dir, t.name))) })),
-    ];
     for (const e of entries) {
       if (e.lora && e.lora.owner !== this) throw new TypeError(`the LoRA '${e.lora.name}' was loaded for another model: load it with this model's loadLora()`);
       if (e.lora?.disposed) throw new DisposedError(`the LoRA '${e.lora.name}' has been disposed`);
     }
+    const dir = this.#loraDir!;
+    const wanted = [
+      ...entries.map((e) => ({ weight: e.weight, lora: e.lora ? Promise.resolve(e.lora) : byPath(resolve(e.path!)) })),
+      // A tag that names no file rejects (FileAccessError), as other file problems do.
+      ...tags.map((t) => ({ weight: t.weight, lora: Promise.resolve().then(() => byPath(resolveLoraTag(dir, t.name))) })),
+    ];
     return Promise.all(wanted.map(async (w) => ({ lora: await w.lora, weight: w.weight })));
   }
 
