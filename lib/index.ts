@@ -38,3 +38,8 @@ export {
   ImageError,
   OutputPathError,
 } from './errors.js';
+export { createServer } from './server/app.js';
+export type { CreateServerOptions, RouteModule } from './server/app.js';
+export type { ServerLimits } from './server/limits.js';
+export { JobError, QueueFullError, QueueClosedError, JobCancelledError, jobResult } from './server/job-queue.js';
+export type { JobQueue, JobRequest, JobEvent, JobResult, JobSettings, JobErrorInfo, JobLora, QueueSnapshot, RunningJob, Unwatch } from './server/job-queue.js';
