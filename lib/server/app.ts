@@ -20,6 +20,7 @@ import { LocalJobQueue } from './local-job-queue.js';
 import { ModelCatalog, ModelPool } from './models.js';
 import type { NamedFolder } from './names.js';
 import { registerNativeRoutes } from './routes/native.js';
+import { registerOpenAIRoutes } from './routes/openai.js';
 
 export interface CreateServerOptions {
   /** The model served first: a checkpoint path, or a Model already loaded (kept, never disposed by the server). */
@@ -54,7 +55,7 @@ export interface CreateServerOptions {
 export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => Promise<void>;
 
 /** The route modules, registered in this order. */
-export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes];
+export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes, registerOpenAIRoutes];
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
