@@ -96,6 +96,22 @@ describe('native API', () => {
     expect(ended).toMatchObject({ state: 'cancelled', reason: 'the client disconnected' });
   });
 
+  it('a client that drops its waiting webui request cancels its job', async () => {
+    const abort = new AbortController();
+    const request = fetch(`${url}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(LONG), signal: abort.signal });
+    request.catch(() => undefined);
+    const job = await waitFor(async () => {
+      const p = (await (await fetch(`${url}/sdapi/v1/progress`)).json()) as { state: { job: string; sampling_step: number } };
+      return p.state.job && p.state.sampling_step > 0 ? p.state.job.replace(/^sdnode-/, '') : undefined;
+    });
+    abort.abort();
+    const ended = await waitFor(async () => {
+      const s = await state(job);
+      return s.state === 'running' ? undefined : s;
+    });
+    expect(ended).toMatchObject({ state: 'cancelled', reason: 'the client disconnected' });
+  });
+
   it(`a full queue (${QUEUE_LIMIT} waiting) answers 429 with Retry-After; the server goes on`, async () => {
     const ids = [await submit(LONG), await submit(LONG), await submit(LONG)];
     const full = await fetch(`${url}/sdnode/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(LONG) });

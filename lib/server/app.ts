@@ -19,6 +19,7 @@ import { resolveLimits, type ServerLimits } from './limits.js';
 import { LocalJobQueue } from './local-job-queue.js';
 import { ModelCatalog, ModelPool } from './models.js';
 import type { NamedFolder } from './names.js';
+import { registerA1111Routes } from './routes/a1111.js';
 import { registerNativeRoutes } from './routes/native.js';
 import { registerOpenAIRoutes } from './routes/openai.js';
 
@@ -55,7 +56,7 @@ export interface CreateServerOptions {
 export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => Promise<void>;
 
 /** The route modules, registered in this order. */
-export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes, registerOpenAIRoutes];
+export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes, registerA1111Routes, registerOpenAIRoutes];
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
