@@ -14,7 +14,7 @@ import type { WeightType } from '../weight-types.js';
 import { authCheck } from './auth.js';
 import type { ServerContext } from './context.js';
 import { errorHandler, sdnodeErrorBody } from './http-errors.js';
-import { JobError, type JobQueue } from './job-queue.js';
+import { JobError, QueueClosedError, type JobQueue } from './job-queue.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { LocalJobQueue } from './local-job-queue.js';
 import { ModelCatalog, ModelPool } from './models.js';
@@ -96,10 +96,29 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     // Idle keep-alive connections are closed on close(), so shutdown does not wait on them.
     forceCloseConnections: 'idle',
+    // Requests arriving while the server closes are refused below, as JSON with a code like every error.
+    return503OnClosing: false,
+    // close() waits for running jobs for the grace period, in a hook that would otherwise time out after 10 s.
+    pluginTimeout: 0,
   });
   app.setErrorHandler(errorHandler(sdnodeErrorBody));
   app.setNotFoundHandler((request) => {
     throw new JobError({ status: 404, code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+  });
+  // Requests being answered (an event stream included): close() waits for them before the
+  // listening socket closes, so that their connections are idle then and close at once.
+  let closing = false;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new QueueClosedError();
+    }
+    inFlight++;
+    reply.raw.once('close', () => {
+      if (--inFlight === 0) drained?.();
+    });
   });
   if (auth) app.addHook('onRequest', async (request) => auth(request));
 
@@ -108,7 +127,9 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
   const grace = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
   // Before the listening socket closes and in-flight requests are waited for: their jobs finish or are cancelled.
   app.addHook('preClose', async () => {
+    closing = true;
     await ctx.queue.close(grace);
+    if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
   });
   app.addHook('onClose', async () => {
     await pool?.dispose();
