@@ -86,6 +86,8 @@ interface Job {
   abort: AbortController;
   /** Events after started, in order: previews are encoded before their event is sent. */
   chain: Promise<void>;
+  /** When an ended job is forgotten. */
+  forget?: NodeJS.Timeout;
 }
 
 export class LocalJobQueue implements JobQueue {
@@ -274,14 +276,18 @@ export class LocalJobQueue implements JobQueue {
     job.previewPng = undefined;
     this.#emit(job, event);
     job.listeners.clear();
+    // Remembered for a while (a client may fetch the result after the events), bounded in number;
+    // a job forgotten early takes its timer with it, which would otherwise hold its result.
+    job.forget = setTimeout(() => this.#forget(job), this.#retainMs).unref();
     this.#ended.push(job);
-    // Remembered for a while (a client may fetch the result after the events), bounded in number.
-    while (this.#ended.length > this.#retainJobs) this.#jobs.delete(this.#ended.shift()!.id);
-    setTimeout(() => {
-      this.#jobs.delete(job.id);
-      const i = this.#ended.indexOf(job);
-      if (i >= 0) this.#ended.splice(i, 1);
-    }, this.#retainMs).unref();
+    while (this.#ended.length > this.#retainJobs) this.#forget(this.#ended[0]!);
+  }
+
+  #forget(job: Job): void {
+    clearTimeout(job.forget);
+    this.#jobs.delete(job.id);
+    const i = this.#ended.indexOf(job);
+    if (i >= 0) this.#ended.splice(i, 1);
   }
 
   #announcePositions(): void {
