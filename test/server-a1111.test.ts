@@ -27,7 +27,7 @@ beforeAll(async () => {
   copyFileSync(tiny.model, join(models, 'tiny.safetensors'));
   copyFileSync(tiny.model, join(models, 'more', 'other.safetensors'));
   ({ app, url } = await listeningServer({ model: join(models, 'tiny.safetensors'), modelsDir: models }));
-  model = await loadModel(tiny.model, { device: 'cpu', threads: 2 });
+  model = await loadModel(tiny.model, { device: 'cpu', threads: 1 });
 }, 120_000);
 
 afterAll(async () => {
@@ -183,7 +183,7 @@ describe('AUTOMATIC1111 API', () => {
   });
 
   it('/progress during a job rises and carries a preview; idle afterwards', async () => {
-    const job = post('/sdapi/v1/txt2img', { prompt: 'watched', steps: 30, width: 64, height: 64, seed: 3 });
+    const job = post('/sdapi/v1/txt2img', { prompt: 'watched', steps: 100, width: 64, height: 64, seed: 3 });
     let done = false;
     void job.finally(() => (done = true));
     const seen: Array<{ progress: number; image: string | null }> = [];

@@ -24,7 +24,7 @@ beforeAll(async () => {
   let url: string;
   ({ app, url } = await listeningServer({ model: tiny.model, apiKey: API_KEY }));
   client = new OpenAI({ apiKey: API_KEY, baseURL: `${url}/v1`, maxRetries: 0 });
-  model = await loadModel(tiny.model, { device: 'cpu', threads: 2 });
+  model = await loadModel(tiny.model, { device: 'cpu', threads: 1 });
 }, 120_000);
 
 afterAll(async () => {

@@ -26,13 +26,17 @@ afterAll(() => {
 
 /** Starts `sdnode serve` on a free port; resolves with its URL and a view of its stderr. */
 async function serve(args: string[]) {
-  const child = spawn(process.execPath, [cli, 'serve', '-m', model, '--port', '0', '--device', 'cpu', '-t', '2', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'serve', '-m', model, '--port', '0', '--device', 'cpu', '-t', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(child);
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  let signalledAt: number | undefined;
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    if (signalledAt === undefined && stderr.includes('SIGTERM')) signalledAt = Date.now();
+  });
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
   const url = await waitFor(() => /listening on (http:\/\/\S+)/.exec(stderr)?.[1], 60_000);
-  return { child, url, exited, stderr: () => stderr };
+  return { child, url, exited, stderr: () => stderr, signalledAt: () => signalledAt };
 }
 
 function txt2img(url: string, steps: number) {
@@ -50,17 +54,19 @@ function running(url: string) {
 describe('sdnode serve and SIGTERM', () => {
   it('lets the running job finish within the grace, refuses new requests as JSON, exits 0', async () => {
     const server = await serve(['--shutdown-grace', '120']);
-    const job = txt2img(server.url, 20);
+    const job = txt2img(server.url, 150).then((res) => ({ res, at: Date.now() }));
     await running(server.url);
     server.child.kill('SIGTERM');
-    await waitFor(() => (server.stderr().includes('SIGTERM') ? true : undefined));
+    const signalledAt = await waitFor(server.signalledAt);
     const refused = await fetch(`${server.url}/sdapi/v1/progress`).then(
       async (r) => ({ status: r.status, body: (await r.json()) as { error?: { code: string } } }),
       () => ({ status: 0, body: {} as { error?: { code: string } } }), // or the connection is refused: equally closed
     );
     if (refused.status !== 0) expect(refused).toMatchObject({ status: 503, body: { error: { code: 'shutting_down' } } });
-    const res = await job;
+    const { res, at } = await job;
     expect(res.status).toBe(200);
+    // Answered after the server took the signal: the job was still running then, and finished.
+    expect(at).toBeGreaterThanOrEqual(signalledAt);
     const { images } = (await res.json()) as { images: string[] };
     expect(await pngPixels(images[0]!)).toMatchObject({ width: 64, height: 64 });
     expect(await server.exited).toBe(0);

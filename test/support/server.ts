@@ -17,9 +17,12 @@ export async function tinyModelDir(prefix: string): Promise<{ dir: string; model
   return { dir, model, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** createServer on the CPU with 2 threads, listening on an ephemeral port of 127.0.0.1. */
+/**
+ * createServer on the CPU with one thread (the tiny model's ops are too small to split; a second
+ * thread on a busy machine only waits), listening on an ephemeral port of 127.0.0.1.
+ */
 export async function listeningServer(options: CreateServerOptions) {
-  const app = await createServer({ device: 'cpu', threads: 2, ...options });
+  const app = await createServer({ device: 'cpu', threads: 1, ...options });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('no TCP address');
