@@ -38,7 +38,7 @@ export {
   ImageError,
   OutputPathError,
 } from './errors.js';
-export { createServer } from './server/app.js';
+export { createServer } from './server/create-server.js';
 export type { CreateServerOptions, RouteModule } from './server/app.js';
 export type { ServerLimits } from './server/limits.js';
 export { JobError, QueueFullError, QueueClosedError, JobCancelledError, jobResult } from './server/job-queue.js';

@@ -94,8 +94,6 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
     bodyLimit: limits.bodyBytes,
     // Bodies are checked as sent: "20" is not a number of steps, and unknown fields are not dropped silently.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
-    // Idle keep-alive connections are closed on close(), so shutdown does not wait on them.
-    forceCloseConnections: 'idle',
     // Requests arriving while the server closes are refused below, as JSON with a code like every error.
     return503OnClosing: false,
     // close() waits for running jobs for the grace period, in a hook that would otherwise time out after 10 s.
@@ -106,7 +104,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
     throw new JobError({ status: 404, code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
   });
   // Requests being answered (an event stream included): close() waits for them before the
-  // listening socket closes, so that their connections are idle then and close at once.
+  // listening socket closes, which closes the connections idle at that moment — then all of them.
   let closing = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
