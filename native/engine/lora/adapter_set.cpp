@@ -275,6 +275,9 @@ void AdapterSet::build(const ModelWeights& weights, Runtime& runtime, const std:
       ggml_backend_tensor_set(ids, index.data(), 0, index.size() * sizeof(int32_t));
     }
     runtime.compute(g.graph, job, 0);
+    // The chunk's bases are not read again while the set is in use: pages of the file's map
+    // go (the copies take their place in memory), so switching adds little more than a chunk.
+    for (size_t k = i; k < j; ++k) weights.release_pages(*merges[k].name);
     i = j;
   }
 }

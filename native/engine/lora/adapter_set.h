@@ -7,7 +7,9 @@
 //    its linear layer adds scale · up·(down·x) (rounding the update into the quantized weight
 //    would lose most of it).
 // Untouched weights are never copied and the file's map stays read-only: dropping the set
-// gives back exactly the base weights.
+// gives back exactly the base weights. A merged weight's base pages in the map are dropped from
+// memory once its copy is made (they reload from the file when read again), so a set costs the
+// memory of its copies, not copies + bases.
 #pragma once
 
 #include <cstdint>

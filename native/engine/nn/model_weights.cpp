@@ -89,6 +89,7 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
                      info.nbytes == ggml_nbytes(t) &&
                      reinterpret_cast<uintptr_t>(info.data) % natural_alignment(type) == 0;
     (map ? in_place[source] : converted).push_back({t, &info, source});
+    if (map) map_of_.emplace(info.name, source);
     record_of_.emplace(info.name, records_.size());
     records_.push_back({info.name, info.shape, tensor_type_name(info), type_name_upper(type), ggml_nbytes(t), map});
   }
@@ -178,6 +179,13 @@ size_t ModelWeights::device_bytes() const {
   size_t n = 0;
   for (const WeightRecord& r : records_) n += r.mapped ? 0 : r.bytes;
   return n;
+}
+
+void ModelWeights::release_pages(const std::string& name) const {
+  auto it = map_of_.find(name);
+  if (it == map_of_.end()) return;
+  const ggml_tensor* t = find(name);
+  it->second->release(static_cast<const uint8_t*>(t->data), ggml_nbytes(t));
 }
 
 size_t ModelWeights::mapped_bytes() const {

@@ -60,6 +60,10 @@ class ModelWeights : public WeightLookup {
   // Unique in the process (never reused, unlike an address): what a LoRA matched to these
   // weights remembers them by.
   uint64_t id() const { return id_; }
+  // Drops the resident pages of a weight used in place from a memory map (they reload from the
+  // file when next read); nothing for other weights. For weights a LoRA set has replaced with
+  // patched copies: base and copy would otherwise both stay in memory.
+  void release_pages(const std::string& name) const;
 
  private:
   uint64_t id_;
@@ -67,6 +71,7 @@ class ModelWeights : public WeightLookup {
   std::vector<ggml_backend_buffer*> buffers_;
   std::unordered_map<std::string, ggml_tensor*> by_name_;
   std::unordered_map<std::string, size_t> record_of_;
+  std::unordered_map<std::string, const ByteSource*> map_of_;  // mapped weights: the map they are read from
   std::vector<WeightRecord> records_;
 };
 
