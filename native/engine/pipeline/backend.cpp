@@ -12,6 +12,7 @@
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "pipeline/cpu_budget.h"
+#include "pipeline/graph_work.h"
 
 namespace sdn {
 
@@ -129,6 +130,7 @@ Runtime::Runtime(const std::string& device, int n_threads) : device_(device) {
   n_threads_ = std::clamp(n_threads, 1, CpuBudget::process().size());
   if (auto set_threads = proc<ggml_backend_set_n_threads_t>(cpu_, "ggml_backend_set_n_threads")) {
     set_threads(cpu_, n_threads_);
+    applied_threads_ = n_threads_;
   }
   renew_per_graph_ = lower(ggml_backend_reg_name(ggml_backend_dev_backend_reg(chosen))) == "vulkan";
 
@@ -257,6 +259,8 @@ void Runtime::allocate(ggml_cgraph* graph) {
   for (int i = 0, n = ggml_graph_n_nodes(graph); i < n && !graph_on_cpu_; ++i) {
     graph_on_cpu_ = ggml_backend_sched_get_tensor_backend(sched_, ggml_graph_node(graph, i)) == cpu_;
   }
+  // A CPU graph of small nodes runs faster on one thread; a GPU graph's CPU nodes keep them all.
+  graph_threads_ = cpu_ == primary_ ? threads_for_graph(graph, n_threads_) : n_threads_;
 }
 
 namespace {
@@ -302,7 +306,11 @@ void Runtime::compute(ggml_cgraph* graph, const JobControl& job, int progress_st
   // A GPU graph leaves the CPU threads idle (ggml's CPU threads exist only during a CPU
   // compute), so it does not wait for them; one with nodes the GPU lacks takes them.
   CpuBudget::Lease lease;
-  if (graph_on_cpu_) lease = CpuBudget::process().acquire(n_threads_, job);
+  if (graph_on_cpu_) lease = CpuBudget::process().acquire(graph_threads_, job);
+  if (graph_on_cpu_ && graph_threads_ != applied_threads_) {
+    if (auto set_threads = proc<ggml_backend_set_n_threads_t>(cpu_, "ggml_backend_set_n_threads")) set_threads(cpu_, graph_threads_);
+    applied_threads_ = graph_threads_;
+  }
 
   auto set_abort = proc<ggml_backend_set_abort_callback_t>(cpu_, "ggml_backend_set_abort_callback");
   if (set_abort) set_abort(cpu_, on_abort_check, &state);

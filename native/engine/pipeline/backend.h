@@ -92,6 +92,8 @@ class Runtime {
   bool renew_per_graph_ = false;  // Vulkan: a fresh context for each graph
   bool primary_used_ = false;     // a graph has been allocated on the current primary_
   int n_threads_ = 1;             // per compute, within the CpuBudget
+  int graph_threads_ = 1;         // for the allocated graph (pipeline/graph_work.h)
+  int applied_threads_ = 0;       // last given to the CPU backend
   bool graph_on_cpu_ = true;      // the allocated graph has nodes on the CPU backend
   int sched_graph_size_ = 0;      // the most nodes + leafs sched_ was made for
 };
