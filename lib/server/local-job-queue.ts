@@ -6,38 +6,25 @@
  * the mask fits the init image), so that a bad request is refused at once rather than after the
  * jobs ahead of it; what depends on the loaded model (the size multiple, the prompt's length) is
  * checked by model.generate() when the job's turn comes, and comes back as an `error` event.
+ * Checking and running a job is lib/server/job-runner.ts's, shared with `sdnode worker`.
  */
 import { randomUUID } from 'node:crypto';
-import type { GenerateOptions } from '../generate-options.js';
 import type { Image } from '../image.js';
-import { LORA_EXTENSIONS, extractLoraTags } from '../lora.js';
+import { LORA_EXTENSIONS } from '../lora.js';
 import type { Progress } from '../job.js';
-import { defaultScheduler } from '../samplers.js';
-import { AbortError } from '../errors.js';
-import { infotext } from '../cli/infotext.js';
-import { packageVersion } from '../cli/version.js';
-import { toJobError } from './errors.js';
-import { base64Bytes, decodeImage, decodeMask, encodePng, toBase64, type GrayMask } from './images.js';
+import { encodePng, toBase64 } from './images.js';
 import {
-  JobError,
   QueueClosedError,
   QueueFullError,
   type JobEvent,
   type JobQueue,
   type JobRequest,
-  type JobResult,
-  type JobSettings,
   type QueueSnapshot,
   type Unwatch,
 } from './job-queue.js';
-import { resolveName, type NamedFolder } from './names.js';
-import { checkpointName, type ModelPool } from './models.js';
-
-/**
- * The settings a job runs with when the request leaves them out: model.generate()'s own
- * defaults (lib/generate-options.ts), passed explicitly so that each PNG's infotext states them.
- */
-export const JOB_DEFAULTS = { negativePrompt: '', steps: 20, cfgScale: 7, sampler: 'euler_a', rng: 'cuda', batchCount: 1, strength: 0.75, maskBlur: 4 } as const;
+import { JOB_DEFAULTS, prepareJob, runPreparedJob, type PreparedJob, type TerminalEvent } from './job-runner.js';
+import type { NamedFolder } from './names.js';
+import type { ModelPool } from './models.js';
 
 export interface LocalJobQueueOptions {
   /** The models jobs run on, by name. */
@@ -60,19 +47,10 @@ const DEFAULT_RETAIN_JOBS = 64;
 /** Weight of the newest job in the running mean of job durations that Retry-After is estimated from. */
 const DURATION_SMOOTHING = 0.3;
 
-/** What submit() found out about a request: decoded images, LoRA files. */
-interface Prepared {
-  model: string;
-  prompt: string;
-  initImage?: Image;
-  mask?: GrayMask;
-  loras: Array<{ path: string; weight: number }>;
-}
-
 interface Job {
   id: string;
   request: JobRequest;
-  prepared: Prepared;
+  prepared: PreparedJob;
   state: 'waiting' | 'running' | 'ended';
   listeners: Set<(event: JobEvent) => void>;
   submittedAt: number;
@@ -121,7 +99,7 @@ export class LocalJobQueue implements JobQueue {
     if (this.#closed) throw new QueueClosedError();
     if (this.#waiting.length + this.#preparing >= this.#maxWaiting) throw new QueueFullError(this.#maxWaiting, this.#retryAfterSeconds());
     this.#preparing++;
-    let prepared: Prepared;
+    let prepared: PreparedJob;
     try {
       prepared = await this.#prepare(request);
     } finally {
@@ -222,41 +200,12 @@ export class LocalJobQueue implements JobQueue {
     return Math.max(1, Math.ceil((this.#meanJobMs * ahead) / 1000));
   }
 
-  async #prepare(request: JobRequest): Promise<Prepared> {
+  async #prepare(request: JobRequest): Promise<PreparedJob> {
     const model = (await this.#models.catalog.resolve(request.model, 'model')).name;
-    let tags: Array<{ name: string; weight: number }>;
-    let prompt: string;
-    try {
-      ({ tags, prompt } = extractLoraTags(request.prompt));
-    } catch (err) {
-      throw new JobError({ status: 400, code: 'invalid_request', field: 'prompt', message: (err as Error).message }, { cause: err });
-    }
-    const wanted = [
-      ...(request.loras ?? []).map((l, i) => ({ ...l, field: `loras[${i}].name` })),
-      ...tags.map((t) => ({ ...t, field: 'prompt' })),
-    ];
-    const folder = this.#loraFolder;
-    if (wanted.length > 0 && !folder)
-      throw new JobError({ status: 400, code: 'unknown_lora', field: wanted[0]!.field, message: `LoRA '${wanted[0]!.name}': this server has no LoRA folder (start it with --lora-model-dir)` });
-    const loras = await Promise.all(wanted.map(async (w) => ({ path: await resolveName(w.name, w.field, folder!), weight: w.weight })));
-
-    const initImage = request.initImage !== undefined ? await decodeImage(base64Bytes(request.initImage, 'initImage'), 'initImage') : undefined;
-    let mask: GrayMask | undefined;
-    if (request.mask !== undefined) {
-      if (!initImage) throw new JobError({ status: 400, code: 'invalid_request', field: 'mask', message: 'mask: inpainting needs an init image to paint into' });
-      mask = await decodeMask(base64Bytes(request.mask, 'mask'), 'mask', 'luminance');
-      if (mask.width !== initImage.width || mask.height !== initImage.height)
-        throw new JobError({ status: 400, code: 'invalid_image', field: 'mask', message: `mask: ${mask.width}×${mask.height}, the init image ${initImage.width}×${initImage.height}: they must be the same size` });
-    }
-    if (this.#maxPixels !== undefined) {
-      const width = request.width ?? initImage?.width, height = request.height ?? initImage?.height;
-      if (width !== undefined && height !== undefined && width * height > this.#maxPixels)
-        throw new JobError({ status: 400, code: 'too_large', field: request.width !== undefined ? 'width' : 'initImage', message: `width × height is ${width}×${height}; this server makes at most ${this.#maxPixels} pixels` });
-    }
-    const seed = request.seed ?? -1, batch = request.batchCount ?? JOB_DEFAULTS.batchCount;
-    if (seed !== -1 && seed + batch - 1 > Number.MAX_SAFE_INTEGER)
-      throw new JobError({ status: 400, code: 'invalid_request', field: 'seed', message: `seed: seed + batch − 1 must be at most 2^53−1 (JSON's exact integers)` });
-    return { model, prompt, ...(initImage ? { initImage } : {}), ...(mask ? { mask } : {}), loras };
+    return prepareJob(request, model, {
+      ...(this.#loraFolder ? { loraFolder: this.#loraFolder } : {}),
+      ...(this.#maxPixels !== undefined ? { maxPixels: this.#maxPixels } : {}),
+    });
   }
 
   #emit(job: Job, event: JobEvent): void {
@@ -319,65 +268,14 @@ export class LocalJobQueue implements JobQueue {
     );
   }
 
-  /** Runs a job to its terminal event; never rejects. */
-  async #run(job: Job): Promise<JobEvent> {
-    const { request, prepared } = job;
-    const signal = job.abort.signal;
-    try {
-      const model = await this.#models.get(prepared.model);
-      if (signal.aborted) throw new AbortError();
-      const sampler = request.sampler ?? JOB_DEFAULTS.sampler;
-      const settings = {
-        prompt: request.prompt,
-        negativePrompt: request.negativePrompt ?? JOB_DEFAULTS.negativePrompt,
-        steps: request.steps ?? JOB_DEFAULTS.steps,
-        cfgScale: request.cfgScale ?? JOB_DEFAULTS.cfgScale,
-        sampler,
-        scheduler: request.scheduler ?? defaultScheduler(sampler),
-        rng: request.rng ?? JOB_DEFAULTS.rng,
-        batchCount: request.batchCount ?? JOB_DEFAULTS.batchCount,
-        ...(request.clipSkip !== undefined ? { clipSkip: request.clipSkip } : {}),
-        ...(prepared.initImage ? { strength: request.strength ?? JOB_DEFAULTS.strength } : {}),
-        ...(prepared.mask ? { maskBlur: request.maskBlur ?? JOB_DEFAULTS.maskBlur } : {}),
-      };
-      const options: GenerateOptions = {
-        ...settings,
-        prompt: prepared.prompt,
-        ...(request.width !== undefined ? { width: request.width } : {}),
-        ...(request.height !== undefined ? { height: request.height } : {}),
-        seed: request.seed ?? -1,
-        ...(prepared.initImage ? { initImage: prepared.initImage } : {}),
-        ...(prepared.mask ? { mask: prepared.mask } : {}),
-        ...(prepared.loras.length > 0 ? { loras: prepared.loras } : {}),
-        ...(request.preview && request.preview !== 'none' ? { preview: request.preview, ...(request.previewInterval !== undefined ? { previewInterval: request.previewInterval } : {}) } : {}),
-        signal,
-        onProgress: (p) => this.#progress(job, p),
-      };
-      const generated = await model.generate(options);
-      const encodeStart = performance.now();
-      const [image] = generated.images;
-      const seeds = generated.images.map((_, i) => Number(generated.seed) + i);
-      const full: JobSettings = { ...settings, width: image!.width, height: image!.height };
-      const modelName = checkpointName(prepared.model);
-      const infotexts = seeds.map((seed) =>
-        infotext({ ...full, seed, model: modelName, taesd: false, version: packageVersion() }),
-      );
-      const images = await Promise.all(generated.images.map(async (img, i) => toBase64(await encodePng(img, infotexts[i]))));
-      const encodeMs = performance.now() - encodeStart;
-      const queuedMs = job.startedAt! - job.submittedAt;
-      const result: JobResult = {
-        model: prepared.model,
-        images,
-        seeds,
-        infotexts,
-        settings: full,
-        timings: { queuedMs, ...generated.timings, encodeMs, totalMs: Date.now() - job.submittedAt },
-      };
-      return { type: 'done', result };
-    } catch (err) {
-      if (err instanceof AbortError || signal.aborted) return { type: 'cancelled', reason: String(signal.reason ?? 'cancelled') };
-      return { type: 'error', error: toJobError(err).toInfo() };
-    }
+  /** Runs a job to its terminal event (lib/server/job-runner.ts); never rejects. */
+  #run(job: Job): Promise<TerminalEvent> {
+    return runPreparedJob(() => this.#models.get(job.prepared.model), job.request, job.prepared, {
+      signal: job.abort.signal,
+      submittedAt: job.submittedAt,
+      startedAt: job.startedAt!,
+      onProgress: (p) => this.#progress(job, p),
+    });
   }
 
   #progress(job: Job, p: Progress): void {
