@@ -22,6 +22,7 @@ import type { NamedFolder } from './names.js';
 import { registerA1111Routes } from './routes/a1111.js';
 import { registerNativeRoutes } from './routes/native.js';
 import { registerOpenAIRoutes } from './routes/openai.js';
+import { registerPageRoutes } from './routes/page.js';
 
 export interface CreateServerOptions {
   /** The model served first: a checkpoint path, or a Model already loaded (kept, never disposed by the server). */
@@ -56,7 +57,7 @@ export interface CreateServerOptions {
 export type RouteModule = (app: FastifyInstance, ctx: ServerContext) => Promise<void>;
 
 /** The route modules, registered in this order. */
-export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes, registerA1111Routes, registerOpenAIRoutes];
+export const ROUTE_MODULES: RouteModule[] = [registerNativeRoutes, registerA1111Routes, registerOpenAIRoutes, registerPageRoutes];
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
@@ -87,7 +88,8 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
     });
     if (options.preload !== false && catalog.current !== undefined) await pool.get(catalog.current);
   }
-  const ctx: ServerContext = { queue, catalog, loraFolder, limits };
+  const credentials = { apiKey: options.apiKey !== undefined, apiAuth: options.apiAuth !== undefined };
+  const ctx: ServerContext = { queue, catalog, loraFolder, limits, credentials };
 
   const app = Fastify({
     logger: options.logger ?? false,

@@ -3,6 +3,8 @@
  * OpenAI's clients send their key); with --api-auth user:pass[,user:pass…], HTTP Basic
  * credentials (the webui's flag). With both, either is accepted; with neither, everyone on the
  * address the server binds (127.0.0.1 by default). Secrets are compared in constant time.
+ * Routes whose config is PUBLIC_ROUTE (the web page's files) need no credentials: they hold no
+ * data, and the API calls the page makes carry them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
@@ -15,6 +17,16 @@ export interface AuthOptions {
   /** 'user:pass', several joined by ','. */
   apiAuth?: string;
 }
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Everyone may use the route, credentials or not. */
+    public?: boolean;
+  }
+}
+
+/** The route config (Fastify's `config` route option) of routes everyone may read. */
+export const PUBLIC_ROUTE = { public: true } as const;
 
 /** Equal strings, in time that does not depend on where they differ (their SHA-256s compared). */
 function sameSecret(a: string, b: string): boolean {
@@ -41,6 +53,7 @@ export function authCheck(options: AuthOptions): ((request: FastifyRequest) => v
   // Which scheme a refused client is told to use: Basic lets a browser ask for the password.
   const challenge = users.length > 0 ? 'Basic realm="sdnode", charset="UTF-8"' : 'Bearer realm="sdnode"';
   return (request) => {
+    if (request.routeOptions.config.public === true) return;
     const header = request.headers.authorization ?? '';
     const space = header.indexOf(' ');
     const scheme = header.slice(0, space < 0 ? header.length : space).toLowerCase();

@@ -15,6 +15,8 @@ export interface ServerContext {
   /** --lora-model-dir, for listings; the queue resolves the names. */
   loraFolder: NamedFolder | undefined;
   limits: ServerLimits;
+  /** Which credentials requests must carry (--api-key: Bearer; --api-auth: Basic); absent or false: none. */
+  credentials?: { apiKey: boolean; apiAuth: boolean };
 }
 
 /** The reason a job is cancelled with when its client goes away. */
