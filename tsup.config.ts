@@ -1,3 +1,5 @@
+import { cp } from 'node:fs/promises';
+
 import type { Plugin } from 'esbuild';
 import { defineConfig } from 'tsup';
 
@@ -25,6 +27,11 @@ export default defineConfig([
     clean: ['!cli.js', '!cli.js.map'],
     sourcemap: true,
     target: 'node20',
+    // The web page of `sdnode serve`: its files beside the bundle, where lib/server/routes/page.ts
+    // looks for them ('./web/' from dist/index.js), and so in the package ("files": dist).
+    onSuccess: async () => {
+      await cp('lib/server/web', 'dist/web', { recursive: true });
+    },
   },
   // The `sdnode` command: dist/cli.js, ESM, its #!/usr/bin/env node kept from lib/cli/main.ts.
   {

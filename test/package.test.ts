@@ -23,6 +23,8 @@ describe('package', () => {
     expect(files).toContain('dist/index.cjs');
     expect(files).toContain('dist/index.d.ts');
     expect(files.some((f) => f.startsWith('vendor/'))).toBe(false);
+    // The web page of `sdnode serve`, beside the bundle that serves it.
+    expect(files).toEqual(expect.arrayContaining(readdirSync(join(root, 'lib', 'server', 'web')).map((f) => `dist/web/${f}`)));
     project = mkdtempSync(join(tmpdir(), 'sdnode-app-'));
     writeFileSync(join(project, 'package.json'), '{ "name": "app", "private": true }');
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', join(out, packed[0]!.filename)], project);
@@ -43,6 +45,12 @@ describe('package', () => {
     expect(info.backends).toContain('CPU');
     const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "import { listDevices, loadAutoencoder } from 'sdnode'; console.log(typeof loadAutoencoder, listDevices()[0].id)"], { cwd: project, encoding: 'utf8' });
     expect(esm.trim()).toBe('function cpu');
+  });
+
+  it('serves its web page from the installed files', () => {
+    const script = "import { createServer } from 'sdnode'; const app = await createServer(); for (const url of ['/', '/ui/app.js']) { const r = await app.inject({ url }); console.log(r.statusCode, r.headers['content-type']); } await app.close();";
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: project, encoding: 'utf8' });
+    expect(out.trim().split('\n')).toEqual(['200 text/html; charset=utf-8', '200 text/javascript; charset=utf-8']);
   });
 
   it('passes publint', () => {
