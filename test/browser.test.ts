@@ -234,6 +234,28 @@ describe.skipIf(skip)('web page', () => {
     expect(problems).toEqual([]);
   });
 
+  it('with --api-auth, asks for a user and password and sends them as Basic credentials', async () => {
+    const basic = await listeningServer({ model: model, apiAuth: 'ann:s3cret' });
+    const tab = await browser.newPage();
+    try {
+      const failures: string[] = [];
+      tab.on('response', (r) => {
+        if (r.status() >= 400) failures.push(`HTTP ${r.status()}: ${r.url()}`);
+      });
+      await tab.goto(`${basic.url}/`);
+      await tab.waitForSelector('body[data-ready]');
+      expect(await tab.$eval('#api-key', (e) => e.closest('label').hidden)).toBe(true);
+      await tab.type('#api-user', 'ann');
+      await tab.type('#api-pass', 's3cret');
+      await tab.click('#credentials button[type=submit]');
+      await tab.waitForFunction(() => document.getElementById('status')!.textContent === 'Ready.');
+      expect(failures).toEqual([]);
+    } finally {
+      await tab.close();
+      await basic.app.close();
+    }
+  });
+
   it('img2img with a mask painted over the init image: the library\'s inpainting; a screenshot', async () => {
     const started = Date.now();
     // A gradient with a dark square: something to keep and something to repaint.
