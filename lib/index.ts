@@ -42,4 +42,7 @@ export { createServer } from './server/create-server.js';
 export type { CreateServerOptions, RouteModule } from './server/app.js';
 export type { ServerLimits } from './server/limits.js';
 export { JobError, QueueFullError, QueueClosedError, JobCancelledError, jobResult } from './server/job-queue.js';
-export type { JobQueue, JobRequest, JobEvent, JobResult, JobSettings, JobErrorInfo, JobLora, QueueSnapshot, RunningJob, Unwatch } from './server/job-queue.js';
+export { connectRedisQueue, startRedisWorker } from './server/scale-out.js';
+export type { RedisJobQueue, RedisJobQueueOptions } from './server/redis-job-queue.js';
+export type { RedisWorker, RedisWorkerOptions } from './server/queue/redis-worker.js';
+export type { JobQueue, JobRequest, JobEvent, JobResult, JobSettings, JobErrorInfo, JobLora, QueueSnapshot, RunningJob, Unwatch, ModelDirectory } from './server/job-queue.js';

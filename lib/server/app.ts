@@ -69,12 +69,15 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 export async function createServer(options: CreateServerOptions = {}): Promise<FastifyInstance> {
   const limits = resolveLimits(options.limits);
   const auth = authCheck({ ...(options.apiKey !== undefined ? { apiKey: options.apiKey } : {}), ...(options.apiAuth !== undefined ? { apiAuth: options.apiAuth } : {}) });
-  const catalog = await ModelCatalog.create(options.model, options.modelsDir);
   const loraFolder: NamedFolder | undefined = options.loraModelDir !== undefined ? { dir: options.loraModelDir, extensions: LORA_EXTENSIONS, kind: 'LoRA' } : undefined;
   let pool: ModelPool | undefined;
   let queue = options.queue;
+  // A queue that knows its models (one whose workers hold them) is listed instead of -m and --models-dir.
+  let catalog = queue?.models;
   if (!queue) {
-    pool = new ModelPool(catalog, {
+    const local = await ModelCatalog.create(options.model, options.modelsDir);
+    catalog = local;
+    pool = new ModelPool(local, {
       ...(options.device !== undefined ? { device: options.device } : {}),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.weightType !== undefined ? { weightType: options.weightType } : {}),
@@ -88,6 +91,7 @@ export async function createServer(options: CreateServerOptions = {}): Promise<F
     });
     if (options.preload !== false && catalog.current !== undefined) await pool.get(catalog.current);
   }
+  catalog ??= await ModelCatalog.create(options.model, options.modelsDir);
   const credentials = { apiKey: options.apiKey !== undefined, apiAuth: options.apiAuth !== undefined };
   const ctx: ServerContext = { queue, catalog, loraFolder, limits, credentials };
 

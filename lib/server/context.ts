@@ -4,14 +4,14 @@
  */
 import type { FastifyReply } from 'fastify';
 
-import { jobResult, type JobEvent, type JobQueue, type JobRequest, type JobResult } from './job-queue.js';
+import { jobResult, type JobEvent, type JobQueue, type JobRequest, type JobResult, type ModelDirectory } from './job-queue.js';
 import { checkLimits, type ServerLimits } from './limits.js';
-import type { ModelCatalog } from './models.js';
 import type { NamedFolder } from './names.js';
 
 export interface ServerContext {
   queue: JobQueue;
-  catalog: ModelCatalog;
+  /** The models requests may name: the server's (-m, --models-dir) or the queue's. */
+  catalog: ModelDirectory;
   /** --lora-model-dir, for listings; the queue resolves the names. */
   loraFolder: NamedFolder | undefined;
   limits: ServerLimits;

@@ -160,8 +160,27 @@ export interface QueueSnapshot {
 /** Stops a watch. */
 export type Unwatch = () => void;
 
+/**
+ * The models requests may name, as the routes list and resolve them: the server's own -m and
+ * --models-dir (ModelCatalog, lib/server/models.ts), or a queue's when it runs jobs elsewhere.
+ */
+export interface ModelDirectory {
+  /** The model requests use unless they name one; undefined when there is none. */
+  readonly current: string | undefined;
+  list(): Promise<Array<{ name: string }>>;
+  /** The model a name means: JobError (4xx naming `field`, or 503) when there is none. */
+  resolve(name: unknown, field?: string): Promise<{ name: string }>;
+  /** Makes the model a name means the current one; rejects as resolve. */
+  select(name: unknown, field?: string): Promise<{ name: string }>;
+}
+
 /** The queue behind the HTTP routes; see the module comment for the contract. */
 export interface JobQueue {
+  /**
+   * The models this queue runs, for a queue that knows them rather than the server (a
+   * distributed queue: the models its workers hold). Absent: the server's -m and --models-dir.
+   */
+  readonly models?: ModelDirectory;
   submit(request: JobRequest): Promise<string>;
   watch(id: string, listener: (event: JobEvent) => void): Promise<Unwatch | undefined>;
   cancel(id: string, reason?: string): Promise<boolean>;

@@ -1,0 +1,195 @@
+// The scale-out's queue in one process, over a real redis-server: a front end (createServer
+// with the Redis queue: it loads no model) and two workers holding different models. Requests
+// come back with the PNGs a single local server makes, byte for byte; jobs reach only the
+// worker holding their model; the native API's events (with previews), /progress and
+// cancellation work through Redis; errors found on the worker come back with the local
+// server's status, code and field; a full queue answers 429; Redis lost → 503 → recovered.
+import type { FastifyInstance } from 'fastify';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { connectRedisQueue, startRedisWorker, type RedisWorker } from '../lib/index.js';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { generateModel } from '../scripts/generate-model.mjs';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { generateLora } from '../scripts/generator/lora.mjs';
+import { RedisServer } from './support/redis-server.js';
+import { listeningServer, pngPixels, sseEvents, tinyModelDir, waitFor, type SseEvent } from './support/server.js';
+
+let redis: RedisServer;
+let remove: () => void;
+let dir: string;
+let local: { app: FastifyInstance; url: string };
+let front: { app: FastifyInstance; url: string };
+const workers: RedisWorker[] = [];
+/** Each worker's log lines, by the model it holds. */
+const logs: Record<string, string[]> = { 'tiny.safetensors': [], 'other.safetensors': [] };
+const QUEUE_LIMIT = 3;
+// Long enough to be caught running (the tiny model takes milliseconds a step).
+const LONG = { prompt: 'a long one', width: 64, height: 64, steps: 150, seed: 1 };
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+  const tiny = await tinyModelDir('sdnode-server-queue-');
+  ({ dir, remove } = tiny);
+  // A second model, other weights: routing shows in the pixels too.
+  await generateModel({ out: join(dir, 'other.safetensors'), preset: 'tiny', dtype: 'f32', seed: 5 });
+  mkdirSync(join(dir, 'loras'));
+  await generateLora({ model: tiny.model, out: join(dir, 'loras', 'style.safetensors'), format: 'lora', targets: ['attn'], rank: 4, alpha: 2, seed: 7 });
+  copyFileSync(tiny.model, join(dir, 'unused.safetensors'));
+  const common = { url: redis.url, modelsDir: dir, loraModelDir: join(dir, 'loras'), device: 'cpu', threads: 1, lockDurationMs: 2_000, stalledIntervalMs: 1_000 };
+  for (const model of ['tiny.safetensors', 'other.safetensors'])
+    workers.push(await startRedisWorker({ ...common, model: join(dir, model), log: (line) => logs[model]!.push(line) }));
+  const queue = await connectRedisQueue({ url: redis.url, maxWaiting: QUEUE_LIMIT, lostGraceMs: 1_000 });
+  front = await listeningServer({ queue, loraModelDir: join(dir, 'loras'), shutdownGraceMs: 0 });
+  local = await listeningServer({ model: tiny.model, modelsDir: dir, loraModelDir: join(dir, 'loras') });
+}, 180_000);
+
+afterAll(async () => {
+  await front?.app.close();
+  await local?.app.close();
+  for (const w of workers) await w.close(0);
+  await redis?.remove();
+  remove?.();
+}, 60_000);
+
+function post(url: string, path: string, body: object) {
+  return fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+async function json<T = Record<string, unknown>>(res: Response): Promise<{ status: number; body: T }> {
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+async function submit(body: object): Promise<string> {
+  const res = await post(front.url, '/sdnode/v1/jobs', body);
+  if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function collect(id: string, url = front.url): Promise<SseEvent[]> {
+  const events: SseEvent[] = [];
+  for await (const e of sseEvents(await fetch(`${url}/sdnode/v1/jobs/${id}/events`))) events.push(e);
+  return events;
+}
+
+describe('the Redis queue behind createServer', () => {
+  it("lists the workers' models and makes the local server's PNGs byte for byte, on the worker holding the model", async () => {
+    const models = (await json<Array<{ title: string }>>(await fetch(`${front.url}/sdapi/v1/sd-models`))).body.map((m) => m.title);
+    expect(models).toEqual(['other.safetensors', 'tiny.safetensors']); // not unused.safetensors: no worker holds it
+    for (const model of ['tiny.safetensors', 'other']) {
+      const body = { prompt: 'a cat <lora:style:0.8>', negative_prompt: 'blurry', width: 64, height: 48, steps: 3, seed: 42, batch_size: 2, sampler_name: 'DPM++ 2M', override_settings: { sd_model_checkpoint: model } };
+      const [viaQueue, viaLocal] = await Promise.all([json<{ images: string[]; info: string }>(await post(front.url, '/sdapi/v1/txt2img', body)), json<{ images: string[]; info: string }>(await post(local.url, '/sdapi/v1/txt2img', body))]);
+      expect(viaQueue.status).toBe(200);
+      expect(viaLocal.status).toBe(200);
+      expect(viaQueue.body.images).toHaveLength(2);
+      expect(viaQueue.body.images).toEqual(viaLocal.body.images);
+      const info = JSON.parse(viaQueue.body.info) as { all_seeds: number[]; sd_model_name: string };
+      expect(info).toMatchObject({ all_seeds: [42, 43], sd_model_name: model.replace('.safetensors', '') });
+    }
+    const other = JSON.parse((await json<{ images: string[]; info: string }>(await post(front.url, '/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 2, seed: 1, override_settings: { sd_model_checkpoint: 'other' } }))).body.info) as { job_timestamp: string };
+    expect(other).toBeDefined();
+    // Routing: each worker ran only its model's jobs.
+    expect(logs['tiny.safetensors']!.filter((l) => / done /.test(l))).toHaveLength(1);
+    expect(logs['other.safetensors']!.filter((l) => / done /.test(l))).toHaveLength(2);
+    // A model no worker holds is refused by name.
+    const unheld = await json<{ error: { code: string; field: string } }>(await post(front.url, '/sdnode/v1/jobs', { prompt: 'x', model: 'unused' }));
+    expect(unheld).toMatchObject({ status: 400, body: { error: { code: 'unknown_model', field: 'model' } } });
+  });
+
+  it('tells a job in order over Redis: queued, started, each step with a preview, done', async () => {
+    const first = await submit({ ...LONG, model: 'tiny', steps: 30 });
+    const request = { model: 'tiny', prompt: 'a cat', width: 64, height: 48, steps: 3, seed: 9, batchCount: 2, preview: 'latent2rgb', previewInterval: 1 };
+    const second = await submit(request);
+    const events = await collect(second);
+    const types = events.map((e) => e.event);
+    expect(types[0]).toBe('queued');
+    expect(events[0]!.data.position).toBe(1); // the first job runs ahead of it
+    expect(types.slice(types.indexOf('started'))).toEqual(['started', ...Array(6).fill('progress'), 'done']);
+    const progress = events.filter((e) => e.event === 'progress').map((e) => e.data);
+    expect(progress.map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (const p of progress) expect(await pngPixels(p.preview as string)).toMatchObject({ width: 64, height: 48 });
+    const result = events.at(-1)!.data.result as { seeds: number[]; images: string[] };
+    expect(result.seeds).toEqual([9, 10]);
+    const localId = ((await (await post(local.url, '/sdnode/v1/jobs', request)).json()) as { id: string }).id;
+    const localEvents = await collect(localId, local.url);
+    expect(result.images).toEqual((localEvents.at(-1)!.data.result as { images: string[] }).images);
+    // The first job's result is kept in Redis: a later watcher gets it.
+    await waitFor(async () => ((await json<{ state: string }>(await fetch(`${front.url}/sdnode/v1/jobs/${first}`))).body.state === 'done' ? true : undefined));
+  });
+
+  it('/progress shows the running job rising with a preview; /interrupt and DELETE cancel through the worker', async () => {
+    const waiting = (async () => json<{ error: { code: string } }>(await post(front.url, '/sdapi/v1/txt2img', LONG)))();
+    const seen: number[] = [];
+    const preview = await waitFor(async () => {
+      const p = (await json<{ progress: number; state: { sampling_step: number }; current_image: string | null }>(await fetch(`${front.url}/sdapi/v1/progress`))).body;
+      if (p.state.sampling_step > 0) seen.push(p.state.sampling_step);
+      return seen.length >= 2 && seen.at(-1)! > seen[0]! && p.current_image ? p.current_image : undefined;
+    });
+    expect(await pngPixels(preview)).toMatchObject({ width: 64, height: 64 });
+    expect((await json(await post(front.url, '/sdapi/v1/interrupt', {}))).status).toBe(200);
+    expect(await waiting).toMatchObject({ status: 409, body: { error: { code: 'cancelled' } } });
+
+    // DELETE: a running job and one waiting behind it.
+    const running = await submit(LONG);
+    const behind = await submit(LONG);
+    const stream = sseEvents(await fetch(`${front.url}/sdnode/v1/jobs/${running}/events`));
+    // Read by hand: leaving a for-await loop would close the stream, and that cancels the job.
+    while ((await stream.next()).value?.event !== 'progress');
+    expect((await fetch(`${front.url}/sdnode/v1/jobs/${behind}`, { method: 'DELETE' })).status).toBe(200);
+    expect((await fetch(`${front.url}/sdnode/v1/jobs/${running}`, { method: 'DELETE' })).status).toBe(200);
+    const rest: SseEvent[] = [];
+    for await (const e of stream) rest.push(e);
+    expect(rest.at(-1)).toMatchObject({ event: 'cancelled', data: { reason: 'cancelled by DELETE' } });
+    expect(rest.filter((e) => e.event === 'progress').length).toBeLessThan(LONG.steps - 1);
+    expect((await collect(behind)).map((e) => e.event)).toEqual(['cancelled']);
+    expect((await fetch(`${front.url}/sdnode/v1/jobs/${running}`, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it("errors found on the worker come back as the local server's: status, code, field", async () => {
+    const bodies = [
+      { prompt: 'x <lora:nope:1>', width: 64, height: 64, steps: 2 },
+      { prompt: 'x', width: 64, height: 64, steps: 2, init_images: ['bm90IGFuIGltYWdl'] },
+      { prompt: 'x', width: 60, height: 64, steps: 2 },
+    ];
+    for (const body of bodies) {
+      const path = 'init_images' in body ? '/sdapi/v1/img2img' : '/sdapi/v1/txt2img';
+      const [viaQueue, viaLocal] = [await json<{ error: object }>(await post(front.url, path, body)), await json<{ error: object }>(await post(local.url, path, body))];
+      expect(viaLocal.status).toBeGreaterThanOrEqual(400);
+      const { message: _q, ...queued } = viaQueue.body.error as { message: string };
+      const { message: _l, ...locally } = viaLocal.body.error as { message: string };
+      expect({ status: viaQueue.status, ...queued }).toEqual({ status: viaLocal.status, ...locally });
+    }
+  });
+
+  it(`a full queue (${QUEUE_LIMIT} waiting) answers 429 with Retry-After`, async () => {
+    const ids = [await submit(LONG)];
+    await waitFor(async () => ((await json<{ state: string }>(await fetch(`${front.url}/sdnode/v1/jobs/${ids[0]}`))).body.state === 'running' ? true : undefined));
+    for (let i = 0; i < QUEUE_LIMIT; i++) ids.push(await submit(LONG));
+    const full = await post(front.url, '/sdnode/v1/jobs', LONG);
+    expect(full.status).toBe(429);
+    expect(Number(full.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(((await full.json()) as { error: { code: string } }).error.code).toBe('queue_full');
+    for (const id of ids.reverse()) await fetch(`${front.url}/sdnode/v1/jobs/${id}`, { method: 'DELETE' });
+  });
+
+  it('Redis lost: requests and the job in flight fail with 503 JSON; when Redis returns, so does the service', async () => {
+    const inFlight = submit({ ...LONG, model: 'tiny', batchCount: 8 }).then(async (id) => collect(id));
+    await waitFor(() => (logs['tiny.safetensors']!.some((l) => / started$/.test(l)) ? true : undefined));
+    await redis.stop();
+    const refused = await json<{ error: { code: string } }>(await post(front.url, '/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 2 }));
+    expect(refused).toMatchObject({ status: 503, body: { error: { code: 'queue_unavailable' } } });
+    expect(await json(await fetch(`${front.url}/sdapi/v1/sd-models`))).toMatchObject({ status: 503, body: { error: { code: 'queue_unavailable' } } });
+    const events = await inFlight;
+    expect(events.at(-1)).toMatchObject({ event: 'error', data: { error: { status: 503, code: 'queue_unavailable' } } });
+
+    await redis.restart();
+    const body = { prompt: 'back', width: 64, height: 64, steps: 2, seed: 5, override_settings: { sd_model_checkpoint: 'tiny' } };
+    const again = await waitFor(async () => {
+      const res = await post(front.url, '/sdapi/v1/txt2img', body);
+      return res.status === 200 ? ((await res.json()) as { images: string[] }) : undefined;
+    }, 60_000);
+    expect(again.images).toEqual(((await (await post(local.url, '/sdapi/v1/txt2img', body)).json()) as { images: string[] }).images);
+  }, 90_000);
+});
