@@ -38,6 +38,27 @@ export interface NativeLatent {
   data: Float32Array;
 }
 
+/** What a loaded ESRGAN upscaler is (see Upscaler's fields). */
+export interface NativeUpscalerInfo {
+  scale: number;
+  features: number;
+  growth: number;
+  blocks: number;
+  unshuffle: number;
+  reach: number;
+  convention: string;
+  format: string;
+  device: string;
+  weightBytes: number;
+}
+
+/** The addon's ESRGAN handle, wrapped by Upscaler. */
+export interface NativeUpscaler {
+  info(): NativeUpscalerInfo;
+  upscale(image: NativeImage, params: { tile: number; overlap: number; repeats: number }, onProgress?: (p: NativeProgress) => void): NativeJob<NativeImage>;
+  dispose(): void;
+}
+
 /** What a loaded tiny autoencoder is (see Autoencoder's fields). */
 export interface NativeAutoencoderInfo {
   hasEncoder: boolean;
@@ -389,6 +410,9 @@ export interface NativeBinding {
       options: { encoder?: string; decoder?: string; device: string; threads: number; f16Weights: boolean },
       onProgress?: (p: NativeProgress) => void,
     ): NativeJob<NativeAutoencoder>;
+  };
+  NativeUpscaler: {
+    load(options: { path: string; device: string; threads: number; f16Weights: boolean }, onProgress?: (p: NativeProgress) => void): NativeJob<NativeUpscaler>;
   };
   NativeModel: {
     load(

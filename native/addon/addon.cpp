@@ -11,6 +11,7 @@
 #include "model_file.h"
 #include "name_map.h"
 #include "sampling.h"
+#include "upscaler.h"
 #include "pipeline/backend.h"
 
 namespace sdnode {
@@ -72,6 +73,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeAutoencoder::Init(env, exports, *data);
   NativeModel::Init(env, exports, *data);
   NativeLora::Init(env, exports, *data);
+  NativeUpscaler::Init(env, exports, *data);
   InitModelFile(env, exports);
   InitEmbeddingFile(env, exports);
   InitConvertModel(env, exports);

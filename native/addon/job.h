@@ -24,6 +24,7 @@ struct AddonData {
   Napi::FunctionReference autoencoder_ctor;
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference lora_ctor;
+  Napi::FunctionReference upscaler_ctor;
 };
 
 AddonData& addon_data(Napi::Env env);
