@@ -14,6 +14,7 @@ import type { JobOptions } from './job.js';
 import { checkLoraOptions, type LoraOption, type ResolvedLoraOption } from './lora.js';
 import type { ModelDetection, ModelFamily } from './model-detect.js';
 import type { NativeGenerateParams, NativeVaeTiling } from './native.js';
+import { checkGenerateUpscale, type GenerateUpscaleOption, type UpscaleSettings, type Upscaler } from './upscaler.js';
 import { checkCropCoords, checkSize, type CropCoords, type Size } from './sdxl-conditioning.js';
 import { checkPromptText } from './text/prompt-limits.js';
 import { MAX_PIXELS, MAX_SIDE, checkVaeTilingOption, type VaeTilingOption } from './tiling.js';
@@ -122,6 +123,14 @@ export interface GenerateOptions {
    * weights are never changed. Default: none.
    */
   loras?: LoraOption[];
+  /**
+   * ESRGAN upscaling of every image after decoding: `{ upscaler, repeats = 1, tile = 128,
+   * tileOverlap = tile / 4 }` with an Upscaler from loadUpscaler(). The images come back
+   * `upscaler.scale`^repeats times larger (at most 4096² pixels: RangeError otherwise); the
+   * upscale runs in the upscaler's queue once the model's job is done, cancelled by `signal`
+   * too, and is not counted in `onProgress`. Default: none.
+   */
+  upscale?: GenerateUpscaleOption;
   /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
   /** One step per sampler step run (steps × batchCount in all; ⌈steps × strength⌉ × batchCount for image-to-image). Default: none. */
@@ -151,7 +160,7 @@ export interface ResolvedGenerateOptions
   extends Required<
     Omit<
       GenerateOptions,
-      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'signal' | 'onProgress'
+      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'upscale' | 'signal' | 'onProgress'
     >
   > {
   /** Each entry checked, weight defaulted. */
@@ -171,6 +180,8 @@ export interface ResolvedGenerateOptions
   vaeTiling: 'auto' | NativeVaeTiling | undefined;
   initImage: Image | undefined;
   mask: MaskImage | undefined;
+  /** The upscaler and its settings, or undefined (none). */
+  upscale: (UpscaleSettings & { upscaler: Upscaler }) | undefined;
   signal: AbortSignal | undefined;
   onProgress: JobOptions['onProgress'];
 }
@@ -401,6 +412,7 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
     native: (previewInterval) => ({ previewInterval }),
   },
   loras: { default: [], check: (v, what) => checkLoraOptions(what, v) },
+  upscale: { check: (v, what, { get }) => checkGenerateUpscale(what, v, get('width'), get('height')) },
   signal: { check: (v, what) => checkSignal(what, v) },
   onProgress: { check: (v, what) => checkFunction<NonNullable<JobOptions['onProgress']>>(what, v) },
 };

@@ -5,7 +5,7 @@
  */
 import { randomInt } from 'node:crypto';
 
-import { AbortError, SdnodeError } from './errors.js';
+import { AbortError, DisposedError, SdnodeError } from './errors.js';
 import { isRandomSeed, plainNativeParams, type ResolvedGenerateOptions } from './generate-options.js';
 import type { Image } from './image.js';
 import { extractLoraTags, type Lora, type LoraReport } from './lora.js';
@@ -28,9 +28,10 @@ export interface GenerateResult {
   seed: number | bigint;
   /**
    * imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image);
-   * loraMs: applying the LoRAs (0 when the set kept from the last request served).
+   * loraMs: applying the LoRAs (0 when the set kept from the last request served); upscaleMs:
+   * the `upscale` option's ESRGAN passes over every image (0 without).
    */
-  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number; loraMs: number };
+  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number; loraMs: number; upscaleMs: number };
   /** The LoRAs applied (the `loras` option's, then the prompt's tags'), each with what of it fits the model. */
   loras: Array<{ name: string; path: string; weight: number; report: LoraReport }>;
 }
@@ -77,6 +78,8 @@ function afterPreparation<T>(ready: Promise<() => NativeJob<T>>): NativeJob<T> {
  * broken tokenizer) rejects with its coded error; prompt syntax errors throw RangeError.
  */
 export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise<GenerateResult> {
+  // A disposed upscaler would fail only after the images are made.
+  if (o.upscale?.upscaler.disposed) return Promise.reject(new DisposedError('options.upscale.upscaler has been disposed'));
   let arch: Architecture;
   let tokenizer: ClipTokenizer;
   try {
@@ -157,10 +160,32 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
           );
       }),
     );
-  return model.queue.run(start, { signal: o.signal, onProgress }).then((r) => ({
-    images: r.images as Array<Image & { channels: 3 }>,
-    seed: reported,
-    timings: { textEncodeMs: r.textEncodeMs, imageEncodeMs: r.imageEncodeMs, samplingMs: r.samplingMs, decodeMs: r.decodeMs, loraMs: r.loraMs },
-    loras: used.map((u) => ({ name: u.lora.name, path: u.lora.path, weight: u.weight, report: u.lora.report })),
-  }));
+  return model.queue.run(start, { signal: o.signal, onProgress }).then(async (r) => {
+    const upscaled = o.upscale ? await upscaleAll(r.images as Array<Image & { channels: 3 }>, o.upscale, o.signal) : undefined;
+    return {
+      images: upscaled?.images ?? (r.images as Array<Image & { channels: 3 }>),
+      seed: reported,
+      timings: {
+        textEncodeMs: r.textEncodeMs,
+        imageEncodeMs: r.imageEncodeMs,
+        samplingMs: r.samplingMs,
+        decodeMs: r.decodeMs,
+        loraMs: r.loraMs,
+        upscaleMs: upscaled?.ms ?? 0,
+      },
+      loras: used.map((u) => ({ name: u.lora.name, path: u.lora.path, weight: u.weight, report: u.lora.report })),
+    };
+  });
+}
+
+/** The `upscale` option's passes, one image after another in the upscaler's queue. */
+async function upscaleAll(
+  images: Array<Image & { channels: 3 }>,
+  upscale: NonNullable<ResolvedGenerateOptions['upscale']>,
+  signal: AbortSignal | undefined,
+): Promise<{ images: Array<Image & { channels: 3 }>; ms: number }> {
+  const started = performance.now();
+  const out: Array<Image & { channels: 3 }> = [];
+  for (const image of images) out.push(await upscale.upscaler.run(image, upscale, { signal }));
+  return { images: out, ms: performance.now() - started };
 }

@@ -50,22 +50,52 @@ export interface UpscaleOptions extends JobOptions {
 const LOAD_KEYS = ['device', 'threads', 'weightType', 'signal'] as const;
 const UPSCALE_KEYS = ['tile', 'tileOverlap', 'repeats', 'signal', 'onProgress'] as const;
 
-/** The checked tiling and repeats of upscale() options (TypeError/RangeError otherwise). */
-export function checkUpscaleOptions(what: string, options: unknown): { tile: number; overlap: number; repeats: number } & JobOptions {
-  const o = checkObject(what, options);
-  checkKeys(what, o, UPSCALE_KEYS);
+/** The tiling and repeats of an upscale, checked. */
+export interface UpscaleSettings {
+  tile: number;
+  overlap: number;
+  repeats: number;
+}
+
+/** `tile`, `tileOverlap` and `repeats` of `o` checked and defaulted (TypeError/RangeError otherwise). */
+function checkUpscaleSettings(what: string, o: Record<string, unknown>): UpscaleSettings {
   const tile = o.tile === undefined ? UPSCALE_TILE : checkInteger(`${what}.tile`, o.tile, 0, UPSCALE_TILE_RANGE[1]);
   if (tile !== 0 && tile < UPSCALE_TILE_RANGE[0])
     throw new RangeError(`${what}.tile must be 0 (untiled) or ${UPSCALE_TILE_RANGE[0]} … ${UPSCALE_TILE_RANGE[1]}, got ${tile}`);
   const overlap = o.tileOverlap === undefined ? Math.floor(tile / 4) : checkInteger(`${what}.tileOverlap`, o.tileOverlap, 0, Math.floor(tile / 2));
   const repeats = o.repeats === undefined ? 1 : checkInteger(`${what}.repeats`, o.repeats, 1, MAX_UPSCALE_REPEATS);
-  return {
-    tile,
-    overlap,
-    repeats,
-    signal: checkSignal(`${what}.signal`, o.signal),
-    onProgress: checkFunction(`${what}.onProgress`, o.onProgress),
-  };
+  return { tile, overlap, repeats };
+}
+
+/** upscale()'s options checked (TypeError/RangeError otherwise). */
+function checkUpscaleOptions(what: string, options: unknown): UpscaleSettings & JobOptions {
+  const o = checkObject(what, options);
+  checkKeys(what, o, UPSCALE_KEYS);
+  return { ...checkUpscaleSettings(what, o), signal: checkSignal(`${what}.signal`, o.signal), onProgress: checkFunction(`${what}.onProgress`, o.onProgress) };
+}
+
+/** generate()'s `upscale` option: an upscaler applied to every image after decoding. */
+export interface GenerateUpscaleOption {
+  /** From loadUpscaler(); its jobs queue behind its own others. */
+  upscaler: Upscaler;
+  /** Times it is applied, 1 … 4. Default 1. */
+  repeats?: number;
+  /** As upscale()'s: default 128. */
+  tile?: number;
+  /** As upscale()'s: default tile / 4. */
+  tileOverlap?: number;
+}
+
+/** generate()'s `upscale` option, checked: the output of a width × height image must stay within 4096² pixels. */
+export function checkGenerateUpscale(what: string, value: unknown, width: number, height: number): UpscaleSettings & { upscaler: Upscaler } {
+  const o = checkObject(what, value);
+  checkKeys(what, o, ['upscaler', 'repeats', 'tile', 'tileOverlap']);
+  if (!(o.upscaler instanceof Upscaler)) throw new TypeError(`${what}.upscaler must be an Upscaler from loadUpscaler()`);
+  const settings = checkUpscaleSettings(what, o);
+  const factor = o.upscaler.scale ** settings.repeats;
+  if (width * factor * height * factor > MAX_PIXELS)
+    throw new RangeError(`${what}: the upscaled image would be ${width * factor}×${height * factor}; at most ${MAX_PIXELS} pixels (4096²) are made`);
+  return { ...settings, upscaler: o.upscaler };
 }
 
 /**
@@ -124,8 +154,14 @@ export class Upscaler implements AsyncDisposable {
     const width = image.width * factor, height = image.height * factor;
     if (width * height > MAX_PIXELS)
       throw new RangeError(`the upscaled image would be ${width}×${height}; at most ${MAX_PIXELS} pixels (4096²) are made`);
-    const params = { tile: o.tile, overlap: o.overlap, repeats: o.repeats };
-    return this.#queue.run((onProgress) => this.#native.upscale(image, params, onProgress), o) as Promise<Image & { channels: 3 }>;
+    return this.run(image, o, o);
+  }
+
+  /** @internal An upscale with checked settings (generate()'s `upscale` option). */
+  run(image: Image, settings: UpscaleSettings, job: JobOptions): Promise<Image & { channels: 3 }> {
+    if (this.#disposed) return Promise.reject(new DisposedError('the upscaler has been disposed'));
+    const params = { tile: settings.tile, overlap: settings.overlap, repeats: settings.repeats };
+    return this.#queue.run((onProgress) => this.#native.upscale(image, params, onProgress), job) as Promise<Image & { channels: 3 }>;
   }
 
   /** Frees the weights once queued and running jobs have settled. Idempotent; later upscale() calls reject with DisposedError. */

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { AbortError, DisposedError, FileAccessError, ModelFormatError, loadUpscaler, type Image, type Upscaler } from '../lib/index.js';
+import { AbortError, DisposedError, FileAccessError, ModelFormatError, loadModel, loadUpscaler, type Image, type Upscaler } from '../lib/index.js';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
@@ -193,5 +195,31 @@ describe('lifecycle', () => {
     expect(u.disposed).toBe(true);
     await expect(u.upscale(picture(8, 8))).rejects.toBeInstanceOf(DisposedError);
     await u.dispose();
+  });
+});
+
+describe('generate({ upscale })', () => {
+  it('upscales every image after decoding, as upscale() on the plain result; bad options throw before work', async () => {
+    const modelPath = join(dir, 'tiny-model.safetensors');
+    await generateModel({ out: modelPath, preset: 'tiny', dtype: 'f32', seed: 3 });
+    const model = await loadModel(modelPath, cpu);
+    const u = await loadUpscaler(files['x4-basicsr.pth']!, cpu);
+    const base = { prompt: 'a red house', width: 64, height: 64, steps: 2, seed: 7, batchCount: 2 };
+    const plain = await model.generate(base);
+    const upscaled = await model.generate({ ...base, upscale: { upscaler: u, tile: 32, tileOverlap: 8 } });
+    expect(upscaled.images.map((i) => [i.width, i.height])).toEqual([[256, 256], [256, 256]]);
+    expect(upscaled.timings.upscaleMs).toBeGreaterThan(0);
+    expect(plain.timings.upscaleMs).toBe(0);
+    for (const [i, image] of plain.images.entries()) {
+      const expected = await u.upscale(image, { tile: 32, tileOverlap: 8 });
+      expect(Buffer.from(upscaled.images[i]!.data).equals(Buffer.from(expected.data))).toBe(true);
+    }
+    expect(() => model.generate({ ...base, upscale: { upscaler: {} as Upscaler } })).toThrow(TypeError);
+    expect(() => model.generate({ ...base, upscale: { upscaler: u, repeats: 5 } })).toThrow(RangeError);
+    expect(() => model.generate({ ...base, upscale: { upscaler: u, tile: 3 } })).toThrow(RangeError);
+    expect(() => model.generate({ ...base, width: 1088, height: 1024, upscale: { upscaler: u } })).toThrow(RangeError);
+    await u.dispose();
+    await expect(model.generate({ ...base, upscale: { upscaler: u } })).rejects.toBeInstanceOf(DisposedError);
+    await model.dispose();
   });
 });

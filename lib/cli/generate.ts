@@ -11,6 +11,7 @@ import {
   PREVIEW_INTERVAL,
   SAMPLERS,
   SCHEDULERS,
+  UPSCALE_TILE,
   WEIGHT_TYPES,
   loadModel,
   readImage,
@@ -22,6 +23,7 @@ import {
   type Progress,
   type Sampler,
   type Scheduler,
+  type Upscaler,
 } from '../index.js';
 import { defaultScheduler } from '../samplers.js';
 import { jsonSeed, number, seed as parseSeed } from './args.js';
@@ -33,6 +35,7 @@ import { checkNumericFlags } from './generate-checks.js';
 import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
 import { PreviewWriter } from './preview.js';
 import { ProgressReporter, progressMode } from './progress.js';
+import { checkUpscaleFlags, loadCliUpscaler, parseMode, runUpscale, upscaleSettings, type UpscaleFlags } from './upscale.js';
 import { packageVersion } from './version.js';
 
 /** The CLI's defaults, passed to the library explicitly so that the PNG states what was used. */
@@ -81,9 +84,10 @@ export const GENERATE_FLAGS: Record<string, string> = {
   tae: '--taesd',
   embeddingDir: '--embd-dir',
   loraDir: '--lora-model-dir',
+  upscale: '--upscale-model',
 };
 
-interface Flags {
+interface Flags extends UpscaleFlags {
   model?: string;
   diffusionModel?: string;
   clip_l?: string;
@@ -187,6 +191,10 @@ export function generateCommand(): Command {
     .option('--no-vae-tiling', 'never tile the VAE')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)', number)
     .option('--device <id>', "device: auto, cpu, cuda:0, vulkan:0, metal (see 'sdnode devices')", 'auto')
+    .addOption(new Option('-M, --mode <mode>', 'img_gen (default): make images; upscale: only upscale -i with --upscale-model').argParser(parseMode).default('img_gen'))
+    .option('--upscale-model <path>', 'ESRGAN (RRDBNet) weights, .pth/.safetensors/.gguf: upscale every image after decoding (or -i with -M upscale)')
+    .option('--upscale-repeats <n>', 'run the ESRGAN upscaler this many times, 1–4', number, 1)
+    .option('--upscale-tile-size <px>', `tile size for ESRGAN upscaling, 16–4096 (0: untiled)`, number, UPSCALE_TILE)
     .option('--json', 'print one JSON summary on stdout, no progress')
     .addHelpText('after', `
 Examples:
@@ -194,6 +202,8 @@ Examples:
   sdnode generate -m model.safetensors -p "a castle" -i photo.png --strength 0.6
   sdnode generate -m model.safetensors -p "a red hat" -i photo.png --mask mask.png -b 4 -o hat.png
   sdnode generate -m model.safetensors -p "a castle <lora:watercolor:0.8>" --lora-model-dir loras/
+  sdnode generate -m model.safetensors -p "a harbour" --upscale-model RealESRGAN_x4plus.pth
+  sdnode generate -M upscale --upscale-model RealESRGAN_x4plus.pth -i photo.png -o photo_x4.png
 
 Progress goes to stderr: a bar on a terminal, one line per step otherwise, none with --json.
 Ctrl-C stops the job; no output file is written.
@@ -212,6 +222,7 @@ ${EXIT_CODES_HELP}`)
 }
 
 async function runGenerate(f: Flags): Promise<number> {
+  if (f.mode === 'upscale') return runUpscale(f);
   const json = Boolean(f.json);
   const mode = progressMode(json);
   const interrupt = new Interrupt();
@@ -223,6 +234,7 @@ async function runGenerate(f: Flags): Promise<number> {
   });
   const started = performance.now();
   let model: Model | undefined;
+  let upscaler: Upscaler | undefined;
   try {
     if (!f.model && !f.diffusionModel) throw new UsageError('give the model with -m/--model <file or folder>');
     const format = imageFormat(f.output);
@@ -233,6 +245,7 @@ async function runGenerate(f: Flags): Promise<number> {
     if (f.taesdPreviewOnly && !f.taesd) throw new UsageError('--taesd-preview-only needs --taesd <file>');
     // Everything that can be refused is refused here, before any file is read or the model loads.
     checkNumericFlags(f);
+    if (f.upscaleModel) checkUpscaleFlags(f);
     const paths = outputPaths(f.output, f.batchCount);
     for (const path of paths) imageFormat(path);
     if (f.preview !== 'none') imageFormat(f.previewPath, '--preview-path');
@@ -263,6 +276,7 @@ async function runGenerate(f: Flags): Promise<number> {
       signal: interrupt.signal,
       onProgress: loading.report,
     });
+    if (f.upscaleModel) upscaler = await loadCliUpscaler(f, interrupt.signal);
     const loadMs = performance.now() - started;
     loading.done();
 
@@ -289,6 +303,7 @@ async function runGenerate(f: Flags): Promise<number> {
       ...(initImage ? { initImage, strength: f.strength ?? DEFAULTS.strength } : {}),
       ...(mask ? { mask, maskBlur: f.maskBlur ?? DEFAULTS.maskBlur } : {}),
       ...(previews ? { preview: f.preview, ...(f.previewInterval !== undefined ? { previewInterval: f.previewInterval } : {}) } : {}),
+      ...(upscaler ? { upscale: { upscaler, ...upscaleSettings(f) } } : {}),
       signal: interrupt.signal,
       onProgress: (p: Progress) => {
         sampling.report(p);
@@ -364,6 +379,7 @@ async function runGenerate(f: Flags): Promise<number> {
     return reportFailure('generate', classify(err, GENERATE_FLAGS), json);
   } finally {
     await model?.dispose().catch(() => undefined);
+    await upscaler?.dispose().catch(() => undefined);
     interrupt.removeTemporary();
     interrupt.dispose();
   }
