@@ -22,9 +22,9 @@ let remove: () => void;
 let dir: string;
 let local: { app: FastifyInstance; url: string };
 let front: { app: FastifyInstance; url: string };
-const workers: RedisWorker[] = [];
-/** Each worker's log lines, by the model it holds. */
-const logs: Record<string, string[]> = { 'tiny.safetensors': [], 'other.safetensors': [] };
+/** The workers, each with its log lines. */
+const workers: Array<{ worker: RedisWorker; log: string[] }> = [];
+let workerOptions: Omit<Parameters<typeof startRedisWorker>[0], 'model'>;
 const QUEUE_LIMIT = 3;
 // Long enough to be caught running (the tiny model takes milliseconds a step).
 const LONG = { prompt: 'a long one', width: 64, height: 64, steps: 150, seed: 1 };
@@ -38,9 +38,8 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'loras'));
   await generateLora({ model: tiny.model, out: join(dir, 'loras', 'style.safetensors'), format: 'lora', targets: ['attn'], rank: 4, alpha: 2, seed: 7 });
   copyFileSync(tiny.model, join(dir, 'unused.safetensors'));
-  const common = { url: redis.url, modelsDir: dir, loraModelDir: join(dir, 'loras'), device: 'cpu', threads: 1, lockDurationMs: 2_000, stalledIntervalMs: 1_000 };
-  for (const model of ['tiny.safetensors', 'other.safetensors'])
-    workers.push(await startRedisWorker({ ...common, model: join(dir, model), log: (line) => logs[model]!.push(line) }));
+  workerOptions = { url: redis.url, modelsDir: dir, loraModelDir: join(dir, 'loras'), device: 'cpu', threads: 1, lockDurationMs: 2_000, stalledIntervalMs: 1_000 };
+  for (const model of ['tiny.safetensors', 'other.safetensors']) await addWorker(model);
   const queue = await connectRedisQueue({ url: redis.url, maxWaiting: QUEUE_LIMIT, lostGraceMs: 1_000 });
   front = await listeningServer({ queue, loraModelDir: join(dir, 'loras'), shutdownGraceMs: 0 });
   local = await listeningServer({ model: tiny.model, modelsDir: dir, loraModelDir: join(dir, 'loras') });
@@ -49,10 +48,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await front?.app.close();
   await local?.app.close();
-  for (const w of workers) await w.close(0);
+  for (const { worker } of workers) await worker.close(0);
   await redis?.remove();
   remove?.();
 }, 60_000);
+
+async function addWorker(model: string) {
+  const log: string[] = [];
+  const entry = { worker: await startRedisWorker({ ...workerOptions, model: join(dir, model), log: (line) => log.push(line) }), log };
+  workers.push(entry);
+  return entry;
+}
+
+/** The lines of the workers holding `model` that say `what` (' done ', ' started', …). */
+function logLines(model: string, what: RegExp): string[] {
+  return workers.filter((w) => w.worker.model === model).flatMap((w) => w.log.filter((l) => what.test(l)));
+}
 
 function post(url: string, path: string, body: object) {
   return fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -91,8 +102,8 @@ describe('the Redis queue behind createServer', () => {
     const other = JSON.parse((await json<{ images: string[]; info: string }>(await post(front.url, '/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 2, seed: 1, override_settings: { sd_model_checkpoint: 'other' } }))).body.info) as { job_timestamp: string };
     expect(other).toBeDefined();
     // Routing: each worker ran only its model's jobs.
-    expect(logs['tiny.safetensors']!.filter((l) => / done /.test(l))).toHaveLength(1);
-    expect(logs['other.safetensors']!.filter((l) => / done /.test(l))).toHaveLength(2);
+    expect(logLines('tiny.safetensors', / done /)).toHaveLength(1);
+    expect(logLines('other.safetensors', / done /)).toHaveLength(2);
     // A model no worker holds is refused by name.
     const unheld = await json<{ error: { code: string; field: string } }>(await post(front.url, '/sdnode/v1/jobs', { prompt: 'x', model: 'unused' }));
     expect(unheld).toMatchObject({ status: 400, body: { error: { code: 'unknown_model', field: 'model' } } });
@@ -174,9 +185,30 @@ describe('the Redis queue behind createServer', () => {
     for (const id of ids.reverse()) await fetch(`${front.url}/sdnode/v1/jobs/${id}`, { method: 'DELETE' });
   });
 
+  it('a worker closed mid-job (SIGTERM) gives the job back; another holding the model finishes it', async () => {
+    const second = await addWorker('tiny.safetensors');
+    const first = workers.find((w) => w.worker.model === 'tiny.safetensors')!;
+    const id = await submit({ ...LONG, model: 'tiny', seed: 11, steps: 100 });
+    const stream = collect(id);
+    const holder = await waitFor(() => [first, second].find((w) => w.log.includes(`job ${id} started`)));
+    const other = holder === first ? second : first;
+    await holder.worker.close(0);
+    workers.splice(workers.indexOf(holder), 1);
+    const events = await stream;
+    expect(holder.log).toContain(`job ${id} given back to the queue (shutting down)`);
+    expect(other.log.some((l) => l.startsWith(`job ${id} done`))).toBe(true);
+    // Its watchers saw it go back and start again, then its image.
+    const types = events.map((e) => e.event);
+    expect(types.filter((t) => t === 'started')).toHaveLength(2);
+    expect(types.at(-1)).toBe('done');
+    const localId = ((await (await post(local.url, '/sdnode/v1/jobs', { ...LONG, model: 'tiny', seed: 11, steps: 100 })).json()) as { id: string }).id;
+    expect((events.at(-1)!.data.result as { images: string[] }).images).toEqual(((await collect(localId, local.url)).at(-1)!.data.result as { images: string[] }).images);
+  });
+
   it('Redis lost: requests and the job in flight fail with 503 JSON; when Redis returns, so does the service', async () => {
-    const inFlight = submit({ ...LONG, model: 'tiny', batchCount: 8 }).then(async (id) => collect(id));
-    await waitFor(() => (logs['tiny.safetensors']!.some((l) => / started$/.test(l)) ? true : undefined));
+    const id = await submit({ ...LONG, model: 'tiny', batchCount: 8 });
+    const inFlight = collect(id);
+    await waitFor(() => (workers.some((w) => w.log.includes(`job ${id} started`)) ? true : undefined));
     await redis.stop();
     const refused = await json<{ error: { code: string } }>(await post(front.url, '/sdapi/v1/txt2img', { prompt: 'x', width: 64, height: 64, steps: 2 }));
     expect(refused).toMatchObject({ status: 503, body: { error: { code: 'queue_unavailable' } } });

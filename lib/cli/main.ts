@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `sdnode`: Stable Diffusion from the command line. Commands: generate, convert, inspect,
- * devices, serve. Flags follow stable-diffusion.cpp's CLI where it has them.
+ * devices, serve, worker. Flags follow stable-diffusion.cpp's CLI where it has them.
  */
 import { Command, CommanderError } from 'commander';
 
@@ -11,6 +11,7 @@ import { EXIT, EXIT_CODES_HELP } from './exit.js';
 import { generateCommand } from './generate.js';
 import { inspectCommand } from './inspect.js';
 import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 import { packageVersion } from './version.js';
 
 /** Commander's own parse errors (unknown flag, missing value, bad choice) exit 2, its help and version 0. */
@@ -32,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
       .version(packageVersion(), '-V, --version')
       .addHelpText('after', `\nRun 'sdnode <command> --help' for a command's flags.\n\n${EXIT_CODES_HELP}`),
   );
-  for (const command of [generateCommand(), convertCommand(), inspectCommand(), devicesCommand(), serveCommand()]) program.addCommand(usageExits(command));
+  for (const command of [generateCommand(), convertCommand(), inspectCommand(), devicesCommand(), serveCommand(), workerCommand()]) program.addCommand(usageExits(command));
   try {
     await program.parseAsync(argv);
   } catch (err) {

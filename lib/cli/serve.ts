@@ -5,7 +5,7 @@
  */
 import { Command, Option } from 'commander';
 
-import { WEIGHT_TYPES, createServer } from '../index.js';
+import { WEIGHT_TYPES, connectRedisQueue, createServer, type JobQueue } from '../index.js';
 import { number } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 
@@ -19,6 +19,8 @@ const BYTES_PER_MB = 1024 * 1024;
 const MS_PER_SECOND = 1000;
 
 interface Flags {
+  queue?: string;
+  queuePrefix: string;
   model?: string;
   modelsDir?: string;
   loraModelDir?: string;
@@ -50,6 +52,8 @@ export function serveCommand(): Command {
   return new Command('serve')
     .description("an HTTP server on a loaded model: the AUTOMATIC1111 webui API (/sdapi/v1), OpenAI's images API (/v1/images) and sdnode's own (/sdnode/v1)")
     .option('-m, --model <path>', 'the model served first: a checkpoint (.safetensors, .ckpt, .gguf) or a diffusers folder')
+    .option('--queue <url>', "scale out: put jobs on this Redis (redis://host:6379) for 'sdnode worker' processes to run; the server then loads no model and offers the workers' models")
+    .option('--queue-prefix <name>', 'prefix of the Redis keys, as the workers\' (several deployments on one Redis)', 'sdnode')
     .option('--models-dir <dir>', 'checkpoints clients may switch to by name (the webui\'s sd_model_checkpoint, OpenAI\'s model); only files inside it')
     .option('--lora-model-dir <dir>', 'LoRAs that <lora:name:weight> in prompts names; only files inside it')
     .option('--embd-dir <dir>', 'textual-inversion embeddings')
@@ -71,6 +75,7 @@ export function serveCommand(): Command {
 Examples:
   sdnode serve -m v1-5-pruned-emaonly.safetensors
   sdnode serve -m sd15.safetensors --models-dir models/ --lora-model-dir loras/ --port 7860
+  sdnode serve --queue redis://127.0.0.1:6379      # jobs run by 'sdnode worker --queue … -m …'
   SDNODE_API_KEY=secret sdnode serve -m sd15.safetensors --host 0.0.0.0
 
   curl -s localhost:7860/sdapi/v1/txt2img -H 'content-type: application/json' \\
@@ -88,12 +93,17 @@ ${EXIT_CODES_HELP}`)
 async function runServe(f: Flags): Promise<number> {
   let closing: Promise<void> | undefined;
   try {
-    if (!f.model && !f.modelsDir) throw new UsageError('give the model with -m/--model <file>, or a folder of them with --models-dir <dir>');
+    if (f.queue && (f.model || f.modelsDir)) throw new UsageError("with --queue the workers hold the models: give -m to 'sdnode worker --queue … -m <model>', not to serve");
+    if (!f.queue && !f.model && !f.modelsDir) throw new UsageError('give the model with -m/--model <file>, or a folder of them with --models-dir <dir>');
     if (!Number.isInteger(f.port) || f.port < 0 || f.port > 65535) throw new UsageError(`--port must be 0 … 65535, got ${f.port}`);
     if (!(f.shutdownGrace >= 0)) throw new UsageError(`--shutdown-grace must be 0 or more seconds, got ${f.shutdownGrace}`);
     const apiKey = f.apiKey ?? process.env[ENV.apiKey];
     const apiAuth = f.apiAuth ?? process.env[ENV.apiAuth];
+    // Scale-out: Redis is reached now (exit 1 naming it when it cannot be), before the port opens.
+    let queue: JobQueue | undefined;
+    if (f.queue) queue = await connectRedisQueue({ url: f.queue, prefix: f.queuePrefix, maxWaiting: count('--max-queue', f.maxQueue), maxPixels: count('--max-pixels', f.maxPixels) });
     const app = await createServer({
+      ...(queue ? { queue } : {}),
       ...(f.model ? { model: f.model } : {}),
       ...(f.modelsDir ? { modelsDir: f.modelsDir } : {}),
       ...(f.loraModelDir ? { loraModelDir: f.loraModelDir } : {}),

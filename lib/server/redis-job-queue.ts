@@ -193,7 +193,7 @@ export class RedisJobQueue implements JobQueue {
       if (phase === 'waiting') present.push({ type: 'queued', position: await this.#positionOf(tracked) });
       else if (phase === 'running') {
         present.push({ type: 'started', startedAt: startedAt! });
-        if (latest) present.push(await this.#progressEvent(tracked, latest));
+        if (latest) present.push(await this.#progressEvent(tracked, latest, true));
       }
     } catch {
       // Redis away for a moment: the state is told by the next event.
@@ -242,7 +242,8 @@ export class RedisJobQueue implements JobQueue {
       const progress = job.progress as WireProgress | number;
       const step = typeof progress === 'object' && progress.type === 'progress' ? progress : undefined;
       const started = typeof progress === 'object' && progress.type === 'started' ? progress.startedAt : undefined;
-      const preview = step?.hasPreview ? await this.#redis.hget(this.#keys.job(job.id!), 'preview') : null;
+      // The latest preview, which may be from an earlier step than the latest.
+      const preview = await this.#redis.hget(this.#keys.job(job.id!), 'preview');
       const running: RunningJob = {
         id: job.id!,
         model: job.data.request.model,
@@ -391,9 +392,10 @@ export class RedisJobQueue implements JobQueue {
     return { type: 'error', error };
   }
 
-  async #progressEvent(t: Tracked, p: Progress): Promise<JobEvent> {
+  /** A step as its event: with the preview it made, or (`latest`) with the latest preview made so far. */
+  async #progressEvent(t: Tracked, p: Progress, latest = false): Promise<JobEvent> {
     const event = { type: 'progress' as const, step: p.step, steps: p.steps, elapsedMs: p.elapsedMs };
-    if (!p.hasPreview) return event;
+    if (!p.hasPreview && !latest) return event;
     const preview = await this.#redis.hget(this.#keys.job(t.id), 'preview').catch(() => null);
     return preview !== null ? { ...event, preview } : event;
   }
@@ -406,10 +408,10 @@ export class RedisJobQueue implements JobQueue {
     return (index >= 0 ? index : ids.length) + active;
   }
 
-  /** Tells the watched waiting jobs of a queue their positions. */
-  #announcePositions(queueName: string): void {
+  /** Tells the watched waiting jobs of a queue their positions (but `started`'s, which is no longer waiting). */
+  #announcePositions(queueName: string, started?: string): void {
     for (const t of this.#tracked.values())
-      if (t.queueName === queueName && t.phase === 'waiting' && t.listeners.size > 0)
+      if (t.queueName === queueName && t.phase === 'waiting' && t.listeners.size > 0 && t.id !== started)
         this.#deliver(t, async () => (t.phase === 'waiting' ? { type: 'queued', position: await this.#positionOf(t) } : undefined));
   }
 
@@ -474,7 +476,7 @@ export class RedisJobQueue implements JobQueue {
         });
       }
     });
-    events.on('active', () => this.#announcePositions(name));
+    events.on('active', ({ jobId }) => this.#announcePositions(name, jobId));
     events.on('waiting', ({ jobId, prev }) => {
       const t = tracked(jobId);
       if (t && prev === 'active') {

@@ -85,12 +85,17 @@ export interface RedisWorkerOptions {
 
 /** How long close() waits for Redis to take its goodbye (the announcement withdrawn). */
 const GOODBYE_MS = 2_000;
+/** How long close() waits, after the grace, for running jobs to go back to the queue. */
+const GIVE_BACK_MS = 5_000;
+/** The same error is logged at most once in this time (Redis away: BullMQ tells each reconnection's failure). */
+const REPEAT_LOG_MS = 60_000;
 
-/** Waits for `promise` at most `ms`, whatever it does. */
-async function settled(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `promise` at most `ms`, whatever it does: 'late' when it had not settled. */
+async function settled(promise: Promise<unknown>, ms: number): Promise<'settled' | 'late'> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  const outcome = await Promise.race([promise.then(() => 'settled' as const, () => 'settled' as const), new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)))]);
   clearTimeout(timer);
+  return outcome;
 }
 
 /** Loaded copies of the model, one per concurrent job. */
@@ -160,8 +165,13 @@ export class RedisWorker {
       maxStalledCount: options.maxStalledCount ?? STALL_DEFAULTS.maxStalledCount,
       autorun: false,
     });
-    // BullMQ reconnects by itself; its errors while Redis is away are told, not thrown.
-    this.#worker.on('error', (err) => this.#log(`error: ${err.message}`));
+    // BullMQ reconnects by itself; its errors while Redis is away are told (once a minute each), not thrown.
+    let lastError = { message: '', at: 0 };
+    this.#worker.on('error', (err) => {
+      if (err.message === lastError.message && Date.now() - lastError.at < REPEAT_LOG_MS) return;
+      lastError = { message: err.message, at: Date.now() };
+      this.#log(`error: ${err.message}`);
+    });
     this.#worker.on('stalled', (jobId) => this.#log(`job ${jobId} stalled (its worker stopped renewing its lock): back on the queue`));
   }
 
@@ -302,11 +312,14 @@ export class RedisWorker {
         this.#givingBack = true;
         this.#worker.cancelAllJobs('the worker is shutting down');
       }, graceMs);
-      try {
-        await this.#worker.close();
-      } finally {
-        clearTimeout(timer);
+      // Giving back needs Redis; without it the job's lock lapses and another worker's stalled
+      // check hands the job on, as for a worker that died.
+      const closed = this.#worker.close();
+      if ((await settled(closed, graceMs + GIVE_BACK_MS)) === 'late') {
+        this.#log('Redis does not answer: leaving the running jobs to the stalled-job check');
+        await settled(this.#worker.disconnect(), GOODBYE_MS);
       }
+      clearTimeout(timer);
       // Redis may be away: the announcement then expires by itself.
       await settled(this.#redis.del(this.#keys.worker(this.id)), GOODBYE_MS);
       this.#subscriber.disconnect();

@@ -146,13 +146,18 @@ export class QueueUnreachableError extends Error {
 async function checkedConnect(client: Redis, url: string): Promise<void> {
   const retry = client.options.retryStrategy;
   client.options.retryStrategy = () => null;
+  // connect() rejects with "Connection is closed"; the socket's own error (ECONNREFUSED …) comes as an event.
+  let cause: unknown;
+  const onError = (err: unknown) => (cause ??= err);
+  client.on('error', onError);
   try {
     await client.connect();
     await client.ping();
   } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    throw new QueueUnreachableError(`cannot reach Redis at ${redactUrl(url)}: ${why || 'connection refused'}`, { cause: err });
+    const why = [cause, err].map((e) => (e instanceof Error ? e.message : e === undefined ? '' : String(e))).find((m) => m !== '') ?? 'connection refused';
+    throw new QueueUnreachableError(`cannot reach Redis at ${redactUrl(url)}: ${why}`, { cause: cause ?? err });
   } finally {
+    client.off('error', onError);
     client.options.retryStrategy = retry;
   }
 }
