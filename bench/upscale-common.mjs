@@ -1,0 +1,64 @@
+// Shared by bench/parity-upscale.mjs and bench/upscale.mjs: the test photo at a given size, the
+// full-size random RealESRGAN_x4plus file, and timed runs of sdnode and of the peer's
+// `sd-cli -M upscale`, each in its own process under /usr/bin/time (wall time, peak RSS).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { readImage, writeImage } from '../dist/index.js';
+import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/** A photo of ../shared/data box-filtered down to side × side (from its top-left square). */
+export async function photo(name, side, out) {
+  const img = await readImage(fileURLToPath(new URL(`../../shared/data/images/${name}`, import.meta.url)));
+  const square = Math.min(img.width, img.height);
+  const f = Math.floor(square / side);
+  if (f < 1) throw new RangeError(`${name} is smaller than ${side}²`);
+  const data = new Uint8Array(side * side * 3);
+  for (let y = 0; y < side; y++)
+    for (let x = 0; x < side; x++)
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) sum += img.data[((y * f + dy) * img.width + x * f + dx) * img.channels + c];
+        data[(y * side + x) * 3 + c] = Math.round(sum / (f * f));
+      }
+  await writeImage(out, { width: side, height: side, channels: 3, data });
+  return out;
+}
+
+/** The full-size random RealESRGAN_x4plus-shaped file (BasicSR names inside params_ema, as the real one). */
+export async function x4plus(dir, seed = 1) {
+  const path = join(dir, `x4plus-${seed}.pth`);
+  if (!existsSync(path)) await generateEsrgan({ out: path, preset: 'x4plus', seed });
+  return path;
+}
+
+function timed(cmd, args) {
+  const time = existsSync('/usr/bin/time');
+  const [bin, argv] = time ? ['/usr/bin/time', ['-v', cmd, ...args]] : [cmd, args];
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    execFile(bin, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const log = stdout + stderr;
+      if (err) return reject(new Error(`${cmd} failed (${err.code}): ${log.slice(-2000)}`));
+      const rss = log.match(/Maximum resident set size \(kbytes\): (\d+)/);
+      resolve({ ms: performance.now() - t0, peakRss: rss ? Number(rss[1]) * 1024 : NaN, log });
+    });
+  });
+}
+
+/** The peer's `-M upscale` (it stores the weights as f16). */
+export function runPeerUpscale(bin, { model, input, output, tile, threads }) {
+  return timed(bin, ['-M', 'upscale', '--upscale-model', model, '-i', input, '-o', output, '--upscale-tile-size', String(tile), '-t', String(threads)]);
+}
+
+/** sdnode's CLI, `generate -M upscale`, in its own process. */
+export function runOurs({ model, input, output, tile, overlap, threads, weightType = 'f32' }) {
+  const args = [join(here, 'upscale-child.mjs'), model, input, output, String(tile), String(overlap), String(threads), weightType];
+  return timed(process.execPath, args);
+}
+
+export const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
