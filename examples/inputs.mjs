@@ -7,6 +7,9 @@
 //   can be tried without downloading a 2 GB checkpoint;
 // - random LoRAs for that tiny model (scripts/generator/lora.mjs), with the names and shapes
 //   kohya's and LyCORIS's trainers write, cached beside it: they change its noise, nothing more;
+// - a tiny random RRDBNet for the upscaling example (scripts/generator/esrgan.mjs), with
+//   Real-ESRGAN x4plus's key names and ×4 scale but 8 features and one block: it runs every
+//   stage of the real network, and its output is near-uniform grey;
 // - a picture drawn in code (a sunset over the sea), the kind of rough sketch image-to-image
 //   turns into a painting with a real model.
 import { existsSync } from 'node:fs';
@@ -17,6 +20,7 @@ import { join } from 'node:path';
 import { readImage } from 'sdnode';
 
 import { GENERATOR_VERSION, generateModel } from '../scripts/generate-model.mjs';
+import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 import { LORA_GENERATOR_VERSION, generateLora } from '../scripts/generator/lora.mjs';
 
 /**
@@ -54,6 +58,19 @@ export async function exampleLoraDir(given, modelPath, names) {
     if (!existsSync(out)) await generateLora({ model: modelPath, out, format: 'lora', targets: ['attn', 'conv', 'te'], rank: 4, alpha: 2, seed: i + 1 });
   }
   return dir;
+}
+
+/**
+ * The ESRGAN file to use: `given` when it is a non-empty path, else a cached tiny random one
+ * (written on first use). `tiny` tells the caller to keep pictures small.
+ * @param {string | undefined} given
+ * @returns {Promise<{ path: string, tiny: boolean }>}
+ */
+export async function exampleUpscaler(given) {
+  if (given) return { path: given, tiny: false };
+  const path = join(tmpdir(), 'sdnode-example-esrgan-tiny-x4-v1.pth');
+  if (!existsSync(path)) await generateEsrgan({ out: path, preset: 'tiny-x4', seed: 1, gain: 0.5 });
+  return { path, tiny: true };
 }
 
 /**

@@ -97,6 +97,14 @@ describe('examples', () => {
     }
   });
 
+  it('upscale.mjs: a picture ×4 in tiles with progress, then generate() with upscale', async () => {
+    const { out, dir } = await example('examples/upscale.mjs');
+    expect(out).toMatch(/^×4 upscaler: 1 blocks of 8 features \(basicsr names\)$/m);
+    expect(out).toMatch(/^tile 6\/6 /m); // 128×96 in 64² tiles overlapping by 16: 3 × 2
+    expect(await pngSize(join(dir, 'upscaled.png'))).toBe('512×384');
+    expect(await pngSize(join(dir, 'generated-upscaled.png'))).toBe('256×256');
+  });
+
   it('cancel-on-timeout.mjs: AbortSignal.timeout cancels, AbortError is caught, the model goes on', async () => {
     const started = performance.now();
     const { out, dir } = await example('examples/cancel-on-timeout.mjs', ['', '1000']);
