@@ -14,6 +14,7 @@ import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { PickleWriter, op, writeTorchPickle } from '../scripts/generator/torch-checkpoint.mjs';
 import { psnr, taeDecoder } from './support/data.js';
+import { GGML_TYPE, writeGguf } from './support/gguf.js';
 import { rrdbnetReference, toPixels } from './support/esrgan-reference.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-esrgan-'));
@@ -73,6 +74,24 @@ describe('RRDBNet against a float64 reference', () => {
     }
     // Not a flat picture: the test would pass on any constant otherwise.
     expect(new Set(expected).size).toBeGreaterThan(50);
+  });
+
+  it('GGUF (f32) holds the same network', async () => {
+    const path = join(dir, 'x4.gguf');
+    const tensors = [...x4.values].map(([name, t]) => ({
+      name,
+      type: GGML_TYPE.F32,
+      ne: [...t.shape].reverse(),
+      data: new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength),
+    }));
+    writeGguf(path, { tensors });
+    const u = await loadUpscaler(path, cpu);
+    const image = picture(13, 9);
+    const out = await u.upscale(image, { tile: 0 });
+    await u.dispose();
+    const pth = await loadUpscaler(files['x4-basicsr.pth']!, cpu);
+    expect(Buffer.from(out.data).equals(Buffer.from((await pth.upscale(image, { tile: 0 })).data))).toBe(true);
+    await pth.dispose();
   });
 
   it('×2 with pixel unshuffle (Real-ESRGAN x2plus), odd sides reflect-padded; ×2 in the ESRGAN layout; RGBA input', async () => {
