@@ -217,6 +217,22 @@ describe('lifecycle', () => {
   });
 });
 
+describe('memory', () => {
+  it('100 loads, upscales and disposals, and 100 rejected loads, do not grow memory', async () => {
+    const image = picture(16, 16);
+    const cycle = async () => {
+      const u = await loadUpscaler(files['x4-esrgan.safetensors']!, cpu);
+      await u.upscale(image, { tile: 0 });
+      await u.dispose();
+      await expect(loadUpscaler(taeDecoder, cpu)).rejects.toBeInstanceOf(ModelFormatError);
+    };
+    for (let i = 0; i < 10; i++) await cycle();  // allocators warmed up
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < 100; i++) await cycle();
+    expect(process.memoryUsage().rss - before).toBeLessThan(32 * 2 ** 20);
+  });
+});
+
 describe('generate({ upscale })', () => {
   it('upscales every image after decoding, as upscale() on the plain result; bad options throw before work', async () => {
     const modelPath = join(dir, 'tiny-model.safetensors');
