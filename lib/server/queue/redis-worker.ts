@@ -50,8 +50,9 @@ import {
 /**
  * BullMQ's lock and stalled-check timings. Its defaults (30 s each) suit real use: a job's lock
  * is renewed every 15 s while it runs (the engine computes off the event loop, so renewals are
- * never late), and a dead worker's job runs again elsewhere within about a minute. A job that
- * has stalled MAX_STALLED_COUNT times (it killed its workers?) fails instead of running again.
+ * not held up by a running job), and a dead worker's job runs again elsewhere within about a
+ * minute. A job that stalls more than maxStalledCount times (it keeps killing its workers?)
+ * fails instead of running again.
  */
 export const STALL_DEFAULTS = { lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 2 } as const;
 

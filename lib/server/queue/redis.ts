@@ -12,10 +12,11 @@
  *   <prefix>:cancel               the channel fronts publish a running job's id on to cancel it
  *
  * Previews and results travel in the job's hash, not in BullMQ's progress and return values,
- * because BullMQ copies those into its event stream, which keeps its last 10 000 events: a
- * preview per step (a 512² PNG is hundreds of KB) would keep gigabytes there. The events carry
- * only the step and a flag; the hash holds one preview per running job and one result per job
- * for the retention time.
+ * because BullMQ copies those into its event stream, which keeps its last 10 000 events.
+ * Measured on SD 1.5 at 512²: a latent2rgb preview is 9 KB of PNG, but a finished image (and a
+ * TAE preview, which looks like one) about 760 KB, 1 MB in base64: gigabytes in the stream. The
+ * events carry only the step and a flag; the hash holds one preview per running job and one
+ * result per job for the retention time.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 
