@@ -3,7 +3,8 @@
 // come back with the PNGs a single local server makes, byte for byte; jobs reach only the
 // worker holding their model; the native API's events (with previews), /progress and
 // cancellation work through Redis; errors found on the worker come back with the local
-// server's status, code and field; a full queue answers 429; Redis lost → 503 → recovered.
+// server's status, code and field; a full queue answers 429; --concurrency runs jobs side by
+// side; a worker closed mid-job gives its job back to another; Redis lost → 503 → recovered.
 import type { FastifyInstance } from 'fastify';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,9 +54,9 @@ afterAll(async () => {
   remove?.();
 }, 60_000);
 
-async function addWorker(model: string) {
+async function addWorker(model: string, concurrency = 1) {
   const log: string[] = [];
-  const entry = { worker: await startRedisWorker({ ...workerOptions, model: join(dir, model), log: (line) => log.push(line) }), log };
+  const entry = { worker: await startRedisWorker({ ...workerOptions, model: join(dir, model), concurrency, log: (line) => log.push(line) }), log };
   workers.push(entry);
   return entry;
 }
@@ -88,7 +89,7 @@ async function collect(id: string, url = front.url): Promise<SseEvent[]> {
 describe('the Redis queue behind createServer', () => {
   it("lists the workers' models and makes the local server's PNGs byte for byte, on the worker holding the model", async () => {
     const models = (await json<Array<{ title: string }>>(await fetch(`${front.url}/sdapi/v1/sd-models`))).body.map((m) => m.title);
-    expect(models).toEqual(['other.safetensors', 'tiny.safetensors']); // not unused.safetensors: no worker holds it
+    expect(models).toEqual(['other.safetensors', 'tiny.safetensors']); // not unused.safetensors: no worker holds it (yet)
     for (const model of ['tiny.safetensors', 'other']) {
       const body = { prompt: 'a cat <lora:style:0.8>', negative_prompt: 'blurry', width: 64, height: 48, steps: 3, seed: 42, batch_size: 2, sampler_name: 'DPM++ 2M', override_settings: { sd_model_checkpoint: model } };
       const [viaQueue, viaLocal] = await Promise.all([json<{ images: string[]; info: string }>(await post(front.url, '/sdapi/v1/txt2img', body)), json<{ images: string[]; info: string }>(await post(local.url, '/sdapi/v1/txt2img', body))]);
@@ -183,6 +184,17 @@ describe('the Redis queue behind createServer', () => {
     expect(Number(full.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(((await full.json()) as { error: { code: string } }).error.code).toBe('queue_full');
     for (const id of ids.reverse()) await fetch(`${front.url}/sdnode/v1/jobs/${id}`, { method: 'DELETE' });
+  });
+
+  it('--concurrency 2 runs two jobs at once on two copies of the model', async () => {
+    const pair = await addWorker('unused.safetensors', 2);
+    expect(pair.worker.model).toBe('unused.safetensors');
+    const both = await Promise.all([1, 2].map(async (seed) => collect(await submit({ ...LONG, model: 'unused', seed, steps: 60 }))));
+    for (const events of both) expect(events.at(-1)!.event).toBe('done');
+    // Both started before either ended.
+    expect(pair.log.filter((l) => / (started|done .*)$/.test(l)).map((l) => l.split(' ')[2])).toEqual(['started', 'started', 'done', 'done']);
+    await pair.worker.close(0);
+    workers.splice(workers.indexOf(pair), 1);
   });
 
   it('a worker closed mid-job (SIGTERM) gives the job back; another holding the model finishes it', async () => {
