@@ -4,13 +4,16 @@
 // settings, and an `info` whose seeds and settings say so; /progress during a job rises and
 // carries a live preview; /interrupt stops the job; /options switches checkpoints inside
 // --models-dir; the listings have the webui's shapes.
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from '../lib/index.js';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { generateLora } from '../scripts/generator/lora.mjs';
 import { PARAMETERS_KEY, pngTextChunks } from '../lib/cli/png-parameters.js';
 import { pngPixels, tinyModelDir, listeningServer, waitFor } from './support/server.js';
 
@@ -18,6 +21,7 @@ let remove: () => void;
 let app: FastifyInstance;
 let url: string;
 let model: Model;
+let loraDir: string;
 
 beforeAll(async () => {
   const tiny = await tinyModelDir('sdnode-server-a1111-');
@@ -26,8 +30,11 @@ beforeAll(async () => {
   mkdirSync(join(models, 'more'), { recursive: true });
   copyFileSync(tiny.model, join(models, 'tiny.safetensors'));
   copyFileSync(tiny.model, join(models, 'more', 'other.safetensors'));
-  ({ app, url } = await listeningServer({ model: join(models, 'tiny.safetensors'), modelsDir: models }));
-  model = await loadModel(tiny.model, { device: 'cpu', threads: 1 });
+  loraDir = join(tiny.dir, 'loras');
+  mkdirSync(loraDir);
+  await generateLora({ model: tiny.model, out: join(loraDir, 'style.safetensors'), format: 'lora', targets: ['attn', 'te'], rank: 4, alpha: 2, seed: 5 });
+  ({ app, url } = await listeningServer({ model: join(models, 'tiny.safetensors'), modelsDir: models, loraModelDir: loraDir }));
+  model = await loadModel(tiny.model, { device: 'cpu', threads: 1, loraDir });
 }, 120_000);
 
 afterAll(async () => {
@@ -231,6 +238,21 @@ describe('AUTOMATIC1111 API', () => {
     expect(samplers.find((s) => s.name === 'Euler a')?.aliases).toContain('k_euler_a');
     const schedulers = (await get('/sdapi/v1/schedulers')) as Array<{ name: string; label: string }>;
     expect(schedulers.map((s) => s.label)).toContain('Karras');
-    expect(await get('/sdapi/v1/loras')).toEqual([]);
+    expect(await get('/sdapi/v1/loras')).toMatchObject([{ name: 'style' }]);
+  });
+
+  it('a <lora:name:weight> tag: the library\'s image with that LoRA, and the webui\'s Lora hashes in info and PNG', async () => {
+    const prompt = 'a lovely cat <lora:style:0.8>';
+    const { status, json } = await post('/sdapi/v1/txt2img', { prompt, steps: 2, width: 64, height: 64, seed: 7, sampler_name: 'Euler a' });
+    expect(status).toBe(200);
+    const expected = await model.generate({ prompt, steps: 2, width: 64, height: 64, seed: 7, sampler: 'euler_a' });
+    const png = Buffer.from((json.images as string[])[0]!, 'base64');
+    expect(same((await pngPixels(png)).data, expected.images[0]!.data)).toBe(true);
+    // kohya's "addnet" hash: SHA-256 of the tensor data after the safetensors header, 12 hex digits.
+    const file = readFileSync(join(loraDir, 'style.safetensors'));
+    const hash = createHash('sha256').update(file.subarray(8 + Number(file.readBigUInt64LE(0)))).digest('hex').slice(0, 12);
+    const infotext = (JSON.parse(json.info as string) as Info).infotexts[0]!;
+    expect(infotext).toContain(`Lora hashes: "style: ${hash}"`);
+    expect(pngTextChunks(png)[PARAMETERS_KEY]).toBe(infotext);
   });
 });

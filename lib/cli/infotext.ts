@@ -57,7 +57,7 @@ export interface ImageSettings {
   rng: 'cuda' | 'cpu';
   /** Inpainting only. */
   maskBlur?: number;
-  /** The prompt's LoRAs as "name: hash, …" (lib/cli/loras.ts), the webui's "Lora hashes". */
+  /** The LoRAs as "name: hash, …" (lib/lora-hash.ts), the webui's "Lora hashes". */
   loraHashes?: string;
   version: string;
 }

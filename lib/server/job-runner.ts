@@ -10,6 +10,7 @@
 import type { GenerateOptions } from '../generate-options.js';
 import type { Image } from '../image.js';
 import { extractLoraTags } from '../lora.js';
+import { loraHashesField } from '../lora-hash.js';
 import type { Progress } from '../job.js';
 import type { Model } from '../model.js';
 import { defaultScheduler } from '../samplers.js';
@@ -36,7 +37,8 @@ export interface PreparedJob {
   prompt: string;
   initImage?: Image;
   mask?: GrayMask;
-  loras: Array<{ path: string; weight: number }>;
+  /** `name` as the request or the prompt's tag gave it. */
+  loras: Array<{ name: string; path: string; weight: number }>;
 }
 
 export interface PrepareOptions {
@@ -69,7 +71,7 @@ export async function prepareJob(request: JobRequest, model: string, options: Pr
   const folder = options.loraFolder;
   if (wanted.length > 0 && !folder)
     throw new JobError({ status: 400, code: 'unknown_lora', field: wanted[0]!.field, message: `LoRA '${wanted[0]!.name}': this server has no LoRA folder (start it with --lora-model-dir)` });
-  const loras = await Promise.all(wanted.map(async (w) => ({ path: await resolveName(w.name, w.field, folder!), weight: w.weight })));
+  const loras = await Promise.all(wanted.map(async (w) => ({ name: w.name, path: await resolveName(w.name, w.field, folder!), weight: w.weight })));
 
   const initImage = request.initImage !== undefined ? await decodeImage(base64Bytes(request.initImage, 'initImage'), 'initImage') : undefined;
   let mask: GrayMask | undefined;
@@ -134,18 +136,23 @@ export async function runPreparedJob(getModel: () => Promise<Model>, request: Jo
       seed: request.seed ?? -1,
       ...(prepared.initImage ? { initImage: prepared.initImage } : {}),
       ...(prepared.mask ? { mask: prepared.mask } : {}),
-      ...(prepared.loras.length > 0 ? { loras: prepared.loras } : {}),
+      ...(prepared.loras.length > 0 ? { loras: prepared.loras.map(({ path, weight }) => ({ path, weight })) } : {}),
       ...(request.preview && request.preview !== 'none' ? { preview: request.preview, ...(request.previewInterval !== undefined ? { previewInterval: request.previewInterval } : {}) } : {}),
       signal,
       onProgress: hooks.onProgress,
     };
+    // Hashed while the job runs (each file once per server: lib/lora-hash.ts); an unreadable file leaves the field out.
+    const loraHashes = loraHashesField(prepared.loras).catch(() => undefined);
     const generated = await model.generate(options);
     const encodeStart = performance.now();
     const [image] = generated.images;
     const seeds = generated.images.map((_, i) => Number(generated.seed) + i);
     const full: JobSettings = { ...settings, width: image!.width, height: image!.height };
     const modelName = checkpointName(prepared.model);
-    const infotexts = seeds.map((seed) => infotext({ ...full, seed, model: modelName, taesd: false, version: packageVersion() }));
+    const hashes = await loraHashes;
+    const infotexts = seeds.map((seed) =>
+      infotext({ ...full, seed, model: modelName, taesd: false, version: packageVersion(), ...(hashes !== undefined ? { loraHashes: hashes } : {}) }),
+    );
     const images = await Promise.all(generated.images.map(async (img, i) => toBase64(await encodePng(img, infotexts[i]))));
     const encodeMs = performance.now() - encodeStart;
     const result: JobResult = {
