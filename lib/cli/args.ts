@@ -1,8 +1,14 @@
 /**
  * Turning flag strings into values. Only the syntax is checked here (a number is a number);
- * ranges and names are the library's to check, and its TypeError/RangeError become usage errors.
+ * ranges and names are the library's to check, and its TypeError/RangeError become usage errors —
+ * except the server's and worker's own limits and timings (count, seconds), which no library
+ * call checks.
  */
 import { InvalidArgumentError } from 'commander';
+
+import { UsageError } from './exit.js';
+
+const MS_PER_SECOND = 1000;
 
 const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
 
@@ -29,4 +35,16 @@ export function lower(value: string): string {
 /** A seed as JSON can carry it: a number while exact, else a decimal string. */
 export function jsonSeed(seed: number | bigint): number | string {
   return typeof seed === 'bigint' ? (seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed.toString()) : seed;
+}
+
+/** A positive whole number (a count, a limit); UsageError naming `flag` otherwise. */
+export function count(flag: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${flag} must be a positive whole number, got ${value}`);
+  return value;
+}
+
+/** A positive number of seconds, in milliseconds; UsageError naming `flag` otherwise. */
+export function seconds(flag: string, value: number): number {
+  if (!(value > 0)) throw new UsageError(`${flag} must be a positive number of seconds, got ${value}`);
+  return Math.round(value * MS_PER_SECOND);
 }

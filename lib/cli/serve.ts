@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 
 import { WEIGHT_TYPES, connectRedisQueue, createServer, type JobQueue } from '../index.js';
-import { number } from './args.js';
+import { count, number } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 
 /** The defaults, as the webui's: port 7860, this machine only. */
@@ -39,12 +39,6 @@ interface Flags {
   device: string;
   threads?: number;
   log?: boolean;
-}
-
-/** A positive whole number (a count, a limit). */
-function count(flag: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${flag} must be a positive whole number, got ${value}`);
-  return value;
 }
 
 export function serveCommand(): Command {

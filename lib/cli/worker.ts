@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 
 import { WEIGHT_TYPES, startRedisWorker } from '../index.js';
-import { number } from './args.js';
+import { count, number, seconds } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
 
 /** The defaults; the lock and stalled-check timings are BullMQ's own (lib/server/queue/redis-worker.ts says why). */
@@ -29,18 +29,6 @@ interface Flags {
   type?: (typeof WEIGHT_TYPES)[number];
   device: string;
   threads?: number;
-}
-
-/** A positive whole number (a count). */
-function count(flag: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${flag} must be a positive whole number, got ${value}`);
-  return value;
-}
-
-/** A positive number of seconds, in milliseconds. */
-function seconds(flag: string, value: number): number {
-  if (!(value > 0)) throw new UsageError(`${flag} must be a positive number of seconds, got ${value}`);
-  return Math.round(value * MS_PER_SECOND);
 }
 
 export function workerCommand(): Command {
