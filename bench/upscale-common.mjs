@@ -61,4 +61,19 @@ export function runOurs({ model, input, output, tile, overlap, threads, weightTy
   return timed(process.execPath, args);
 }
 
+/**
+ * The overlap stable-diffusion.cpp's tiling settles on along a side of `size` pixels for
+ * `tile` (its sd_tiling_calc_tiles, aiming at a quarter of the tile: it adds a tile when the
+ * leftover fits, then spreads the tiles evenly), so that sdnode's tiles can lie where its do.
+ */
+export function peerOverlap(size, tile, target = 0.25) {
+  if (size <= tile) return 0;
+  const overlap = Math.floor(tile * target), stride = tile - overlap;
+  let n = Math.floor((size - overlap) / stride);
+  const overshoot = ((n + 1) * stride + overlap) % size;
+  if (overshoot !== stride && overshoot <= n * (tile / 2 - overlap)) n++;
+  if (n <= 2) return 2 * tile - size;
+  return Math.floor(tile * ((tile * n - size) / (tile * (n - 1))));
+}
+
 export const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;

@@ -117,6 +117,11 @@ Latent crop(const Latent& from, int x0, int y0, int width, int height) {
   return out;
 }
 
+// Smootherstep, 6t⁵ − 15t⁴ + 10t³: 0 to 1 with no kink at either end, and s(t) + s(1 − t) = 1,
+// so two mirrored ramps still sum to 1. stable-diffusion.cpp blends its tiles with it, which
+// keeps our tiles' seams equal to its where the tiles lie the same.
+double smootherstep(double t) { return t * t * t * (t * (6 * t - 15) + 10); }
+
 // How much tile k counts along one axis at each of its `units` output values (`per_cell` a
 // cell): 1 inside, ramping to 0 towards a neighbour across their shared cells. The ramp runs
 // across the part of the overlap at least `reach` cells from both tiles' cut edges when there
@@ -129,11 +134,13 @@ std::vector<float> axis_weights(const std::vector<TileSpan>& spans, size_t k, in
   const auto ramp = [reach](double t, int overlap) {
     if (overlap <= 0) return 1.0;
     const double margin = overlap > 2 * reach ? reach : 0.0;
-    return std::clamp((t - margin) / (overlap - 2 * margin), 0.0, 1.0);
+    return smootherstep(std::clamp((t - margin) / (overlap - 2 * margin), 0.0, 1.0));
   };
   std::vector<float> w(size_t(s.size) * per_cell);
   for (size_t i = 0; i < w.size(); ++i) {
-    const double t = (i + 0.5) / per_cell;  // cells from the tile's start
+    // Cells from the tile's start at the value's left edge, as stable-diffusion.cpp samples its
+    // ramps (a ramp's first value weighs 0; its mirror's weighs 1 there).
+    const double t = double(i) / per_cell;
     w[i] = static_cast<float>(std::min(ramp(t, lead), ramp(s.size - t, trail)));
   }
   return w;

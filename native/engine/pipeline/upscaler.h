@@ -2,7 +2,7 @@
 // overlapping tiles whose seams are blended, so the compute buffers are those of one tile.
 //
 // Tiles overlap by `overlap` pixels. Each output pixel is a weighted mean of the tiles that
-// cover it, the weights ramping from one tile to the next across their overlap. Where the
+// cover it, the weights ramping (smootherstep) from one tile to the next across their overlap. Where the
 // overlap is wider than twice the network's reach (RrdbNet::reach), the ramp runs only across
 // the middle of it, where both tiles saw every input pixel the output depends on: the result
 // equals the untiled pass up to rounding. Narrower overlaps (any full-size ESRGAN: 23 blocks
