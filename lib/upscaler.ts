@@ -29,6 +29,8 @@ export interface LoadUpscalerOptions {
   weightType?: 'f32' | 'f16';
   /** Cancels the load; the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
+  /** Two steps: the file read and its network known, then the weights on the device. Default: none. */
+  onProgress?: JobOptions['onProgress'];
 }
 
 /** Options of upscaler.upscale(); every one is optional. */
@@ -47,7 +49,7 @@ export interface UpscaleOptions extends JobOptions {
   repeats?: number;
 }
 
-const LOAD_KEYS = ['device', 'threads', 'weightType', 'signal'] as const;
+const LOAD_KEYS = ['device', 'threads', 'weightType', 'signal', 'onProgress'] as const;
 const UPSCALE_KEYS = ['tile', 'tileOverlap', 'repeats', 'signal', 'onProgress'] as const;
 
 /** The tiling and repeats of an upscale, checked. */
@@ -189,13 +191,14 @@ export function loadUpscaler(path: string, options?: LoadUpscalerOptions): Promi
   const threads = o.threads === undefined ? availableParallelism() : checkInteger('options.threads', o.threads, 1, 1024);
   const weightType = o.weightType === undefined ? 'f32' : checkEnum('options.weightType', o.weightType, ['f32', 'f16'] as const);
   const signal = checkSignal('options.signal', o.signal);
+  const onProgress = checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress);
   const device = resolveDevice(o.device);
 
   const load = async (id: string) =>
     new Upscaler(
       await new JobQueue('loadUpscaler').run(
-        () => native().NativeUpscaler.load({ path: file, device: id, threads, f16Weights: weightType === 'f16' }),
-        { signal },
+        (progress) => native().NativeUpscaler.load({ path: file, device: id, threads, f16Weights: weightType === 'f16' }, progress),
+        { signal, onProgress },
       ),
     );
   return load(device.id).catch((err: unknown) => {

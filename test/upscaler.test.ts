@@ -62,7 +62,9 @@ describe('RRDBNet against a float64 reference', () => {
     const expected = toPixels(rrdbnetReference(x4.values, image));
     let first: Uint8Array | undefined;
     for (const name of ['x4-basicsr.pth', 'x4-basicsr.safetensors', 'x4-esrgan.pth', 'x4-esrgan.safetensors', 'x4-params.pth']) {
-      const u = await loadUpscaler(files[name]!, cpu);
+      const loading: number[] = [];
+      const u = await loadUpscaler(files[name]!, { ...cpu, onProgress: (p) => loading.push(p.step, p.steps) });
+      expect(loading).toEqual([1, 2, 2, 2]);
       expect([u.scale, u.features, u.growth, u.blocks]).toEqual([4, 8, 4, 1]);
       expect(u.convention).toBe(name.includes('esrgan') ? 'esrgan' : 'basicsr');
       const out = await u.upscale(image, { tile: 0 });

@@ -37,7 +37,7 @@ Napi::Value NativeUpscaler::Load(const Napi::CallbackInfo& info) {
       env, Napi::Object(), info.Length() > 1 ? info[1] : env.Undefined(),
       [options](sdn::JobControl& job) {
         job.throw_if_cancelled();
-        auto engine = std::make_shared<sdn::EsrganUpscaler>(options);
+        auto engine = std::make_shared<sdn::EsrganUpscaler>(options, &job);
         job.throw_if_cancelled();
         return engine;
       },

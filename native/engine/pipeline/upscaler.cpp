@@ -19,7 +19,7 @@ struct EsrganUpscaler::Loaded {
   RrdbNet net;
 };
 
-EsrganUpscaler::EsrganUpscaler(const UpscalerOptions& options) {
+EsrganUpscaler::EsrganUpscaler(const UpscalerOptions& options, const JobControl* job) {
   ModelFile file = open_model_file(options.path);
   info_.format = file_format_name(file.format);
   EsrganNames names;
@@ -47,11 +47,16 @@ EsrganUpscaler::EsrganUpscaler(const UpscalerOptions& options) {
   info_.blocks = net.blocks();
   info_.unshuffle = net.unshuffle();
   info_.reach = net.reach() * net.unshuffle();
+  if (job) {
+    job->throw_if_cancelled();
+    job->report(1, 2);
+  }
 
   runtime_ = std::make_unique<Runtime>(options.device, options.threads);
   info_.device = options.device;
   loaded_->weights->upload(runtime_->weight_buffer_type());
   info_.weight_bytes = loaded_->weights->bytes();
+  if (job) job->report(2, 2);
 }
 
 EsrganUpscaler::~EsrganUpscaler() {

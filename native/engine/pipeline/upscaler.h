@@ -50,8 +50,9 @@ struct UpscaleParams {
 class EsrganUpscaler {
  public:
   // Throws FileAccess, ModelFormat (malformed, or not an RRDBNet: names what does not fit),
-  // Backend / InvalidArgument for the device, Resource.
-  explicit EsrganUpscaler(const UpscalerOptions& options);
+  // Backend / InvalidArgument for the device, Resource. Progress, with a job: step 1 of 2 once
+  // the file is read and its network known, 2 once the weights are on the device.
+  explicit EsrganUpscaler(const UpscalerOptions& options, const JobControl* job = nullptr);
   ~EsrganUpscaler();
 
   const UpscalerInfo& info() const { return info_; }
