@@ -177,10 +177,12 @@ Latent EsrganUpscaler::upscale_planar(const Latent& rgb, const UpscaleParams& pa
   Latent out{3, cells.width * u, cells.height * u, std::vector<float>(size_t(3) * cells.width * u * cells.height * u, 0.0f)};
   std::vector<float> weight_sum(size_t(out.width) * out.height, 0.0f);
   const size_t plane = weight_sum.size();
+  std::vector<std::vector<float>> column_weights;  // the same for every row of tiles
+  for (size_t tx = 0; tx < xs.size(); ++tx) column_weights.push_back(axis_weights(xs, tx, u, net.reach()));
   for (size_t ty = 0; ty < ys.size(); ++ty) {
     const std::vector<float> wy = axis_weights(ys, ty, u, net.reach());
     for (size_t tx = 0; tx < xs.size(); ++tx) {
-      const std::vector<float> wx = axis_weights(xs, tx, u, net.reach());
+      const std::vector<float>& wx = column_weights[tx];
       const Latent in = crop(cells, xs[tx].begin, ys[ty].begin, xs[tx].size, ys[ty].size);
       const Latent piece = run_planar(*runtime_, in, "esrgan.input", build, net.graph_nodes(), 0, quiet);
       if (piece.width != in.width * u || piece.height != in.height * u || piece.channels != 3) {
@@ -221,8 +223,8 @@ Image EsrganUpscaler::upscale(const Image& image, const UpscaleParams& params, c
   // Tiles of every repeat, for one progress count over the job.
   int steps = 0;
   double w = image.width, h = image.height;
+  const int tile = params.tile > 0 ? std::max(1, params.tile / f) : 0;
   for (int r = 0; r < params.repeats; ++r) {
-    const int tile = params.tile > 0 ? std::max(1, params.tile / f) : 0;
     if (w * s > 65536 || h * s > 65536) fail(ErrorCode::Resource, "the upscaled image would be larger than 65536 pixels a side");
     steps += count_tiles(int(std::ceil(w / f)), int(std::ceil(h / f)), tile, std::min(params.overlap / f, tile / 2));
     w *= s;
