@@ -1,12 +1,12 @@
 // Shared by bench/parity-upscale.mjs and bench/upscale.mjs: the test photo at a given size, the
 // full-size random RealESRGAN_x4plus file, and timed runs of sdnode and of the peer's
 // `sd-cli -M upscale`, each in its own process under /usr/bin/time (wall time, peak RSS).
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { readImage, writeImage } from '../dist/index.js';
+import { timedRun } from '../scripts/compare-peer.mjs';
 import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -36,29 +36,15 @@ export async function x4plus(dir, seed = 1) {
   return path;
 }
 
-function timed(cmd, args) {
-  const time = existsSync('/usr/bin/time');
-  const [bin, argv] = time ? ['/usr/bin/time', ['-v', cmd, ...args]] : [cmd, args];
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    execFile(bin, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const log = stdout + stderr;
-      if (err) return reject(new Error(`${cmd} failed (${err.code}): ${log.slice(-2000)}`));
-      const rss = log.match(/Maximum resident set size \(kbytes\): (\d+)/);
-      resolve({ ms: performance.now() - t0, peakRss: rss ? Number(rss[1]) * 1024 : NaN, log });
-    });
-  });
-}
-
 /** The peer's `-M upscale` (it stores the weights as f16). */
 export function runPeerUpscale(bin, { model, input, output, tile, threads }) {
-  return timed(bin, ['-M', 'upscale', '--upscale-model', model, '-i', input, '-o', output, '--upscale-tile-size', String(tile), '-t', String(threads)]);
+  return timedRun(bin, ['-M', 'upscale', '--upscale-model', model, '-i', input, '-o', output, '--upscale-tile-size', String(tile), '-t', String(threads)]);
 }
 
 /** sdnode's CLI, `generate -M upscale`, in its own process. */
 export function runOurs({ model, input, output, tile, overlap, threads, weightType = 'f32' }) {
   const args = [join(here, 'upscale-child.mjs'), model, input, output, String(tile), String(overlap), String(threads), weightType];
-  return timed(process.execPath, args);
+  return timedRun(process.execPath, args);
 }
 
 /**

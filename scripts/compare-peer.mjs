@@ -34,23 +34,33 @@ export function runPeer(bin, o, out) {
     // Without clipSkip the peer picks its family default (1 for SD1.x, 2 for SD2.x and SDXL), as sdnode does.
     ...(o.clipSkip ? ['--clip-skip', String(o.clipSkip)] : []), ...(o.peerArgs ?? []),
   ];
-  const timed = existsSync('/usr/bin/time');
-  const [cmd, argv] = timed ? ['/usr/bin/time', ['-v', bin, ...args]] : [bin, args];
+  return timedRun(bin, args).then(({ ms, peakRss, log }) => {
+    const secs = (re) => { const m = log.match(re); return m ? Number(m[1]) * 1000 : NaN; };
+    return {
+      ms,
+      textEncodeMs: secs(/get_learned_condition completed, taking ([\d.]+)s/),
+      samplingMs: secs(/sampling completed, taking ([\d.]+)s/),
+      decodeMs: secs(/decode_first_stage completed, taking ([\d.]+)s/),
+      peakRss,
+      log,
+    };
+  });
+}
+
+/**
+ * Runs `cmd args` (under /usr/bin/time -v where there is one): wall ms, peak RSS in bytes (NaN
+ * without /usr/bin/time) and the output; rejects with the output's tail when it fails.
+ */
+export function timedRun(cmd, args) {
+  const time = existsSync('/usr/bin/time');
+  const [bin, argv] = time ? ['/usr/bin/time', ['-v', cmd, ...args]] : [cmd, args];
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    execFile(cmd, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(bin, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const log = stdout + stderr;
-      if (err) return reject(new Error(`peer failed (${err.code}): ${log.slice(-2000)}`));
-      const secs = (re) => { const m = log.match(re); return m ? Number(m[1]) * 1000 : NaN; };
+      if (err) return reject(new Error(`${cmd} failed (${err.code}): ${log.slice(-2000)}`));
       const rss = log.match(/Maximum resident set size \(kbytes\): (\d+)/);
-      resolve({
-        ms: performance.now() - t0,
-        textEncodeMs: secs(/get_learned_condition completed, taking ([\d.]+)s/),
-        samplingMs: secs(/sampling completed, taking ([\d.]+)s/),
-        decodeMs: secs(/decode_first_stage completed, taking ([\d.]+)s/),
-        peakRss: rss ? Number(rss[1]) * 1024 : NaN,
-        log,
-      });
+      resolve({ ms: performance.now() - t0, peakRss: rss ? Number(rss[1]) * 1024 : NaN, log });
     });
   });
 }
