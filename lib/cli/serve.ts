@@ -3,11 +3,12 @@
  * API, OpenAI's images API and sdnode's own — until SIGTERM or Ctrl-C, which stop new requests,
  * let running jobs finish for --shutdown-grace seconds, cancel the rest and exit 0.
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 
-import { WEIGHT_TYPES, connectRedisQueue, createServer, type JobQueue } from '../index.js';
+import { connectRedisQueue, createServer, type JobQueue } from '../index.js';
 import { count, number } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
+import { withLoadFlags, type LoadFlags } from './load-flags.js';
 
 /** The defaults, as the webui's: port 7860, this machine only. */
 export const SERVE_DEFAULTS = { port: 7860, host: '127.0.0.1', maxBodyMb: 32, maxPixels: 2048 * 2048, maxSteps: 150, maxBatch: 8, maxQueue: 32, shutdownGrace: 30 } as const;
@@ -18,7 +19,7 @@ const ENV = { apiKey: 'SDNODE_API_KEY', apiAuth: 'SDNODE_API_AUTH' } as const;
 const BYTES_PER_MB = 1024 * 1024;
 const MS_PER_SECOND = 1000;
 
-interface Flags {
+interface Flags extends LoadFlags {
   queue?: string;
   queuePrefix: string;
   model?: string;
@@ -35,35 +36,31 @@ interface Flags {
   maxBatch: number;
   maxQueue: number;
   shutdownGrace: number;
-  type?: (typeof WEIGHT_TYPES)[number];
-  device: string;
-  threads?: number;
   log?: boolean;
 }
 
 export function serveCommand(): Command {
   const d = SERVE_DEFAULTS;
-  return new Command('serve')
-    .description("an HTTP server on a loaded model: the AUTOMATIC1111 webui API (/sdapi/v1), OpenAI's images API (/v1/images) and sdnode's own (/sdnode/v1)")
-    .option('-m, --model <path>', 'the model served first: a checkpoint (.safetensors, .ckpt, .gguf) or a diffusers folder')
-    .option('--queue <url>', "scale out: put jobs on this Redis (redis://host:6379) for 'sdnode worker' processes to run; the server then loads no model and offers the workers' models")
-    .option('--queue-prefix <name>', 'prefix of the Redis keys, as the workers\' (several deployments on one Redis)', 'sdnode')
-    .option('--models-dir <dir>', 'checkpoints clients may switch to by name (the webui\'s sd_model_checkpoint, OpenAI\'s model); only files inside it')
-    .option('--lora-model-dir <dir>', 'LoRAs that <lora:name:weight> in prompts names; only files inside it')
-    .option('--embd-dir <dir>', 'textual-inversion embeddings')
-    .option('--port <n>', 'TCP port (0: any free one)', number, d.port)
-    .option('--host <address>', 'address to listen on; 0.0.0.0 opens the server to the network — set --api-key or --api-auth then', d.host)
-    .option('--api-key <key>', `requests must send Authorization: Bearer <key> (or set ${ENV.apiKey})`)
-    .option('--api-auth <user:pass>', `HTTP Basic credentials, several joined by ',' (or set ${ENV.apiAuth})`)
-    .option('--max-body-mb <n>', 'largest request body, MiB', number, d.maxBodyMb)
-    .option('--max-pixels <n>', 'largest image a request makes, width × height', number, d.maxPixels)
-    .option('--max-steps <n>', 'most sampling steps a request may ask', number, d.maxSteps)
-    .option('--max-batch <n>', 'most images one request may ask', number, d.maxBatch)
-    .option('--max-queue <n>', 'most jobs waiting; more are answered 429 with Retry-After', number, d.maxQueue)
-    .option('--shutdown-grace <seconds>', 'on SIGTERM / Ctrl-C, how long running jobs may finish before they are cancelled', number, d.shutdownGrace)
-    .addOption(new Option('--type <type>', `weight type on load (default: as stored): ${WEIGHT_TYPES.join(', ')}`).choices(WEIGHT_TYPES))
-    .option('--device <id>', "device: auto, cpu, cuda:0, vulkan:0, metal (see 'sdnode devices')", 'auto')
-    .option('-t, --threads <n>', 'CPU threads (default: all cores)', number)
+  return withLoadFlags(
+    new Command('serve')
+      .description("an HTTP server on a loaded model: the AUTOMATIC1111 webui API (/sdapi/v1), OpenAI's images API (/v1/images) and sdnode's own (/sdnode/v1)")
+      .option('-m, --model <path>', 'the model served first: a checkpoint (.safetensors, .ckpt, .gguf) or a diffusers folder')
+      .option('--queue <url>', "scale out: put jobs on this Redis (redis://host:6379) for 'sdnode worker' processes to run; the server then loads no model and offers the workers' models")
+      .option('--queue-prefix <name>', 'prefix of the Redis keys, as the workers\' (several deployments on one Redis)', 'sdnode')
+      .option('--models-dir <dir>', 'checkpoints clients may switch to by name (the webui\'s sd_model_checkpoint, OpenAI\'s model); only files inside it')
+      .option('--lora-model-dir <dir>', 'LoRAs that <lora:name:weight> in prompts names; only files inside it')
+      .option('--embd-dir <dir>', 'textual-inversion embeddings')
+      .option('--port <n>', 'TCP port (0: any free one)', number, d.port)
+      .option('--host <address>', 'address to listen on; 0.0.0.0 opens the server to the network — set --api-key or --api-auth then', d.host)
+      .option('--api-key <key>', `requests must send Authorization: Bearer <key> (or set ${ENV.apiKey})`)
+      .option('--api-auth <user:pass>', `HTTP Basic credentials, several joined by ',' (or set ${ENV.apiAuth})`)
+      .option('--max-body-mb <n>', 'largest request body, MiB', number, d.maxBodyMb)
+      .option('--max-pixels <n>', 'largest image a request makes, width × height', number, d.maxPixels)
+      .option('--max-steps <n>', 'most sampling steps a request may ask', number, d.maxSteps)
+      .option('--max-batch <n>', 'most images one request may ask', number, d.maxBatch)
+      .option('--max-queue <n>', 'most jobs waiting; more are answered 429 with Retry-After', number, d.maxQueue)
+      .option('--shutdown-grace <seconds>', 'on SIGTERM / Ctrl-C, how long running jobs may finish before they are cancelled', number, d.shutdownGrace),
+  )
     .option('--log', 'log each request as a JSON line on stdout')
     .addHelpText('after', `
 Examples:

@@ -4,18 +4,19 @@
  * until SIGTERM or Ctrl-C: then it takes no more, lets the running jobs finish for
  * --shutdown-grace seconds, gives those still running back to the queue and exits 0.
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 
-import { WEIGHT_TYPES, startRedisWorker } from '../index.js';
+import { startRedisWorker } from '../index.js';
 import { count, number, seconds } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
+import { withLoadFlags, type LoadFlags } from './load-flags.js';
 
 /** The defaults; the lock and stalled-check timings are BullMQ's own (lib/server/queue/redis-worker.ts says why). */
 export const WORKER_DEFAULTS = { concurrency: 1, shutdownGrace: 30, lockDuration: 30, stalledInterval: 30, prefix: 'sdnode' } as const;
 
 const MS_PER_SECOND = 1000;
 
-interface Flags {
+interface Flags extends LoadFlags {
   queue?: string;
   queuePrefix: string;
   model?: string;
@@ -26,28 +27,24 @@ interface Flags {
   shutdownGrace: number;
   lockDuration: number;
   stalledInterval: number;
-  type?: (typeof WEIGHT_TYPES)[number];
-  device: string;
-  threads?: number;
 }
 
 export function workerCommand(): Command {
   const d = WORKER_DEFAULTS;
-  return new Command('worker')
-    .description("takes jobs of one model from the Redis queue that 'sdnode serve --queue' fronts, on this machine")
-    .option('--queue <url>', 'the Redis the front end queues jobs on: redis://[user:password@]host:port[/db]')
-    .option('--queue-prefix <name>', 'prefix of the Redis keys, as the front end\'s (several deployments on one Redis)', d.prefix)
-    .option('-m, --model <path>', 'the model this worker holds: a checkpoint (.safetensors, .ckpt, .gguf)')
-    .option('--models-dir <dir>', 'the folder the model is named in, as the front end\'s clients name it (its path there); otherwise its file name')
-    .option('--lora-model-dir <dir>', 'LoRAs that <lora:name:weight> in prompts names; only files inside it')
-    .option('--embd-dir <dir>', 'textual-inversion embeddings')
-    .option('--concurrency <n>', 'jobs at once, each on its own copy of the model (memory × n)', number, d.concurrency)
-    .option('--shutdown-grace <seconds>', 'on SIGTERM / Ctrl-C, how long running jobs may finish before they go back to the queue', number, d.shutdownGrace)
-    .option('--lock-duration <seconds>', "how long a job's lock lasts unless renewed (every half of it); a dead worker's job runs elsewhere after about this plus --stalled-interval", number, d.lockDuration)
-    .option('--stalled-interval <seconds>', 'how often this worker looks for jobs whose worker died', number, d.stalledInterval)
-    .addOption(new Option('--type <type>', `weight type on load (default: as stored): ${WEIGHT_TYPES.join(', ')}`).choices(WEIGHT_TYPES))
-    .option('--device <id>', "device: auto, cpu, cuda:0, vulkan:0, metal (see 'sdnode devices')", 'auto')
-    .option('-t, --threads <n>', 'CPU threads (default: all cores)', number)
+  return withLoadFlags(
+    new Command('worker')
+      .description("takes jobs of one model from the Redis queue that 'sdnode serve --queue' fronts, on this machine")
+      .option('--queue <url>', 'the Redis the front end queues jobs on: redis://[user:password@]host:port[/db]')
+      .option('--queue-prefix <name>', 'prefix of the Redis keys, as the front end\'s (several deployments on one Redis)', d.prefix)
+      .option('-m, --model <path>', 'the model this worker holds: a checkpoint (.safetensors, .ckpt, .gguf)')
+      .option('--models-dir <dir>', 'the folder the model is named in, as the front end\'s clients name it (its path there); otherwise its file name')
+      .option('--lora-model-dir <dir>', 'LoRAs that <lora:name:weight> in prompts names; only files inside it')
+      .option('--embd-dir <dir>', 'textual-inversion embeddings')
+      .option('--concurrency <n>', 'jobs at once, each on its own copy of the model (memory × n)', number, d.concurrency)
+      .option('--shutdown-grace <seconds>', 'on SIGTERM / Ctrl-C, how long running jobs may finish before they go back to the queue', number, d.shutdownGrace)
+      .option('--lock-duration <seconds>', "how long a job's lock lasts unless renewed (every half of it); a dead worker's job runs elsewhere after about this plus --stalled-interval", number, d.lockDuration)
+      .option('--stalled-interval <seconds>', 'how often this worker looks for jobs whose worker died', number, d.stalledInterval),
+  )
     .addHelpText('after', `
 Examples:
   sdnode serve --queue redis://redis:6379 --host 0.0.0.0 --api-key secret     # the front end
