@@ -14,10 +14,11 @@ import { checkEnum, checkFunction, checkKeys, checkObject, checkPath, checkSigna
 export interface ConvertOptions {
   /**
    * Default 'f16'. f32/f16 turn every floating-point tensor into that type. A quantized type
-   * applies to the 2-D weights of linear layers with at least 4096 elements and a row length
-   * the block size divides (K-quants fall back to q4_0/q5_0/q5_1/q8_0 for other rows); conv
-   * kernels, embeddings and the timestep MLP stay f16, biases and norms f32. `tensors` in the
-   * result says what each tensor became.
+   * applies to the 2-D weights of linear layers and to the UNet's conv kernels (kept as the
+   * [OC, IC·KH·KW] matrices they multiply as; `sdnode.unfolded.<name>` keys give their shapes)
+   * with at least 4096 elements and a row length the block size divides (K-quants fall back to
+   * q4_0/q5_0/q5_1/q8_0 for other rows); the VAE's kernels, embeddings and the timestep MLP stay
+   * f16, biases and norms f32. `tensors` in the result says what each tensor became.
    */
   weightType?: WeightType;
   /** Cancels the conversion (no file is left behind); the promise rejects with AbortError. Default: none. */

@@ -47,9 +47,9 @@ export interface LoadModelOptions {
   threads?: number;
   /**
    * Default: as stored (f32/f16/quantized GGUF kept; bf16, f64, f8 become f16). f32/f16 convert
-   * every floating-point weight; a quantized type quantizes the 2-D linear weights the rules
-   * allow (see convertModel) and keeps conv kernels, embeddings and the timestep MLP in f16,
-   * biases and norms in f32. `model.weights()` says what each tensor became.
+   * every floating-point weight; a quantized type quantizes the linear weights and UNet conv
+   * kernels the rules allow (see convertModel) and keeps the VAE's kernels, embeddings and the
+   * timestep MLP in f16, biases and norms in f32. `model.weights()` says what each tensor became.
    */
   weightType?: WeightType;
   /** UNet weights from a training checkpoint's EMA copy (model_ema.*), when it has one. Default false. */

@@ -62,13 +62,16 @@ const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /** What the rules say a tensor of the tiny model becomes under a 32-wide quantized type. */
 function expectedQuantized(name: string, shape: number[], dtype: string, q: string): string {
   if (dtype === 'I64') return 'I64';
+  // A UNet conv kernel [OC, IC, KH, KW] quantizes as the [OC, IC·KH·KW] matrix it multiplies as.
+  const kernel = shape.length === 4 && name.startsWith('model.diffusion_model.');
+  const row = kernel ? numel(shape) / shape[0]! : shape[1]!;
   const quantize =
-    shape.length === 2 &&
+    (shape.length === 2 || kernel) &&
     name.endsWith('.weight') &&
     !name.includes('embedding') &&
     !name.includes('time_embed.') &&
     numel(shape) >= 4096 &&
-    shape[1]! % 32 === 0;
+    row % 32 === 0;
   if (quantize) return q;
   return shape.length <= 1 ? 'F32' : 'F16';
 }
@@ -131,7 +134,15 @@ describe('convertModel', () => {
       expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight')).toBe(q);
       expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight')).toBe(q);
       expect(to.get('model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight')).toBe('F32');
-      expect(to.get('model.diffusion_model.input_blocks.0.0.weight')).toBe('F16'); // conv kernel
+      expect(to.get('model.diffusion_model.input_blocks.0.0.weight')).toBe('F16'); // conv kernel of 4·3·3 = 36-wide rows
+      expect(to.get('model.diffusion_model.input_blocks.1.0.in_layers.2.weight')).toBe(q); // conv kernel, 32·3·3 wide
+      expect(to.get('first_stage_model.decoder.mid.block_1.conv1.weight')).toBe('F16'); // the VAE's kernels stay float
+      // Unfolded kernels say their shape in the file's metadata, and nothing else does.
+      const unfolded = Object.keys(out.metadata).filter((k) => k.startsWith('sdnode.unfolded.'));
+      expect(unfolded.length).toBe(out.tensors.filter((t) => t.shape.length === 4 && t.dtype === q).length);
+      expect(out.metadata['sdnode.unfolded.model.diffusion_model.input_blocks.1.0.in_layers.2.weight']).toBe(
+        src.get('model.diffusion_model.input_blocks.1.0.in_layers.2.weight')!.shape.join(','),
+      );
       expect(to.get('model.diffusion_model.time_embed.2.weight')).toBe('F16');
       expect(to.get('cond_stage_model.transformer.text_model.embeddings.token_embedding.weight')).toBe('F16');
       expect(to.get('cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight')).toBe('F16'); // 32×32: small

@@ -21,8 +21,9 @@ uint64_t expected_bytes(const sdn::TensorInfo& t) {
   if (t.dtype != sdn::DType::Ggml) return static_cast<uint64_t>(t.numel()) * sdn::dtype_size(t.dtype);
   if (t.ggml_type < 0 || t.ggml_type >= GGML_TYPE_COUNT || t.shape.empty()) std::abort();
   const ggml_type type = static_cast<ggml_type>(t.ggml_type);
-  if (ggml_blck_size(type) <= 0 || t.shape.back() % ggml_blck_size(type) != 0) std::abort();
-  return ggml_row_size(type, t.shape.back()) * static_cast<uint64_t>(t.numel() / t.shape.back());
+  const int64_t row = t.row_length();
+  if (ggml_blck_size(type) <= 0 || row % ggml_blck_size(type) != 0) std::abort();
+  return ggml_row_size(type, row) * static_cast<uint64_t>(t.numel() / row);
 }
 
 }  // namespace

@@ -225,6 +225,32 @@ DType dtype_of(int ggml_type) {
   }
 }
 
+// A conv kernel stored unfolded: the file has the [OC, IC·KH·KW] matrix its blocks fill, and
+// "sdnode.unfolded.<name>" = "OC,IC,KH,KW", its shape as a kernel (nn/weight_types.h).
+constexpr const char* kUnfoldedKey = "sdnode.unfolded.";
+
+void fold_kernel_shape(const Cursor& c, const std::string& text, TensorInfo& info) {
+  const std::string where = "tensor '" + info.name + "' (" + kUnfoldedKey + info.name + " = '" + ascii_shown(text) + "')";
+  std::vector<int64_t> shape;
+  size_t i = 0;
+  while (i <= text.size() && shape.size() < 5) {
+    int64_t v = 0;
+    size_t digits = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 10; ++i, ++digits) v = v * 10 + (text[i] - '0');
+    if (digits == 0 || v == 0 || (i < text.size() && text[i] != ',')) c.error(where + ": not four positive integers");
+    shape.push_back(v);
+    ++i;
+  }
+  if (shape.size() != 4) c.error(where + ": not four positive integers");
+  if (info.shape.size() != 2) c.error(where + ": the stored tensor is not 2-D");
+  const int64_t row = info.shape[1];
+  if (shape[0] != info.shape[0] || row % shape[1] != 0 || (row / shape[1]) % shape[2] != 0 ||
+      row / shape[1] / shape[2] != shape[3])
+    c.error(where + ": does not match the stored " + shape_text(info.shape));
+  info.shape = shape;
+  info.unfolded_row = row;
+}
+
 }  // namespace
 
 TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& name_for_errors) {
@@ -398,6 +424,7 @@ TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& nam
 
   // Everything checked: fill the store with views into the bytes.
   const uint8_t* base = bytes->data();
+  size_t unfolded = 0;
   for (const PendingTensor& t : infos) {
     TensorInfo info;
     info.name = std::string(t.name);
@@ -406,8 +433,18 @@ TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& nam
     for (int d = t.n_dims - 1; d >= 0; --d) info.shape.push_back(t.ne[d]);
     info.data = base + data_start + t.offset;
     info.nbytes = static_cast<size_t>(t.nbytes);
+    auto kernel = store.metadata().find(kUnfoldedKey + info.name);
+    if (kernel != store.metadata().end()) {
+      fold_kernel_shape(c, kernel->second, info);
+      ++unfolded;
+    }
     store.add(std::move(info));
   }
+  size_t unfolded_keys = 0;
+  for (auto it = store.metadata().lower_bound(kUnfoldedKey);
+       it != store.metadata().end() && it->first.rfind(kUnfoldedKey, 0) == 0; ++it)
+    ++unfolded_keys;
+  if (unfolded_keys != unfolded) c.error("a " + std::string(kUnfoldedKey) + "* key names no tensor of the file");
   store.keep_alive(std::move(bytes));
   return store;
 }

@@ -60,7 +60,7 @@ uint64_t tensor_checksum(const TensorInfo& t) {
   constexpr int64_t kSlice = 1 << 20;
   std::vector<float> values;
   const int64_t n = t.numel();
-  const int64_t row = t.shape.empty() ? 1 : t.shape.back();
+  const int64_t row = t.row_length();
   for (int64_t start = 0; start < n;) {
     // Block formats decode whole rows; plain types any run of elements.
     int64_t count = std::min(n - start, std::max<int64_t>(row, kSlice / std::max<int64_t>(row, 1) * row));

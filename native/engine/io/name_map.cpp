@@ -310,7 +310,7 @@ void apply_name_plan(const NamePlan& plan, const TensorStore& in, TensorStore& o
         break;
       case TensorMapping::Op::Reshape:
         if (src->numel() != t.numel()) fail(ErrorCode::ModelFormat, what + ": element counts differ");
-        if (src->dtype == DType::Ggml && (src->shape.empty() || m.shape.empty() || src->shape.back() != m.shape.back()))
+        if (src->dtype == DType::Ggml && (src->unfolded_row > 0 || src->shape.empty() || m.shape.empty() || src->shape.back() != m.shape.back()))
           fail(ErrorCode::ModelFormat, what + ": a block-quantized tensor keeps its row length");
         break;
       case TensorMapping::Op::RowSlice: {

@@ -362,7 +362,7 @@ const ggml_type_traits* checked_ggml_traits(const TensorInfo& t, const char* tar
   if (!traits->to_float)
     fail(ErrorCode::ModelFormat,
          what + " has ggml type " + traits->type_name + ", which cannot be converted to " + target);
-  const int64_t row = t.shape.empty() ? 1 : t.shape.back();
+  const int64_t row = t.row_length();
   if (row <= 0 || row % traits->blck_size != 0)
     fail(ErrorCode::Internal, what + " has rows that are not whole " + traits->type_name + " blocks");
   if (ggml_row_size(type, row) * static_cast<uint64_t>(t.numel() / row) != t.nbytes)

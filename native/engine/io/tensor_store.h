@@ -52,8 +52,15 @@ struct TensorInfo {
   std::vector<int64_t> shape;  // outermost first, as PyTorch reports it; {} for a scalar
   const uint8_t* data = nullptr;  // contiguous, row-major, little-endian
   size_t nbytes = 0;
+  // Elements per stored row, when that is not the last dimension's length: a conv kernel
+  // [OC, IC, KH, KW] kept in ggml blocks as the [OC, IC·KH·KW] matrix it multiplies as (KW
+  // alone fills no block). Set from GGUF metadata sdnode.unfolded.<name> (files sdnode
+  // writes) or when a kernel is quantized on load; 0 otherwise.
+  int64_t unfolded_row = 0;
 
   int64_t numel() const;
+  // What ggml's rows of this tensor hold: unfolded_row, else the last dimension (1 for a scalar).
+  int64_t row_length() const { return unfolded_row > 0 ? unfolded_row : shape.empty() ? 1 : shape.back(); }
 };
 
 class TensorStore {

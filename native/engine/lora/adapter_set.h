@@ -84,6 +84,10 @@ class AdaptedWeights : public WeightLookup {
   ggml_tensor* require(const std::string& name, int rank) override;
   ggml_tensor* require_f32(const std::string& name, int rank) override;
   const std::vector<LowRankAdapter>* adapters(const std::string& name) override;
+  // A replacement keeps its base weight's shape and layout.
+  std::vector<int64_t> unfolded_kernel_shape(const std::string& name) const override {
+    return base_.unfolded_kernel_shape(name);
+  }
   // Internal unless every weight with run-time updates that a network took also had its
   // updates taken (a consumer other than a linear layer would drop them silently).
   void check_adapters_consumed() const;

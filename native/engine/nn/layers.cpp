@@ -11,7 +11,13 @@ Conv2d Conv2d::load(WeightLookup& w, const std::string& prefix, int stride) {
   Conv2d c;
   c.weight = w.require(prefix + ".weight", 4);
   c.stride = stride;
-  if (c.weight->ne[0] != c.weight->ne[1] || c.weight->ne[0] % 2 == 0) {
+  const std::vector<int64_t> unfolded = w.unfolded_kernel_shape(prefix + ".weight");  // [OC, IC, KH, KW]
+  c.unfolded = !unfolded.empty();
+  const int64_t kw = c.unfolded ? unfolded[3] : c.weight->ne[0], kh = c.unfolded ? unfolded[2] : c.weight->ne[1];
+  c.in_ = c.unfolded ? unfolded[1] : c.weight->ne[2];
+  c.out_ = c.unfolded ? unfolded[0] : c.weight->ne[3];
+  c.kernel_ = kw;
+  if (kw != kh || kw % 2 == 0) {
     fail(ErrorCode::ModelCompatibility, "'" + prefix + ".weight' is not an odd square kernel");
   }
   if (w.has(prefix + ".bias")) {
@@ -23,19 +29,37 @@ Conv2d Conv2d::load(WeightLookup& w, const std::string& prefix, int stride) {
 
 namespace {
 
-// cols [KW·KH·IC, OW, OH, N] · kernel [KW·KH·IC, OC] -> [OW, OH, N, OC]
-ggml_tensor* unfolded_product(ggml_context* ctx, ggml_tensor* cols, ggml_tensor* w) {
-  ggml_tensor* y = ggml_mul_mat(ctx, ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]),
-                                ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));  // [OW·OH·N, OC]
+// What ggml_im2col takes from a kernel: its sizes (it reads nothing else of its first operand).
+// An unfolded kernel has lost them, so a small kernel-shaped tensor stands in (f16 KW·KH·IC
+// elements, never read).
+ggml_tensor* kernel_sizes(ggml_context* ctx, const Conv2d& conv) {
+  if (!conv.unfolded) return conv.weight;
+  return ggml_new_tensor_4d(ctx, GGML_TYPE_F16, conv.kernel(), conv.kernel(), conv.in_channels(), 1);
+}
+
+// The unfolded input cols [KW·KH·IC, OW, R, N] times the kernel:
+//  - a float kernel [KW, KH, IC, OC]: ggml_mul_mat(cols, kernel) -> [OW, R, N, OC]; the columns
+//    take the kernel's float type;
+//  - an unfolded (quantized) kernel [KW·KH·IC, OC]: ggml_mul_mat(kernel, cols) -> [OC, OW, R, N];
+//    a block type can only be mul_mat's first operand, and the columns are f32.
+ggml_tensor* unfolded_product(ggml_context* ctx, ggml_tensor* cols, const Conv2d& conv) {
+  ggml_tensor* w = conv.weight;
+  ggml_tensor* flat = ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2] * cols->ne[3]);
+  if (conv.unfolded) {
+    ggml_tensor* y = ggml_mul_mat(ctx, w, flat);  // [OC, OW·R·N]
+    return ggml_reshape_4d(ctx, y, w->ne[1], cols->ne[1], cols->ne[2], cols->ne[3]);
+  }
+  ggml_tensor* y = ggml_mul_mat(ctx, flat, ggml_reshape_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3]));  // [OW·R·N, OC]
   return ggml_reshape_4d(ctx, y, cols->ne[1], cols->ne[2], cols->ne[3], w->ne[3]);
 }
 
 // Output rows [r0, r1) of the convolution: the input rows they read (a view), zero rows where
 // those fall outside the image, then the same unfolding and product as the whole op, without
-// vertical padding. -> [OW, r1 - r0, N, OC]
-ggml_tensor* conv_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, int stride, int pad, ggml_type col_type,
-                       int64_t r0, int64_t r1) {
-  const int64_t kh = w->ne[1], height = x->ne[1];
+// vertical padding. -> unfolded_product's layout with R = r1 - r0.
+ggml_tensor* conv_rows(ggml_context* ctx, const Conv2d& conv, ggml_tensor* sizes, ggml_tensor* x, int pad,
+                       ggml_type col_type, int64_t r0, int64_t r1) {
+  const int stride = conv.stride;
+  const int64_t kh = conv.kernel(), height = x->ne[1];
   const int64_t in0 = r0 * stride - pad, in1 = (r1 - 1) * stride - pad + kh;  // rows read, [in0, in1)
   const int64_t lo = std::max<int64_t>(in0, 0), hi = std::min<int64_t>(in1, height);
   ggml_tensor* band = ggml_view_4d(ctx, x, x->ne[0], hi - lo, x->ne[2], x->ne[3], x->nb[1], x->nb[2], x->nb[3],
@@ -43,39 +67,41 @@ ggml_tensor* conv_rows(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, int st
   if (lo > in0 || hi < in1) {
     band = ggml_pad_ext(ctx, band, 0, 0, static_cast<int>(lo - in0), static_cast<int>(in1 - hi), 0, 0, 0, 0);
   }
-  return unfolded_product(ctx, ggml_im2col(ctx, w, band, stride, stride, pad, 0, 1, 1, true, col_type), w);
+  return unfolded_product(ctx, ggml_im2col(ctx, sizes, band, stride, stride, pad, 0, 1, 1, true, col_type), conv);
 }
 
 }  // namespace
 
 ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
-  ggml_tensor* w = conv.weight;  // [KW, KH, IC, OC]
   if (conv.input_scale != 1.0f) x = ggml_scale(ctx, x, conv.input_scale);
-  const ggml_type col_type = w->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+  const ggml_type col_type = conv.unfolded || conv.weight->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   const int s = conv.stride;
-  const int64_t ow = (x->ne[0] + 2 * pad - w->ne[0]) / s + 1, oh = (x->ne[1] + 2 * pad - w->ne[1]) / s + 1;
+  const int64_t k = conv.kernel(), ic = conv.in_channels(), oc = conv.out_channels();
+  const int64_t ow = (x->ne[0] + 2 * pad - k) / s + 1, oh = (x->ne[1] + 2 * pad - k) / s + 1;
+  ggml_tensor* sizes = kernel_sizes(ctx, conv);
 
   // A large convolution in bands of output rows (nn/op_split.h): each band unfolds and
   // multiplies only its own rows, so the numbers are the whole op's. Tensors per band: the
   // input view, its padding, the unfolding, three reshapes, the product, the write.
-  const int64_t whole_ne[4] = {ow, oh, x->ne[3], w->ne[3]};
-  PieceAssembler assembler(whole_ne, 1);
-  const double cols = double(ow) * double(oh) * double(x->ne[3]) * double(w->ne[0] * w->ne[1] * w->ne[2]);
-  const double work = std::max(cols * double(w->ne[3]), cols * kIm2colElementWork);
+  const int64_t float_ne[4] = {ow, oh, x->ne[3], oc}, unfolded_ne[4] = {oc, ow, oh, x->ne[3]};
+  PieceAssembler assembler(conv.unfolded ? unfolded_ne : float_ne, conv.unfolded ? 2 : 1);
+  const double cols = double(ow) * double(oh) * double(x->ne[3]) * double(k * k * ic);
+  const double work = std::max(cols * double(oc), cols * kIm2colElementWork);
   const int pieces = x->type == GGML_TYPE_F32 && ggml_is_contiguous(x) && assembler.fits()
                          ? plan_pieces(ctx, work, oh, 9)
                          : 1;
 
-  ggml_tensor* y;  // [OW, OH, N, OC]
+  ggml_tensor* y;  // unfolded_product's layout for the whole output
   if (pieces == 1) {
-    y = unfolded_product(ctx, ggml_im2col(ctx, w, x, s, s, pad, pad, 1, 1, true, col_type), w);
+    y = unfolded_product(ctx, ggml_im2col(ctx, sizes, x, s, s, pad, pad, 1, 1, true, col_type), conv);
   } else {
     for (int i = 0; i < pieces; ++i) {
-      assembler.add(ctx, conv_rows(ctx, w, x, s, pad, col_type, piece_start(oh, pieces, i), piece_start(oh, pieces, i + 1)));
+      assembler.add(ctx, conv_rows(ctx, conv, sizes, x, pad, col_type, piece_start(oh, pieces, i), piece_start(oh, pieces, i + 1)));
     }
     y = assembler.result();
   }
-  y = ggml_cont(ctx, ggml_permute(ctx, y, 0, 1, 3, 2));  // [OW, OH, OC, N]
+  // -> [OW, OH, OC, N]
+  y = ggml_cont(ctx, conv.unfolded ? ggml_permute(ctx, y, 2, 0, 1, 3) : ggml_permute(ctx, y, 0, 1, 3, 2));
   if (conv.input_scale != 1.0f) y = ggml_scale(ctx, y, 1.0f / conv.input_scale);
   if (conv.bias) y = ggml_add(ctx, y, ggml_reshape_4d(ctx, conv.bias, 1, 1, conv.bias->ne[0], 1));
   return y;

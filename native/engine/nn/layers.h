@@ -11,18 +11,23 @@ namespace sdn {
 
 struct Conv2d {
   ggml_tensor* weight = nullptr;  // [KW, KH, IC, OC]  <- "<prefix>.weight" [OC, IC, KH, KW]
+                                  // or, unfolded (a quantized kernel), [KW·KH·IC, OC]
   ggml_tensor* bias = nullptr;    // [OC]              <- "<prefix>.bias" (optional)
   int stride = 1;
   // The input is multiplied by this before it is unfolded and the product divided by it again
   // (before the bias): with f16 kernels the unfolded activations are f16, and SDXL's VAE makes
   // activations past f16's 65504 (stable-diffusion.cpp's remedy scales them by 1/32). 1: none.
   float input_scale = 1.0f;
+  bool unfolded = false;  // weight is the [KW·KH·IC, OC] matrix (nn/weight_types.h)
 
-  int64_t in_channels() const { return weight->ne[2]; }
-  int64_t out_channels() const { return weight->ne[3]; }
-  int64_t kernel() const { return weight->ne[0]; }
+  int64_t in_channels() const { return in_; }
+  int64_t out_channels() const { return out_; }
+  int64_t kernel() const { return kernel_; }
 
   static Conv2d load(WeightLookup& w, const std::string& prefix, int stride = 1);
+
+ private:
+  int64_t kernel_ = 0, in_ = 0, out_ = 0;  // from the file's [OC, IC, KH, KW]
 };
 
 // Same-size padding for odd square kernels, as PyTorch's padding=k//2. The unfolded input

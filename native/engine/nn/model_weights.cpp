@@ -12,16 +12,18 @@ namespace sdn {
 
 namespace {
 
-// ggml order (innermost first); a scalar as one element. Throws for what ggml cannot hold.
-std::vector<int64_t> ggml_ne(const TensorInfo& t) {
+// ggml order (innermost first); a scalar as one element; a conv kernel held in `type`'s blocks
+// as its [IC·KH·KW, OC] matrix (weight_types.h). Throws for what ggml cannot hold.
+std::vector<int64_t> ggml_ne(const TensorInfo& t, ggml_type type) {
   if (t.shape.size() > GGML_MAX_DIMS)
     fail(ErrorCode::ModelCompatibility, "tensor '" + t.name + "' has " + std::to_string(t.shape.size()) +
                                             " dimensions; the engine holds at most " + std::to_string(GGML_MAX_DIMS));
-  std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
-  if (ne.empty()) ne.push_back(1);
-  for (int64_t n : ne) {
+  for (int64_t n : t.shape) {
     if (n < 1) fail(ErrorCode::ModelCompatibility, "tensor '" + t.name + "' has an empty dimension");
   }
+  if (is_unfolded_kernel(t, type)) return {t.numel() / t.shape[0], t.shape[0]};
+  std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
+  if (ne.empty()) ne.push_back(1);
   return ne;
 }
 
@@ -77,7 +79,7 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
     // weights whose length the block size divides) or the weight type asks.
     const bool integer = type == GGML_TYPE_I64 || type == GGML_TYPE_I32 || type == GGML_TYPE_I16 || type == GGML_TYPE_I8;
     if (info.shape.size() <= 1 && !integer) type = GGML_TYPE_F32;
-    const std::vector<int64_t> ne = ggml_ne(info);
+    const std::vector<int64_t> ne = ggml_ne(info, type);
     if (ne[0] % ggml_blck_size(type) != 0)
       fail(ErrorCode::ModelCompatibility, "tensor '" + info.name + "': rows of " + std::to_string(ne[0]) +
                                               " do not fill " + ggml_type_name(type) + " blocks");
@@ -91,7 +93,8 @@ ModelWeights::ModelWeights(const TensorStore& store, const WeightType* weight_ty
     (map ? in_place[source] : converted).push_back({t, &info, source});
     if (map) map_of_.emplace(info.name, source);
     record_of_.emplace(info.name, records_.size());
-    records_.push_back({info.name, info.shape, tensor_type_name(info), type_name_upper(type), ggml_nbytes(t), map});
+    records_.push_back(
+        {info.name, info.shape, tensor_type_name(info), type_name_upper(type), ggml_nbytes(t), map, is_unfolded_kernel(info, type)});
   }
   job.throw_if_cancelled();
 
@@ -158,6 +161,11 @@ const std::vector<int64_t>& ModelWeights::shape(const std::string& name) const {
   auto it = record_of_.find(name);
   if (it == record_of_.end()) fail(ErrorCode::ModelCompatibility, "the model has no tensor '" + name + "'");
   return records_[it->second].shape;
+}
+
+std::vector<int64_t> ModelWeights::unfolded_kernel_shape(const std::string& name) const {
+  const std::vector<int64_t>& s = shape(name);  // throws for a missing name
+  return records_[record_of_.at(name)].unfolded ? s : std::vector<int64_t>{};
 }
 
 ggml_tensor* ModelWeights::require(const std::string& name, int rank) {

@@ -28,6 +28,7 @@ struct WeightRecord {
   std::string to;              // type on the device
   size_t bytes = 0;            // on the device (or mapped)
   bool mapped = false;         // used in place from the file's memory map
+  bool unfolded = false;       // a conv kernel held as its [IC·KH·KW, OC] matrix (weight_types.h)
 };
 
 class ModelWeights : public WeightLookup {
@@ -50,6 +51,7 @@ class ModelWeights : public WeightLookup {
   ggml_tensor* require_f32(const std::string& name, int rank) override;
   // The file shape of `name` (outermost first); throws ModelCompatibility when missing.
   const std::vector<int64_t>& shape(const std::string& name) const;
+  std::vector<int64_t> unfolded_kernel_shape(const std::string& name) const override;
   const std::vector<WeightRecord>& records() const { return records_; }
   size_t device_bytes() const;  // in device buffers
   size_t mapped_bytes() const;  // used in place from memory maps

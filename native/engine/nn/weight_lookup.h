@@ -30,6 +30,10 @@ class WeightLookup {
   virtual ggml_tensor* require_f32(const std::string& name, int rank) = 0;
   // Run-time updates of the matrix `name` (its consumer, a linear layer, adds them), or null.
   virtual const std::vector<LowRankAdapter>* adapters(const std::string& /*name*/) { return nullptr; }
+  // The file shape [OC, IC, KH, KW] of a conv kernel that require(name, 4) gives as the
+  // [IC·KH·KW, OC] matrix it multiplies as (a quantized kernel: ggml blocks cannot hold rows of
+  // KW); empty for every other weight.
+  virtual std::vector<int64_t> unfolded_kernel_shape(const std::string& /*name*/) const { return {}; }
 };
 
 // Throws ModelCompatibility "<what>: expected <expected>, the file has <actual>".

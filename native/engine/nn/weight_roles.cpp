@@ -7,10 +7,11 @@
 //                                                    decoder for
 //  PositionTable   yes     kernel set      no        ggml_cast to f32 (float types only), then ggml_add: a
 //                                                    quantized table is decoded to f16 at load (target_type)
-//  ConvKernel      yes     no              no        ggml_im2col makes F16 or F32 columns, and mul_mat(columns,
+//  ConvKernel      yes     unfolded only   no        ggml_im2col makes F16 or F32 columns, and mul_mat(columns,
 //                                                    kernel) has no kernel for any other kernel type
 //                                                    (GGML_ASSERT(*cur_backend_id != -1)); a quantized kernel
-//                                                    cannot even be stored: its rows (KW, odd) fill no block
+//                                                    is stored as its [OC, IC·KH·KW] matrix (rows of KW fill
+//                                                    no block) and multiplied as mul_mat(kernel, f32 columns)
 //  Vector          yes     kernel set      no        decoded to f32 at load, then ggml_add / ggml_mul
 //  Buffer          yes     no              yes       nothing (position_ids, I64 in every SD1.x checkpoint)
 //  Other (3-D)     yes     no              no        nothing in the networks; floats, as every float-typed
@@ -48,7 +49,8 @@ constexpr RoleRule kRules[] = {
     {WeightRole::Matrix, "a linear weight", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::TokenTable, "a token embedding", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::PositionTable, "a position embedding", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
-    {WeightRole::ConvKernel, "a conv kernel", true, false, false, "a float type (F32, F16, BF16, F64, F8)"},
+    {WeightRole::ConvKernel, "a conv kernel", true, true, false,
+     "a float type (F32, F16, BF16, F64, F8), or a block type from the kernel set stored unfolded (as [OC, IC·KH·KW])"},
     {WeightRole::Vector, "a bias or norm weight", true, true, false, "a float type or Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K-Q6_K/IQ4_NL/IQ4_XS"},
     {WeightRole::Buffer, "an index buffer", true, false, true, "a float or integer type (I8, I16, I32, I64)"},
     {WeightRole::Other, "a 3-D tensor", true, false, false, "a float type (F32, F16, BF16, F64, F8)"},
@@ -108,7 +110,8 @@ std::string stored_type_problem(const TensorInfo& t) {
   const RoleRule& rule = rule_of(weight_role(t));
   const bool ok = is_float_dtype(t.dtype)  ? rule.floats
                   : is_integer(t.dtype)     ? rule.integers
-                  : t.dtype == DType::Ggml ? rule.quantized && in_kernel_set(t.ggml_type)
+                  : t.dtype == DType::Ggml ? rule.quantized && in_kernel_set(t.ggml_type) &&
+                                                 (rule.role != WeightRole::ConvKernel || t.unfolded_row == t.numel() / t.shape[0])
                                            : false;
   if (ok) return {};
   return "tensor '" + t.name + "' is " + rule.name + " stored as " + tensor_type_name(t) + "; it must be " + rule.takes;

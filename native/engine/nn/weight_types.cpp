@@ -3,12 +3,15 @@
 //  - weight type f32 / f16: every floating-point tensor becomes that type (an f16 file is what
 //    users know as a half-precision checkpoint: norms and biases in f16 too).
 //  - a quantized weight type quantizes a tensor only when all of these hold:
-//      * it is exactly 2-D and named "*.weight": the weights of linear layers, which the
-//        networks use through ggml_mul_mat, the one op every backend runs on quantized data.
-//      * it is not a 4-D conv kernel: ggml runs conv2d as im2col + mul_mat and ggml_im2col
-//        produces the kernel's type, F16 or F32 only; stable-diffusion.cpp creates every Conv2d
-//        weight as F16 for that reason (and its converter never quantizes 3×3 or 1×1 kernels).
-//        1×1 convs (SD1.x proj_in/proj_out, VAE attention q/k/v) are 4-D too and stay f16.
+//      * it is named "*.weight" and is either 2-D (a linear layer's, which the networks use
+//        through ggml_mul_mat, the one op every backend runs on quantized data) or a 4-D conv
+//        kernel of the UNet ("model.diffusion_model.*"). A kernel [OC, IC, KH, KW] is kept as the
+//        [OC, IC·KH·KW] matrix it multiplies the unfolded input as (is_unfolded_kernel):
+//        conv2d() then unfolds the input in f32 and multiplies it with ggml_mul_mat(kernel,
+//        columns) rather than ggml_mul_mat(columns, kernel), whose first operand (the
+//        columns ggml_im2col makes) can only be F16 or F32. That is what makes a q4_0 file
+//        small: SD1.5's UNet is half conv kernels, which stable-diffusion.cpp keeps in f16. The
+//        VAE's and other networks' kernels stay float: the VAE's error lands in the pixels.
 //      * it is not an embedding ("embedding" in the name: token_embedding, position_embedding):
 //        the position table is added element-wise (an op that does not take quantized
 //        operands everywhere) and token rows are looked up, so quantizing saves nothing in
@@ -16,7 +19,7 @@
 //      * it is not the UNet's timestep / class embedding MLP (time_embed.*, label_emb.*): tiny
 //        next to the UNet (2 M of SD1.5's 860 M parameters) and it conditions every block;
 //        stable-diffusion.cpp keeps it unquantized too.
-//      * its row length ne[0] is a multiple of the block size (32, or 256 for K-quants):
+//      * its row length (ne[0], or IC·KH·KW for a kernel) is a multiple of the block size (32, or 256 for K-quants):
 //        blocks never span rows in ggml. K-quants fall back to a 32-wide type for rows that are
 //        not (SD1.5's 320- and 640-wide layers), as llama.cpp's quantizer does: q2_k/q3_k ->
 //        q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0.
@@ -79,13 +82,18 @@ ggml_type k_quant_fallback(ggml_type t) {
   }
 }
 
+// Whose 4-D kernels may be quantized (unfolded): the UNet's.
+bool quantizable_kernel(const TensorInfo& t) {
+  return t.shape.size() == 4 && t.name.rfind("model.diffusion_model.", 0) == 0;
+}
+
 // The quantized type for a tensor, or GGML_TYPE_COUNT when the rules keep it unquantized.
 ggml_type quantized_type(const TensorInfo& t, ggml_type target) {
-  if (t.shape.size() != 2 || !ends_with(t.name, ".weight")) return GGML_TYPE_COUNT;
+  if ((t.shape.size() != 2 && !quantizable_kernel(t)) || !ends_with(t.name, ".weight")) return GGML_TYPE_COUNT;
   if (contains(t.name, "embedding") || contains(t.name, "time_embed.") || contains(t.name, "label_emb."))
     return GGML_TYPE_COUNT;
   if (t.numel() < kMinQuantizedElements) return GGML_TYPE_COUNT;
-  const int64_t row = t.shape.back();
+  const int64_t row = t.shape.size() == 4 ? t.numel() / t.shape[0] : t.shape.back();
   if (row % ggml_blck_size(target) != 0) target = k_quant_fallback(target);
   if (row % ggml_blck_size(target) != 0) return GGML_TYPE_COUNT;
   return target;
@@ -144,6 +152,14 @@ ggml_type target_type(const TensorInfo& t, const WeightType* w) {
   return t.shape.size() <= 1 ? GGML_TYPE_F32 : GGML_TYPE_F16;
 }
 
+bool is_unfolded_kernel(const TensorInfo& t, ggml_type type) {
+  return t.shape.size() == 4 && ggml_blck_size(type) > 1;
+}
+
+int64_t stored_row_length(const TensorInfo& t, ggml_type type) {
+  return is_unfolded_kernel(t, type) ? t.numel() / t.shape[0] : t.row_length();
+}
+
 bool stored_as(const TensorInfo& t, ggml_type type) {
   switch (t.dtype) {
     case DType::F32: return type == GGML_TYPE_F32;
@@ -169,9 +185,12 @@ void convert_tensor(const TensorInfo& t, ggml_type type, const ByteSink& sink, c
     return;
   }
   const int64_t n = t.numel();
-  const int64_t row = t.shape.empty() ? 1 : t.shape.back();
-  // Block types (source or target) go by whole rows; plain ones by any run of elements.
+  // Block types (source or target) go by whole rows; plain ones by any run of elements. A
+  // block-typed source and target share their rows (a kernel is unfolded in both).
   const bool by_rows = t.dtype == DType::Ggml || ggml_is_quantized(type);
+  const int64_t row = t.dtype == DType::Ggml ? t.row_length() : stored_row_length(t, type);
+  if (t.dtype == DType::Ggml && ggml_is_quantized(type) && stored_row_length(t, type) != row)
+    fail(ErrorCode::Internal, "'" + t.name + "' would change its block rows in conversion");
   const int64_t unit = by_rows ? row : 1;
   const int64_t per_slice = std::max<int64_t>(1, kSliceElements / unit) * unit;
   const size_t src_row_bytes = t.dtype == DType::Ggml ? t.nbytes / static_cast<size_t>(n / row) : 0;

@@ -31,6 +31,14 @@ const WeightType& find_weight_type(const std::string& name);
 // (nn/weight_roles.h) throws ModelFormat naming the tensor.
 ggml_type target_type(const TensorInfo& t, const WeightType* w);
 
+// True when `t`, held in `type`, is a conv kernel [OC, IC, KH, KW] kept as the [OC, IC·KH·KW]
+// matrix its product with the unfolded input takes (ggml_ne [IC·KH·KW, OC]): a block type,
+// whose blocks cannot fill rows of KW. GGUF files record such kernels' shapes under
+// sdnode.unfolded.<name>; conv2d() multiplies them with f32 columns.
+bool is_unfolded_kernel(const TensorInfo& t, ggml_type type);
+// Elements per row of `t` held in `type`: IC·KH·KW for an unfolded kernel, else t.row_length().
+int64_t stored_row_length(const TensorInfo& t, ggml_type type);
+
 // True when `t`'s bytes already are `type`'s bytes (no conversion needed).
 bool stored_as(const TensorInfo& t, ggml_type type);
 

@@ -31,8 +31,12 @@ namespace sdn {
 
 namespace {
 
-// GGUF order: innermost first; a scalar as one element (GGUF needs at least one dimension).
-std::vector<int64_t> gguf_ne(const TensorInfo& t) {
+// The metadata key that gives an unfolded kernel's shape (io/gguf.cpp reads it back).
+constexpr const char* kUnfoldedKey = "sdnode.unfolded.";
+
+// GGUF order: innermost first; a scalar as one element (GGUF needs at least one dimension); an
+// unfolded kernel as its [IC·KH·KW, OC] matrix.
+std::vector<int64_t> gguf_ne(const TensorInfo& t, ggml_type type) {
   if (t.shape.size() > GGML_MAX_DIMS)
     fail(ErrorCode::ModelCompatibility, "tensor '" + t.name + "' has " + std::to_string(t.shape.size()) +
                                             " dimensions; GGUF holds at most " + std::to_string(GGML_MAX_DIMS));
@@ -41,6 +45,7 @@ std::vector<int64_t> gguf_ne(const TensorInfo& t) {
   for (int64_t n : ne) {
     if (n < 1) fail(ErrorCode::ModelCompatibility, "tensor '" + t.name + "' has an empty dimension; GGUF cannot store it");
   }
+  if (is_unfolded_kernel(t, type)) return {t.numel() / t.shape[0], t.shape[0]};
   return ne;
 }
 
@@ -97,7 +102,7 @@ Source open_source(const std::string& path) {
 // Our own keys, written fresh each time; a GGUF of ours being converted again does not carry
 // its old values along.
 bool is_own_key(const std::string& key) {
-  return key == "general.architecture" || key == "general.file_type" || key == "general.quantization_version" ||
+  return key.rfind(kUnfoldedKey, 0) == 0 || key == "general.architecture" || key == "general.file_type" || key == "general.quantization_version" ||
          key == "general.alignment" || key == "sdnode.family" || key == "sdnode.source" || key == "sdnode.version";
 }
 
@@ -186,7 +191,11 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
   result.dropped = src.dropped;
   for (const TensorInfo& t : tensors) {
     const ggml_type type = target_type(t, w);
-    out.add_tensor(t.name, gguf_ne(t), type);
+    out.add_tensor(t.name, gguf_ne(t, type), type);
+    if (is_unfolded_kernel(t, type)) {
+      out.add_string(kUnfoldedKey + t.name, std::to_string(t.shape[0]) + "," + std::to_string(t.shape[1]) + "," +
+                                                std::to_string(t.shape[2]) + "," + std::to_string(t.shape[3]));
+    }
     types.push_back(type);
     result.tensors.push_back({t.name, tensor_type_name(t), type_name_upper(type)});
   }
