@@ -14,6 +14,7 @@ import type { JobOptions } from './job.js';
 import { checkLoraOptions, type LoraOption, type ResolvedLoraOption } from './lora.js';
 import type { ModelDetection, ModelFamily } from './model-detect.js';
 import type { NativeGenerateParams, NativeVaeTiling } from './native.js';
+import { checkControlNets, type ControlNetOption, type ResolvedControlNet } from './controlnet.js';
 import { checkGenerateUpscale, type GenerateUpscaleOption, type UpscaleSettings, type Upscaler } from './upscaler.js';
 import { checkCropCoords, checkSize, type CropCoords, type Size } from './sdxl-conditioning.js';
 import { checkPromptText } from './text/prompt-limits.js';
@@ -131,6 +132,15 @@ export interface GenerateOptions {
    * too, and is not counted in `onProgress`. Default: none.
    */
   upscale?: GenerateUpscaleOption;
+  /**
+   * ControlNets guiding the UNet: `[{ model, image, strength = 1, start = 0, end = 1,
+   * preprocess = 'none' | 'canny', canny }]` with handles from model.loadControlNet(). Each
+   * image is stretched to the output size like an init image; each network runs before the
+   * UNet in the steps i of n with start ≤ i / n ≤ end, its residuals × strength (0 … 2) summed
+   * with the others'. Works with text-to-image, image-to-image and inpainting. See
+   * ControlNetOption (lib/controlnet.ts). Default: none.
+   */
+  controlNets?: ControlNetOption[];
   /** Cancels the job, queued or running: the promise rejects with AbortError. Default: none. */
   signal?: AbortSignal;
   /** One step per sampler step run (steps × batchCount in all; ⌈steps × strength⌉ × batchCount for image-to-image). Default: none. */
@@ -160,7 +170,7 @@ export interface ResolvedGenerateOptions
   extends Required<
     Omit<
       GenerateOptions,
-      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'upscale' | 'signal' | 'onProgress'
+      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'upscale' | 'controlNets' | 'signal' | 'onProgress'
     >
   > {
   /** Each entry checked, weight defaulted. */
@@ -180,6 +190,8 @@ export interface ResolvedGenerateOptions
   vaeTiling: 'auto' | NativeVaeTiling | undefined;
   initImage: Image | undefined;
   mask: MaskImage | undefined;
+  /** Each entry checked and defaulted, its hint made (Canny edges with preprocess 'canny'). */
+  controlNets: ResolvedControlNet[];
   /** The upscaler and its settings, or undefined (none). */
   upscale: (UpscaleSettings & { upscaler: Upscaler }) | undefined;
   signal: AbortSignal | undefined;
@@ -197,6 +209,8 @@ export interface GenerateModelFacts {
   sizeMultiple(): number;
   /** Layers of the text encoder; 0 without one. */
   textEncoderLayers(): number;
+  /** The model generating: ControlNets must have been loaded for it. */
+  owner?: object;
 }
 
 /** What an option's rules see besides its own value. */
@@ -413,6 +427,7 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
   },
   loras: { default: [], check: (v, what) => checkLoraOptions(what, v) },
   upscale: { check: (v, what, { get }) => checkGenerateUpscale(what, v, get('width'), get('height')) },
+  controlNets: { default: [], check: (v, what, { facts }) => checkControlNets(what, v, facts.owner ?? {}) },
   signal: { check: (v, what) => checkSignal(what, v) },
   onProgress: { check: (v, what) => checkFunction<NonNullable<JobOptions['onProgress']>>(what, v) },
 };

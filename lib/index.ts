@@ -14,6 +14,10 @@ export type { LoadModelOptions, ModelComponents, ModelSource } from './load-mode
 export { Model } from './model.js';
 export type { LoadLoraOptions, ModelInfo, SourceInfo, WeightRecord } from './model.js';
 export { Lora, LORA_EXTENSIONS, LORA_WEIGHT_LIMIT } from './lora.js';
+export { ControlNet, MAX_CONTROL_STRENGTH } from './controlnet.js';
+export type { ControlNetOption } from './controlnet.js';
+export { canny, CANNY_DEFAULTS } from './canny.js';
+export type { CannyOptions } from './canny.js';
 export type { LoraOption, LoraReport } from './lora.js';
 export { PREVIEW_INTERVAL, SAMPLERS, SCHEDULERS } from './generate-options.js';
 export type { GenerateOptions, MaskImage, Sampler, Scheduler } from './generate-options.js';

@@ -4,10 +4,12 @@
  * decodeLatent / encodeImage (lib/vae-jobs.ts), tokenize (lib/text/prompt-limits.ts) — on one
  * FIFO queue, until dispose().
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 import type { Autoencoder, Latent } from './autoencoder.js';
 import type { AttentionHeads } from './diffusers-config.js';
+import { ControlNet, controlNetFile } from './controlnet.js';
 import { EmbeddingLibrary, embeddingTarget, type EmbeddingFolder } from './embeddings.js';
 import { DisposedError } from './errors.js';
 import { generate, type GenerateResult } from './generate.js';
@@ -20,7 +22,7 @@ import type { ModelDetection } from './model-detect.js';
 import type { NativeAutoencoder, NativeModel } from './native.js';
 import { ClipTokenizer } from './text/clip-tokenizer.js';
 import { tokenizeWithinLimits } from './text/prompt-limits.js';
-import { checkFunction, checkKeys, checkObject, checkSignal } from './validate.js';
+import { checkFunction, checkKeys, checkObject, checkPath, checkSignal } from './validate.js';
 import { decodeLatent, encodeImage, type DecodeLatentOptions, type EncodeImageOptions } from './vae-jobs.js';
 import type { WeightType } from './weight-types.js';
 
@@ -223,6 +225,26 @@ export class Model implements AsyncDisposable {
     return Promise.all(wanted.map(async (w) => ({ lora: await w.lora, weight: w.weight })));
   }
 
+  /**
+   * Reads a ControlNet (ControlNet-v1-1 .pth / .safetensors with or without `control_model.`,
+   * GGUF, or a diffusers `controlnet/` folder) for this model: its layout comes from the
+   * weights and must fit this model's UNet, else ModelCompatibilityError naming what does not
+   * (channels, levels, context width, SDXL's vector input); a file that is no ControlNet
+   * rejects with ModelFormatError. Queued FIFO behind this model's jobs; the weights go on the
+   * model's device. Use the handle in generate()'s `controlNets`; dispose() frees it.
+   */
+  loadControlNet(path: string, options?: { signal?: AbortSignal; onProgress?: JobOptions['onProgress'] }): Promise<ControlNet> {
+    if (this.#disposed) return Promise.reject(this.#disposedError());
+    const file = controlNetFile(checkPath('path', path));
+    const o = checkObject('options', options);
+    checkKeys('options', o, ['signal', 'onProgress']);
+    const job = { signal: checkSignal('options.signal', o.signal), onProgress: checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress) };
+    const params = { device: this.info.device, threads: availableParallelism() };
+    return this.#parts.queue
+      .run((onProgress) => this.#parts.native.loadControlNet(file, params, onProgress), job)
+      .then((native) => new ControlNet(native, file, this));
+  }
+
   /** Every weight: internal name, shape, stored type, type on the device, bytes, mapped or copied. */
   weights(): WeightRecord[] {
     this.#checkOpen();
@@ -281,6 +303,7 @@ export class Model implements AsyncDisposable {
       hasTae: taeNative !== undefined,
       sizeMultiple: () => architecture.sizeMultiple(),
       textEncoderLayers: () => architecture.textEncoderLayers(),
+      owner: this,
     };
     return generate(this.#parts, resolveGenerateOptions(options, facts));
   }

@@ -184,6 +184,8 @@ export interface NativeGenerateParams {
   taeTiling?: NativeVaeTiling;
   /** LoRAs applied for this job (native/engine/lora/adapter_set.h), each loaded for this model. */
   loras?: ReadonlyArray<{ lora: NativeLora; weight: number }>;
+  /** ControlNets (native/engine/pipeline/controlnet.h): hints at width × height, strengths, [start, end] windows. */
+  controlNets?: ReadonlyArray<{ controlNet: NativeControlNet; image: NativeImage; strength: number; start: number; end: number }>;
 }
 
 /** What the engine's generate job gives back (decoded images, or latents for a TAE decode in JS). */
@@ -200,6 +202,25 @@ export interface NativeGenerateResult {
   loraReused: boolean;
   /** Device bytes the LoRA set holds (patched copies and run-time factors). */
   loraBytes: number;
+}
+
+/** What a loaded ControlNet is (native/engine/pipeline/controlnet.h ControlNetInfo). */
+export interface NativeControlNetInfo {
+  convention: 'ldm' | 'diffusers';
+  format: 'safetensors' | 'gguf' | 'torch';
+  device: string;
+  blocks: number;
+  modelChannels: number;
+  contextDim: number;
+  admChannels: number;
+  weightBytes: number;
+  dropped: number;
+}
+
+/** The addon's ControlNet handle, wrapped by ControlNet (lib/controlnet.ts). */
+export interface NativeControlNet {
+  info(): NativeControlNetInfo;
+  dispose(): void;
 }
 
 /** What a LoRA file holds for the model it was loaded for (native/engine/lora/lora.h). */
@@ -286,6 +307,7 @@ export interface NativeModel {
   setVaeConvInputScale(scale: number): void;
   /** A LoRA file read, checked and matched to this model's weights. */
   loadLora(path: string, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLora>;
+  loadControlNet(path: string, options: { device: string; threads: number }, onProgress?: (p: NativeProgress) => void): NativeJob<NativeControlNet>;
   /** The named weights (f32, PyTorch layout) as the networks take them with these LoRAs applied — for tests. */
   patchedWeights(
     loras: ReadonlyArray<{ lora: NativeLora; weight: number }>,

@@ -12,6 +12,7 @@
 #include "name_map.h"
 #include "sampling.h"
 #include "upscaler.h"
+#include "controlnet.h"
 #include "pipeline/backend.h"
 
 namespace sdnode {
@@ -74,6 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeModel::Init(env, exports, *data);
   NativeLora::Init(env, exports, *data);
   NativeUpscaler::Init(env, exports, *data);
+  NativeControlNet::Init(env, exports, *data);
   InitModelFile(env, exports);
   InitEmbeddingFile(env, exports);
   InitConvertModel(env, exports);

@@ -25,6 +25,7 @@ struct AddonData {
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference lora_ctor;
   Napi::FunctionReference upscaler_ctor;
+  Napi::FunctionReference controlnet_ctor;
 };
 
 AddonData& addon_data(Napi::Env env);

@@ -7,6 +7,7 @@
 #include "autoencoder.h"
 #include "convert.h"
 #include "lora.h"
+#include "controlnet.h"
 #include "metadata_json.h"
 #include "pipeline/architecture.h"
 #include "pipeline/generate.h"
@@ -31,6 +32,7 @@ void NativeModel::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
                                         InstanceMethod<&NativeModel::VaeComputeBytes>("vaeComputeBytes"),
                                         InstanceMethod<&NativeModel::Generate>("generate"),
                                         InstanceMethod<&NativeModel::LoadLora>("loadLora"),
+                                        InstanceMethod<&NativeModel::LoadControlNet>("loadControlNet"),
                                         InstanceMethod<&NativeModel::PatchedWeights>("patchedWeights"),
                                         InstanceMethod<&NativeModel::SetVaeConvInputScale>("setVaeConvInputScale"),
                                         InstanceMethod<&NativeModel::Dispose>("dispose"),
@@ -491,6 +493,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.preview.tae = NativeAutoencoder::Shared(o.Get("tae"));
   p.tae_decoder = NativeAutoencoder::Shared(o.Get("taeDecoder"));
   p.loras = lora_uses(o.Get("loras"));
+  p.control_nets = NativeControlNet::Uses(o.Get("controlNets"));
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::GenerateResult>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
@@ -558,6 +561,11 @@ Napi::Value NativeModel::LoadLora(const Napi::CallbackInfo& info) {
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
       [engine, path](sdn::JobControl& job) -> Ptr { return std::make_shared<const sdn::Lora>(path, engine->weights(), job); },
       [](Napi::Env env, Ptr& lora) -> Napi::Value { return NativeLora::Wrap(env, lora); });
+}
+
+Napi::Value NativeModel::LoadControlNet(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  return NativeControlNet::Load(info, engine_);
 }
 
 Napi::Value NativeModel::SetVaeConvInputScale(const Napi::CallbackInfo& info) {

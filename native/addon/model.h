@@ -59,6 +59,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   // loadLora(path, onProgress) -> JobHandle<NativeLora>: the file read, checked and matched to
   // this model's weights (lora/lora.h)
   Napi::Value LoadLora(const Napi::CallbackInfo& info);
+  // loadControlNet(path, { device, threads }, onProgress) -> JobHandle<NativeControlNet>
+  // (native/addon/controlnet.h)
+  Napi::Value LoadControlNet(const Napi::CallbackInfo& info);
   // patchedWeights([{ lora: NativeLora, weight }], names: string[], onProgress) -> JobHandle<Float32Array[]>:
   // the named weights as the networks take them with those LoRAs (for tests)
   Napi::Value PatchedWeights(const Napi::CallbackInfo& info);

@@ -168,19 +168,13 @@ SpatialTransformer SpatialTransformer::load(WeightLookup& w, const std::string& 
 
 namespace {
 
-// Channels and downsampling level of the activation as the layers are chained.
-struct Trace {
-  int64_t channels = 0;
-  int level = 0;
-  int max_level = 0;
-};
-
-void expect_channels(const std::string& what, int64_t got, const Trace& t) {
+void expect_channels(const std::string& what, int64_t got, const UnetTrace& t) {
   expect_dim(what + " input channels", got, t.channels);
 }
 
-// The layers of one TimestepEmbedSequential "<prefix>.<j>", recognized by their keys.
-UnetBlock load_block(WeightLookup& w, const std::string& root, const std::string& name, int64_t time_dim, Trace& t) {
+}  // namespace
+
+UnetBlock load_unet_block(WeightLookup& w, const std::string& root, const std::string& name, int64_t time_dim, UnetTrace& t) {
   UnetBlock block;
   block.name = name;
   const std::string prefix = root + name;
@@ -221,72 +215,74 @@ UnetBlock load_block(WeightLookup& w, const std::string& root, const std::string
   return block;
 }
 
-bool block_exists(WeightLookup& w, const std::string& p) {
+bool unet_block_exists(WeightLookup& w, const std::string& p) {
   return w.has(p + ".0.weight") || w.has(p + ".0.in_layers.0.weight") || w.has(p + ".0.op.weight") ||
          w.has(p + ".0.proj_in.weight") || w.has(p + ".0.conv.weight");
 }
-
-}  // namespace
 
 int64_t UnetNetwork::input_channels(WeightLookup& w, const std::string& prefix) {
   return Conv2d::load(w, prefix + "input_blocks.0.0").in_channels();
 }
 
-UnetNetwork UnetNetwork::load(WeightLookup& w, const std::string& prefix) {
-  UnetNetwork net;
-  net.time_embed_in_ = Linear::load(w, prefix + "time_embed.0");
-  net.time_embed_out_ = Linear::load(w, prefix + "time_embed.2");
-  net.model_channels_ = net.time_embed_in_.in_features();
-  net.time_dim_ = net.time_embed_in_.out_features();
-  expect_linear(prefix + "time_embed.2", net.time_embed_out_, net.time_dim_, net.time_dim_);
+UnetEncoder UnetEncoder::load(WeightLookup& w, const std::string& prefix) {
+  UnetEncoder e;
+  e.time_embed_in_ = Linear::load(w, prefix + "time_embed.0");
+  e.time_embed_out_ = Linear::load(w, prefix + "time_embed.2");
+  const int64_t time_dim = e.time_dim();
+  expect_linear(prefix + "time_embed.2", e.time_embed_out_, time_dim, time_dim);
   // SDXL's vector conditioning (sgm num_classes "sequential"): Linear, SiLU, Linear into the time embedding.
   if (w.has(prefix + "label_emb.0.0.weight")) {
-    net.label_emb_in_ = Linear::load(w, prefix + "label_emb.0.0");
-    net.label_emb_out_ = Linear::load(w, prefix + "label_emb.0.2");
-    expect_dim("output width of '" + prefix + "label_emb.0.0.weight'", net.label_emb_in_.out_features(), net.time_dim_);
-    expect_linear(prefix + "label_emb.0.2", net.label_emb_out_, net.time_dim_, net.time_dim_);
+    e.label_emb_in_ = Linear::load(w, prefix + "label_emb.0.0");
+    e.label_emb_out_ = Linear::load(w, prefix + "label_emb.0.2");
+    expect_dim("output width of '" + prefix + "label_emb.0.0.weight'", e.label_emb_in_.out_features(), time_dim);
+    expect_linear(prefix + "label_emb.0.2", e.label_emb_out_, time_dim, time_dim);
   }
 
   // The stem: input_blocks.0.0, a 3×3 conv from the latent (+ mask) channels.
   if (!w.has(prefix + "input_blocks.0.0.weight")) {
     fail(ErrorCode::ModelCompatibility, "the model has no '" + prefix + "input_blocks.0.0.weight'");
   }
-  Trace t;
+  UnetTrace& t = e.trace_;
   {
     UnetBlock stem;
     stem.name = "input_blocks.0";
     UnetLayer conv;
     conv.conv = Conv2d::load(w, prefix + "input_blocks.0.0");
-    net.in_channels_ = conv.conv.in_channels();
+    e.in_channels_ = conv.conv.in_channels();
     t.channels = conv.conv.out_channels();
     stem.layers.push_back(conv);
-    net.input_blocks_.push_back(std::move(stem));
+    e.input_blocks_.push_back(std::move(stem));
   }
-  struct Skip {
-    int64_t channels;
-    int level;
-  };
-  std::vector<Skip> skips{{t.channels, 0}};
-  for (int i = 1; block_exists(w, prefix + "input_blocks." + std::to_string(i)); ++i) {
-    net.input_blocks_.push_back(load_block(w, prefix, "input_blocks." + std::to_string(i), net.time_dim_, t));
-    skips.push_back({t.channels, t.level});
+  e.skips_.push_back({t.channels, 0});
+  for (int i = 1; unet_block_exists(w, prefix + "input_blocks." + std::to_string(i)); ++i) {
+    e.input_blocks_.push_back(load_unet_block(w, prefix, "input_blocks." + std::to_string(i), time_dim, t));
+    e.skips_.push_back({t.channels, t.level});
   }
-  net.middle_ = load_block(w, prefix, "middle_block", net.time_dim_, t);
-  if (net.middle_.layers.empty()) fail(ErrorCode::ModelCompatibility, "the model has no '" + prefix + "middle_block'");
-  for (int i = 0; block_exists(w, prefix + "output_blocks." + std::to_string(i)); ++i) {
+  e.middle_ = load_unet_block(w, prefix, "middle_block", time_dim, t);
+  if (e.middle_.layers.empty()) fail(ErrorCode::ModelCompatibility, "the model has no '" + prefix + "middle_block'");
+  return e;
+}
+
+UnetNetwork UnetNetwork::load(WeightLookup& w, const std::string& prefix) {
+  UnetNetwork net;
+  net.encoder_ = UnetEncoder::load(w, prefix);
+  const int64_t time_dim = net.encoder_.time_dim();
+  UnetTrace t = net.encoder_.trace();
+  std::vector<UnetEncoder::Skip> skips = net.encoder_.skips();
+  for (int i = 0; unet_block_exists(w, prefix + "output_blocks." + std::to_string(i)); ++i) {
     const std::string p = prefix + "output_blocks." + std::to_string(i);
     if (skips.empty()) fail(ErrorCode::ModelCompatibility, "'" + p + "' has no input block to take its skip from");
-    const Skip skip = skips.back();
+    const UnetEncoder::Skip skip = skips.back();
     skips.pop_back();
     if (skip.level != t.level) {
       fail(ErrorCode::ModelCompatibility, "'" + p + "' joins activations of different resolutions");
     }
     if (!w.has(p + ".0.in_layers.0.weight")) fail(ErrorCode::ModelCompatibility, "'" + p + ".0' is not a ResBlock");
     t.channels += skip.channels;  // concat(h, skip)
-    net.output_blocks_.push_back(load_block(w, prefix, "output_blocks." + std::to_string(i), net.time_dim_, t));
+    net.output_blocks_.push_back(load_unet_block(w, prefix, "output_blocks." + std::to_string(i), time_dim, t));
   }
   if (!skips.empty()) {
-    fail(ErrorCode::ModelCompatibility, "the model has " + std::to_string(net.input_blocks_.size()) +
+    fail(ErrorCode::ModelCompatibility, "the model has " + std::to_string(net.encoder_.input_blocks().size()) +
                                             " input blocks but " + std::to_string(net.output_blocks_.size()) +
                                             " output blocks");
   }
@@ -299,35 +295,52 @@ UnetNetwork UnetNetwork::load(WeightLookup& w, const std::string& prefix) {
   expect_channels("'" + prefix + "out.2'", net.out_conv_.in_channels(), t);
 
   // The context width, the same for every cross-attention.
-  auto visit = [&](const UnetBlock& b) {
-    for (const UnetLayer& l : b.layers) {
-      if (l.kind == UnetLayer::Res) net.max_channels_ = std::max({net.max_channels_, l.res.in_channels(), l.res.out_channels()});
-      if (l.kind != UnetLayer::Transformer) continue;
-      net.max_channels_ = std::max(net.max_channels_, l.transformer.channels());
-      if (net.context_dim_ == 0) net.context_dim_ = l.transformer.context_dim();
-      expect_dim("'" + b.name + "' context width", l.transformer.context_dim(), net.context_dim_);
-    }
-  };
-  for (const UnetBlock& b : net.input_blocks_) visit(b);
-  visit(net.middle_);
-  for (const UnetBlock& b : net.output_blocks_) visit(b);
+  for (const UnetBlock& b : net.encoder_.input_blocks()) visit_unet_block_widths(b, net.context_dim_, net.max_channels_);
+  visit_unet_block_widths(net.encoder_.middle(), net.context_dim_, net.max_channels_);
+  for (const UnetBlock& b : net.output_blocks_) visit_unet_block_widths(b, net.context_dim_, net.max_channels_);
   if (net.context_dim_ == 0) {
     fail(ErrorCode::ModelCompatibility, "the UNet has no spatial transformer: it is not text-conditioned");
   }
   return net;
 }
 
+void visit_unet_block_widths(const UnetBlock& b, int64_t& context_dim, int64_t& max_channels) {
+  for (const UnetLayer& l : b.layers) {
+    if (l.kind == UnetLayer::Res) max_channels = std::max({max_channels, l.res.in_channels(), l.res.out_channels()});
+    if (l.kind != UnetLayer::Transformer) continue;
+    max_channels = std::max(max_channels, l.transformer.channels());
+    if (context_dim == 0) context_dim = l.transformer.context_dim();
+    expect_dim("'" + b.name + "' context width", l.transformer.context_dim(), context_dim);
+  }
+}
+
+size_t unet_block_nodes(const UnetBlock& b) {
+  size_t n = 8;
+  for (const UnetLayer& l : b.layers) {
+    n += l.kind == UnetLayer::Res ? 32 : l.kind == UnetLayer::Transformer ? 32 + 96 * l.transformer.blocks.size() : 12;
+  }
+  return n;
+}
+
+void check_unet_block_heads(const UnetBlock& b, int heads, int head_dim) {
+  for (const UnetLayer& l : b.layers) {
+    if (l.kind != UnetLayer::Transformer) continue;
+    const int64_t d = l.transformer.inner_dim();
+    const int64_t by = heads > 0 ? heads : head_dim;
+    if (d % by != 0) {
+      // The heads come from the file's metadata or its family's defaults: a mismatch is the model's.
+      fail(ErrorCode::ModelCompatibility, "'" + b.name + "' is " + std::to_string(d) + " wide, not divisible by " +
+                                              (heads > 0 ? "heads " : "headDim ") + std::to_string(by) +
+                                              " (the sdnode.attention_heads metadata or the family's default)");
+    }
+  }
+}
+
 size_t UnetNetwork::graph_nodes_estimate() const {
   size_t n = 64;
-  auto count = [&](const UnetBlock& b) {
-    for (const UnetLayer& l : b.layers) {
-      n += l.kind == UnetLayer::Res ? 32 : l.kind == UnetLayer::Transformer ? 32 + 96 * l.transformer.blocks.size() : 12;
-    }
-    n += 8;
-  };
-  for (const UnetBlock& b : input_blocks_) count(b);
-  count(middle_);
-  for (const UnetBlock& b : output_blocks_) count(b);
+  for (const UnetBlock& b : encoder_.input_blocks()) n += unet_block_nodes(b);
+  n += unet_block_nodes(encoder_.middle());
+  for (const UnetBlock& b : output_blocks_) n += unet_block_nodes(b);
   return n;
 }
 
@@ -335,29 +348,16 @@ void UnetNetwork::check_heads(int heads, int head_dim) const {
   if ((heads > 0) == (head_dim > 0) || heads < 0 || head_dim < 0) {
     fail(ErrorCode::InvalidArgument, "the UNet needs exactly one of heads and headDim (a positive integer)");
   }
-  auto check = [&](const UnetBlock& b) {
-    for (const UnetLayer& l : b.layers) {
-      if (l.kind != UnetLayer::Transformer) continue;
-      const int64_t d = l.transformer.inner_dim();
-      const int64_t by = heads > 0 ? heads : head_dim;
-      if (d % by != 0) {
-        // The heads come from the file's metadata or its family's defaults: a mismatch is the model's.
-        fail(ErrorCode::ModelCompatibility, "'" + b.name + "' is " + std::to_string(d) + " wide, not divisible by " +
-                                                (heads > 0 ? "heads " : "headDim ") + std::to_string(by) +
-                                                " (the sdnode.attention_heads metadata or the family's default)");
-      }
-    }
-  };
-  for (const UnetBlock& b : input_blocks_) check(b);
-  check(middle_);
-  for (const UnetBlock& b : output_blocks_) check(b);
+  for (const UnetBlock& b : encoder_.input_blocks()) check_unet_block_heads(b, heads, head_dim);
+  check_unet_block_heads(encoder_.middle(), heads, head_dim);
+  for (const UnetBlock& b : output_blocks_) check_unet_block_heads(b, heads, head_dim);
 }
 
 void UnetNetwork::check_shape(int64_t batch, int64_t channels, int64_t height, int64_t width,
                               int64_t context_tokens) const {
   if (batch < 1 || batch > 4096) fail(ErrorCode::InvalidArgument, "batch must be 1 to 4096");
-  if (channels != in_channels_) {
-    fail(ErrorCode::InvalidArgument, "the UNet takes " + std::to_string(in_channels_) + " input channels, not " +
+  if (channels != in_channels()) {
+    fail(ErrorCode::InvalidArgument, "the UNet takes " + std::to_string(in_channels()) + " input channels, not " +
                                          std::to_string(channels));
   }
   const int64_t m = side_multiple();
@@ -427,46 +427,57 @@ ggml_tensor* upsample(ggml_context* ctx, const Conv2d& c, ggml_tensor* x) {
   return conv2d(ctx, c, upsample_nearest2x(ctx, x));
 }
 
+ggml_tensor* UnetEncoder::embed(ggml_context* ctx, ggml_tensor* t_freq, ggml_tensor* y, const char* net) const {
+  ggml_tensor* emb = timestep_embedding(ctx, time_embed_in_, time_embed_out_, t_freq);  // [T, B]
+  ggml_format_name(emb, "%s.time_embed", net);
+  if (adm_channels() > 0) {
+    if (!y || y->ne[0] != adm_channels() || y->ne[1] != t_freq->ne[1])
+      fail(ErrorCode::Internal, std::string(net) + " takes y [" + std::to_string(adm_channels()) + ", batch]");
+    emb = ggml_add(ctx, emb, timestep_embedding(ctx, label_emb_in_, label_emb_out_, y));  // [T, B]
+    ggml_format_name(emb, "%s.time_label_embed", net);
+  }
+  return ggml_silu(ctx, emb);
+}
+
+ggml_tensor* apply_unet_block(ggml_context* ctx, const UnetBlock& block, ggml_tensor* h, ggml_tensor* emb_silu,
+                              ggml_tensor* context, int heads, int head_dim, const AttentionOptions& attention,
+                              const char* net) {
+  for (const UnetLayer& l : block.layers) {
+    switch (l.kind) {
+      case UnetLayer::Conv: h = conv2d(ctx, l.conv, h); break;
+      case UnetLayer::Res: h = resblock(ctx, l.res, h, emb_silu); break;
+      case UnetLayer::Transformer: {
+        const int n = heads > 0 ? heads : static_cast<int>(l.transformer.inner_dim() / head_dim);
+        h = spatial_transformer(ctx, l.transformer, h, context, n, attention);
+        break;
+      }
+      case UnetLayer::Downsample: h = downsample(ctx, l.conv, h); break;
+      case UnetLayer::Upsample: h = upsample(ctx, l.conv, h); break;
+    }
+  }
+  ggml_format_name(h, "%s.%s", net, block.name.c_str());
+  return h;
+}
+
 ggml_tensor* UnetNetwork::build(ggml_context* ctx, const UnetInputs& in, int heads, int head_dim,
                                 const AttentionOptions& attention) const {
-  ggml_tensor* emb = timestep_embedding(ctx, time_embed_in_, time_embed_out_, in.t_freq);  // [T, B]
-  ggml_format_name(emb, "unet.time_embed");
-  if (adm_channels() > 0) {
-    if (!in.y || in.y->ne[0] != adm_channels() || in.y->ne[1] != in.x->ne[3])
-      fail(ErrorCode::Internal, "the UNet takes y [" + std::to_string(adm_channels()) + ", batch]");
-    emb = ggml_add(ctx, emb, timestep_embedding(ctx, label_emb_in_, label_emb_out_, in.y));  // [T, B]
-    ggml_format_name(emb, "unet.time_label_embed");
-  }
-  ggml_tensor* emb_silu = ggml_silu(ctx, emb);  // what every ResBlock's emb_layers take
-
-  auto apply = [&](const UnetBlock& block, ggml_tensor* h) {
-    for (const UnetLayer& l : block.layers) {
-      switch (l.kind) {
-        case UnetLayer::Conv: h = conv2d(ctx, l.conv, h); break;
-        case UnetLayer::Res: h = resblock(ctx, l.res, h, emb_silu); break;
-        case UnetLayer::Transformer: {
-          const int n = heads > 0 ? heads : static_cast<int>(l.transformer.inner_dim() / head_dim);
-          h = spatial_transformer(ctx, l.transformer, h, in.context, n, attention);
-          break;
-        }
-        case UnetLayer::Downsample: h = downsample(ctx, l.conv, h); break;
-        case UnetLayer::Upsample: h = upsample(ctx, l.conv, h); break;
-      }
-    }
-    ggml_format_name(h, "unet.%s", block.name.c_str());
-    return h;
+  if (in.x->ne[3] != in.t_freq->ne[1]) fail(ErrorCode::Internal, "the UNet's x and t_freq have different batches");
+  ggml_tensor* emb_silu = encoder_.embed(ctx, in.t_freq, in.y, "unet");
+  const auto apply = [&](const UnetBlock& block, ggml_tensor* h) {
+    return apply_unet_block(ctx, block, h, emb_silu, in.context, heads, head_dim, attention, "unet");
   };
 
-  if (!in.skip_residuals.empty() && in.skip_residuals.size() != input_blocks_.size())
-    fail(ErrorCode::Internal, "skip residuals: one per input block (" + std::to_string(input_blocks_.size()) + ")");
+  const std::vector<UnetBlock>& input_blocks = encoder_.input_blocks();
+  if (!in.skip_residuals.empty() && in.skip_residuals.size() != input_blocks.size())
+    fail(ErrorCode::Internal, "skip residuals: one per input block (" + std::to_string(input_blocks.size()) + ")");
   std::vector<ggml_tensor*> skips;
   ggml_tensor* h = in.x;  // [W, H, Cin, B]
-  for (size_t i = 0; i < input_blocks_.size(); ++i) {
-    h = apply(input_blocks_[i], h);
+  for (size_t i = 0; i < input_blocks.size(); ++i) {
+    h = apply(input_blocks[i], h);
     ggml_tensor* r = in.skip_residuals.empty() ? nullptr : in.skip_residuals[i];
     skips.push_back(r ? ggml_add(ctx, h, r) : h);
   }
-  h = apply(middle_, h);
+  h = apply(encoder_.middle(), h);
   if (in.middle_residual) h = ggml_add(ctx, h, in.middle_residual);
   for (const UnetBlock& b : output_blocks_) {
     h = ggml_concat(ctx, h, skips.back(), 2);  // [W, H, C + Cskip, B]

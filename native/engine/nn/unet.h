@@ -71,6 +71,68 @@ struct UnetBlock {
   std::vector<UnetLayer> layers;
 };
 
+// Channels and downsampling level of the activation as the layers are chained.
+struct UnetTrace {
+  int64_t channels = 0;
+  int level = 0;
+  int max_level = 0;
+};
+
+// The UNet's first half: the time (and label) embedding, input_blocks.N and middle_block under
+// `prefix` — what the UNet runs before its decoder, and what a ControlNet copies (nn/controlnet.h).
+class UnetEncoder {
+ public:
+  struct Skip {
+    int64_t channels;  // of the input block's output
+    int level;         // its downsampling level
+  };
+  // Throws ModelCompatibility when names are missing or shapes do not chain.
+  static UnetEncoder load(WeightLookup& w, const std::string& prefix);
+
+  int64_t in_channels() const { return in_channels_; }
+  int64_t model_channels() const { return time_embed_in_.in_features(); }
+  int64_t time_dim() const { return time_embed_in_.out_features(); }
+  int64_t adm_channels() const { return label_emb_in_.weight ? label_emb_in_.in_features() : 0; }
+  // The activation after the middle block (its channels, level, and the deepest level reached).
+  const UnetTrace& trace() const { return trace_; }
+  // One per input block: what its output is, as the decoder's skip takes it.
+  const std::vector<Skip>& skips() const { return skips_; }
+  const std::vector<UnetBlock>& input_blocks() const { return input_blocks_; }
+  const UnetBlock& middle() const { return middle_; }
+
+  // SiLU of the time embedding (plus label_emb(y) for UNets with one): what every ResBlock's
+  // emb_layers take. t_freq [model_channels, B], y [adm_channels, B] or null -> [T, B].
+  ggml_tensor* embed(ggml_context* ctx, ggml_tensor* t_freq, ggml_tensor* y, const char* net) const;
+
+ private:
+  int64_t in_channels_ = 0;
+  Linear time_embed_in_;   // time_embed.0 [T, model_channels]
+  Linear time_embed_out_;  // time_embed.2 [T, T]
+  Linear label_emb_in_;    // label_emb.0.0 [T, adm_channels] (absent without label_emb)
+  Linear label_emb_out_;   // label_emb.0.2 [T, T]
+  std::vector<UnetBlock> input_blocks_;  // input_blocks.0 is the stem conv
+  UnetBlock middle_;
+  std::vector<Skip> skips_;
+  UnetTrace trace_;
+};
+
+// Loads the TimestepEmbedSequential "<root><name>" (its layers recognized by their keys),
+// chaining `t`. Throws ModelCompatibility.
+UnetBlock load_unet_block(WeightLookup& w, const std::string& root, const std::string& name, int64_t time_dim, UnetTrace& t);
+// Whether "<p>.0" is a layer of some kind.
+bool unet_block_exists(WeightLookup& w, const std::string& p);
+// Runs one block's layers on h [W, H, C, B]; names the result "<net>.<block name>".
+ggml_tensor* apply_unet_block(ggml_context* ctx, const UnetBlock& block, ggml_tensor* h, ggml_tensor* emb_silu,
+                              ggml_tensor* context, int heads, int head_dim, const AttentionOptions& attention,
+                              const char* net);
+// Throws ModelCompatibility unless every spatial transformer of the block splits by heads / head_dim.
+void check_unet_block_heads(const UnetBlock& block, int heads, int head_dim);
+// Widens max_channels to the block's widest layer and sets (or checks) the context width of
+// its cross-attentions.
+void visit_unet_block_widths(const UnetBlock& block, int64_t& context_dim, int64_t& max_channels);
+// Graph nodes the block takes, about.
+size_t unet_block_nodes(const UnetBlock& block);
+
 // The forward's inputs, created by the caller in the graph's context (all f32, set after
 // allocation).
 struct UnetInputs {
@@ -95,13 +157,15 @@ class UnetNetwork {
   // from its conv weight alone, for what must be known before the whole network is loaded.
   static int64_t input_channels(WeightLookup& w, const std::string& prefix = "model.diffusion_model.");
 
-  int64_t in_channels() const { return in_channels_; }
+  int64_t in_channels() const { return encoder_.in_channels(); }
   int64_t out_channels() const { return out_conv_.out_channels(); }
-  int64_t model_channels() const { return model_channels_; }
+  int64_t model_channels() const { return encoder_.model_channels(); }
   int64_t context_dim() const { return context_dim_; }
   // Width of the vector `y` the UNet adds to its time embedding through label_emb (SDXL: pooled
   // text 1280 + six 256-wide size embeddings = 2816); 0 for UNets without one (SD1.x, SD2.x).
-  int64_t adm_channels() const { return label_emb_in_.weight ? label_emb_in_.in_features() : 0; }
+  int64_t adm_channels() const { return encoder_.adm_channels(); }
+  // The first half (input blocks, middle block), for a ControlNet to check itself against.
+  const UnetEncoder& encoder() const { return encoder_; }
   // Latent sides must be multiples of this (2^downsamplings).
   int64_t side_multiple() const { return int64_t(1) << downsamplings_; }
   // Widest spatial transformer (for sizing checks).
@@ -120,14 +184,9 @@ class UnetNetwork {
                      const AttentionOptions& attention) const;
 
  private:
-  int64_t in_channels_ = 0, model_channels_ = 0, time_dim_ = 0, context_dim_ = 0, max_channels_ = 0;
+  int64_t context_dim_ = 0, max_channels_ = 0;
   int downsamplings_ = 0;
-  Linear time_embed_in_;   // time_embed.0 [T, model_channels]
-  Linear time_embed_out_;  // time_embed.2 [T, T]
-  Linear label_emb_in_;    // label_emb.0.0 [T, adm_channels] (absent without label_emb)
-  Linear label_emb_out_;   // label_emb.0.2 [T, T]
-  std::vector<UnetBlock> input_blocks_;   // input_blocks.0 is the stem conv
-  UnetBlock middle_;
+  UnetEncoder encoder_;                   // time embedding, input blocks, middle block
   std::vector<UnetBlock> output_blocks_;  // each starts with a ResBlock on concat(h, skip)
   GroupNorm out_norm_;  // out.0 [C]
   Conv2d out_conv_;     // out.2 [out_channels, C, 3, 3]

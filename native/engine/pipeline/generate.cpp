@@ -85,6 +85,43 @@ void check_image_size(const std::optional<Image>& image, const GenerateParams& p
                                          ", the job " + std::to_string(p.width) + "x" + std::to_string(p.height));
 }
 
+// The ControlNets' hints at the job's size, their factors and windows in range, each network once
+// (one runtime: one graph at a time).
+void check_control_nets(const GenerateParams& p) {
+  for (size_t i = 0; i < p.control_nets.size(); ++i) {
+    const ControlNetUse& c = p.control_nets[i];
+    if (!c.net) fail(ErrorCode::InvalidArgument, "a ControlNet use has no network");
+    check_image_size(std::optional<Image>(c.image), p, "the control image");
+    if (!(std::isfinite(c.strength) && c.start >= 0.0f && c.start <= c.end && c.end <= 1.0f))
+      fail(ErrorCode::InvalidArgument, "a ControlNet's strength must be finite and 0 <= start <= end <= 1");
+    for (size_t j = 0; j < i; ++j)
+      if (p.control_nets[j].net == c.net) fail(ErrorCode::InvalidArgument, "the same ControlNet is used twice in one job");
+  }
+}
+
+// Sum over the ControlNets active at step `step` of `steps_run` (start <= step / steps_run <=
+// end, as the webui's ControlNet extension decides) of strength × residuals; false when none is.
+bool control_residuals(const GenerateParams& p, std::vector<std::unique_ptr<ControlNetRunner>>& runners, int step,
+                       int steps_run, const std::vector<float>& x, const std::vector<float>& timesteps,
+                       const std::vector<float>& context, const std::vector<float>& y, const JobControl& job,
+                       std::vector<std::vector<float>>& sum) {
+  const double at = double(step) / double(steps_run);
+  bool any = false;
+  for (size_t k = 0; k < runners.size(); ++k) {
+    const ControlNetUse& c = p.control_nets[k];
+    if (!(at >= c.start && at <= c.end)) continue;
+    const std::vector<std::vector<float>>& r = runners[k]->run(x, timesteps, context, y, job);
+    if (!any) sum.resize(r.size());
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (!any) sum[i].assign(r[i].size(), 0.0f);
+      float* out = sum[i].data();
+      for (size_t j = 0; j < r[i].size(); ++j) out[j] += c.strength * r[i][j];
+    }
+    any = true;
+  }
+  return any;
+}
+
 }  // namespace
 
 int steps_for_strength(int steps, float strength) {
@@ -101,6 +138,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   if (p.mask_blur < 0) fail(ErrorCode::InvalidArgument, "the mask blur must be >= 0");
   check_image_size(p.init_image, p, "the init image");
   check_image_size(p.mask, p, "the mask");
+  check_control_nets(p);
   const SamplerKind sampler = parse_sampler(p.sampler);
   const SchedulerKind scheduler = parse_scheduler(p.scheduler);
   const RngKind rng_kind = parse_rng_kind(p.rng);
@@ -153,6 +191,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   t0 = Clock::now();
   // One graph for the whole loop, allocated once; released before the VAE needs the runtime.
   std::unique_ptr<UnetRunner> unet;
+  std::vector<std::unique_ptr<ControlNetRunner>> control_runners;  // their own runtimes, beside the UNet's
   if (steps_run > 0) {
     UnetShape shape;
     shape.batch = batch;
@@ -160,11 +199,15 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     shape.height = lh;
     shape.width = lw;
     shape.context_tokens = text.tokens;
+    shape.residuals = !p.control_nets.empty();
     unet = std::make_unique<UnetRunner>(model.weight_lookup(), model.runtime(), shape, p.unet);
     model.weight_lookup().check_adapters_consumed();
     if (unet->out_channels() != channels)
       fail(ErrorCode::ModelCompatibility, "the UNet outputs " + std::to_string(unet->out_channels()) + " channels, the latent has 4");
     y = vector_conditioning(text, p.conditioning.size, unet->adm_channels());
+    for (const ControlNetUse& c : p.control_nets)
+      control_runners.push_back(std::make_unique<ControlNetRunner>(*c.net, unet->network(), c.image,
+                                                                   ControlNetShape{batch, channels, lh, lw, text.tokens}, p.unet, quiet));
   }
   Latent denoised{channels, lw, lh, {}};  // the latest D(x, sigma), for previews
   for (int index = 0; index < p.batch_count; ++index) {
@@ -183,10 +226,17 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     std::vector<float> in((latent_size + extra_size) * batch), timesteps(batch);
     for (int b = 0; b < batch; ++b)
       std::copy(image.unet_extra.begin(), image.unet_extra.end(), in.begin() + b * (latent_size + extra_size) + latent_size);
+    // ControlNets take the 4-channel latent of every batch entry (without an inpainting UNet's extra channels).
+    int current_step = 0;  // of this image's steps run, set by the progress sink below
+    std::vector<float> control_x(control_runners.empty() ? 0 : latent_size * batch);
+    std::vector<std::vector<float>> residuals;
     const ModelCall unet_call = [&](const float* x_in, float t, std::vector<float>& pred) {
       std::fill(timesteps.begin(), timesteps.end(), t);
       for (int b = 0; b < batch; ++b) std::copy(x_in, x_in + latent_size, in.begin() + b * (latent_size + extra_size));
-      pred = unet->run(in, timesteps, context, y, quiet, /*progress_steps=*/0);
+      for (int b = 0; !control_runners.empty() && b < batch; ++b) std::copy(x_in, x_in + latent_size, control_x.begin() + b * latent_size);
+      const bool controlled = !control_runners.empty() &&
+                              control_residuals(p, control_runners, current_step, steps_run, control_x, timesteps, context, y, quiet, residuals);
+      pred = unet->run(in, timesteps, context, y, quiet, /*progress_steps=*/0, controlled ? &residuals : nullptr);
     };
     const Denoiser guided_denoiser = make_denoiser(p.prediction, schedule, latent_size, {batch, p.cfg_scale}, unet_call);
     const Denoiser denoise = [&](const float* xs, float sigma, float* out) {
@@ -209,12 +259,14 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
 
     // Progress over all images: this image's steps after the earlier ones'.
     JobControl step_job(&job);
-    step_job.set_progress_sink([&job, index, steps_run, &p, &previews, &denoised, &quiet](const Progress& s) {
+    step_job.set_progress_sink([&job, index, steps_run, &p, &previews, &denoised, &quiet, &current_step](const Progress& s) {
+      current_step = s.step;
       job.report(index * steps_run + s.step, steps_run * p.batch_count, previews.at(s.step, s.steps, denoised, quiet));
     });
     sample(sampler, x, sigmas, denoise, *rng, step_job, keep_known);
     latents.push_back({channels, lw, lh, std::move(x)});
   }
+  control_runners.clear();
   unet.reset();
   result.sampling_ms = ms_since(t0);
 

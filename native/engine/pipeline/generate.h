@@ -14,6 +14,7 @@
 
 #include "core/job_control.h"
 #include "pipeline/conditioner.h"
+#include "pipeline/controlnet.h"
 #include "pipeline/image.h"
 #include "pipeline/model.h"
 #include "pipeline/preview.h"
@@ -49,6 +50,10 @@ struct GenerateParams {
 
   // LoRAs applied for this job (lora/adapter_set.h); the model keeps the set for the next job.
   std::vector<LoraUse> loras;
+
+  // ControlNets (pipeline/controlnet.h): each one's residuals × its strength, summed over those
+  // active in a step, go into the UNet; a step with none active runs the plain UNet.
+  std::vector<ControlNetUse> control_nets;
 };
 
 struct GenerateResult {

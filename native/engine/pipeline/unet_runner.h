@@ -18,6 +18,9 @@ struct UnetShape {
   int height = 0;    // latent sides
   int width = 0;
   int context_tokens = 77;
+  // A second graph that adds ControlNet residuals (UnetInputs) is built beside the plain one;
+  // run() takes whichever a step needs, allocating it when the other one was last.
+  bool residuals = false;
 };
 
 class UnetRunner {
@@ -38,6 +41,7 @@ class UnetRunner {
   int out_channels() const { return static_cast<int>(net_.out_channels()); }
   int context_dim() const { return static_cast<int>(net_.context_dim()); }
   int adm_channels() const { return static_cast<int>(net_.adm_channels()); }
+  const UnetNetwork& network() const { return net_; }
   size_t x_size() const;        // batch × channels × height × width
   size_t context_size() const;  // batch × tokens × context width
   size_t y_size() const;        // batch × adm channels (0 for UNets without label_emb)
@@ -45,22 +49,30 @@ class UnetRunner {
 
   // One evaluation. x [batch][channels][H][W], timesteps [batch], context
   // [batch][tokens][width], y [batch][adm channels] (empty for UNets without label_emb) ->
-  // [batch][out channels][H][W]. Throws InvalidArgument for wrong lengths or non-finite
-  // timesteps, Aborted, Backend.
+  // [batch][out channels][H][W]. `residuals` (with shape().residuals): ControlNet residuals to
+  // add, one per input block [batch][C][h][w] then the middle block's; null: none. Throws
+  // InvalidArgument for wrong lengths or non-finite timesteps, Aborted, Backend.
   std::vector<float> run(const std::vector<float>& x, const std::vector<float>& timesteps,
                          const std::vector<float>& context, const std::vector<float>& y, const JobControl& job,
-                         int progress_steps = 16);
+                         int progress_steps = 16, const std::vector<std::vector<float>>* residuals = nullptr);
 
  private:
+  struct Graph {
+    std::unique_ptr<GraphContext> g;
+    ggml_tensor* x = nullptr;        // [W, H, C, B]
+    ggml_tensor* t_freq = nullptr;   // [model channels, B]
+    ggml_tensor* context = nullptr;  // [width, tokens, B]
+    ggml_tensor* y = nullptr;        // [adm channels, B], or null
+    std::vector<ggml_tensor*> residuals;  // input blocks', then the middle block's; empty: none
+    ggml_tensor* out = nullptr;      // [W, H, out C, B]
+  };
+  Graph build_graph(const UnetParams& params, bool residuals) const;
+
   Runtime& runtime_;
   UnetShape shape_;
   UnetNetwork net_;
-  std::unique_ptr<GraphContext> graph_;
-  ggml_tensor* x_ = nullptr;        // [W, H, C, B]
-  ggml_tensor* t_freq_ = nullptr;   // [model channels, B]
-  ggml_tensor* context_ = nullptr;  // [width, tokens, B]
-  ggml_tensor* y_ = nullptr;        // [adm channels, B], or null
-  ggml_tensor* out_ = nullptr;      // [W, H, out C, B]
+  Graph plain_, with_residuals_;
+  const Graph* allocated_ = nullptr;
 };
 
 }  // namespace sdn

@@ -1,0 +1,113 @@
+#include "controlnet.h"
+
+#include <cmath>
+#include <mutex>
+
+#include "convert.h"
+
+namespace sdnode {
+
+void NativeControlNet::Init(Napi::Env env, Napi::Object exports, AddonData& data) {
+  Napi::Function ctor = DefineClass(env, "NativeControlNet",
+                                    {
+                                        InstanceMethod<&NativeControlNet::Info>("info"),
+                                        InstanceMethod<&NativeControlNet::Dispose>("dispose"),
+                                    });
+  data.controlnet_ctor = Napi::Persistent(ctor);
+  exports.Set("NativeControlNet", ctor);
+}
+
+NativeControlNet::NativeControlNet(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeControlNet>(info) {
+  // Only Load() makes usable instances: it passes the engine as an External.
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    engine_ = *info[0].As<Napi::External<std::shared_ptr<sdn::ControlNet>>>().Data();
+  }
+}
+
+Napi::Value NativeControlNet::Load(const Napi::CallbackInfo& info, std::shared_ptr<sdn::Model> model) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
+    throw Napi::TypeError::New(env, "loadControlNet(path: string, { device, threads })");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Object o = info[1].As<Napi::Object>();
+  const std::string device = get_string(o, "device", true);
+  const int threads = get_int(o, "threads", 1);
+  using Ptr = std::shared_ptr<sdn::ControlNet>;
+  return Job<Ptr>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
+      [model, path, device, threads](sdn::JobControl& job) {
+        job.throw_if_cancelled();
+        // The UNet's weights are read as the base ones: no job may patch them meanwhile.
+        std::lock_guard<std::mutex> lock(model->compute_mutex());
+        return std::make_shared<sdn::ControlNet>(path, *model, device, threads, &job);
+      },
+      [](Napi::Env env, Ptr& engine) -> Napi::Value {
+        Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &engine);
+        return addon_data(env).controlnet_ctor.New({external});
+      });
+}
+
+std::vector<sdn::ControlNetUse> NativeControlNet::Uses(const Napi::Value& list) {
+  Napi::Env env = list.Env();
+  std::vector<sdn::ControlNetUse> uses;
+  if (list.IsUndefined()) return uses;
+  if (!list.IsArray()) throw Napi::TypeError::New(env, "controlNets must be an array");
+  Napi::Array a = list.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw Napi::TypeError::New(env, "controlNets must be an array of objects");
+    Napi::Object o = e.As<Napi::Object>();
+    Napi::Value handle = o.Get("controlNet");
+    if (!handle.IsObject() || !handle.As<Napi::Object>().InstanceOf(addon_data(env).controlnet_ctor.Value()))
+      throw Napi::TypeError::New(env, "controlNets[].controlNet must be a NativeControlNet");
+    NativeControlNet* self = Unwrap(handle.As<Napi::Object>());
+    self->engine(env);  // throws if disposed
+    sdn::ControlNetUse use;
+    use.net = self->engine_;
+    use.image = image_from_js(o.Get("image"));
+    const auto number = [&](const char* key) {
+      Napi::Value v = o.Get(key);
+      if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+        throw Napi::TypeError::New(env, std::string("controlNets[].") + key + " must be a finite number");
+      return v.As<Napi::Number>().FloatValue();
+    };
+    use.strength = number("strength");
+    use.start = number("start");
+    use.end = number("end");
+    uses.push_back(std::move(use));
+  }
+  return uses;
+}
+
+sdn::ControlNet& NativeControlNet::engine(Napi::Env env) {
+  if (!engine_) {
+    Napi::Error e = Napi::Error::New(env, "the ControlNet has been disposed");
+    e.Set("code", Napi::String::New(env, "ERR_DISPOSED"));
+    throw e;
+  }
+  return *engine_;
+}
+
+Napi::Value NativeControlNet::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const sdn::ControlNetInfo& i = engine(env).info();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("convention", i.convention);
+  out.Set("format", i.format);
+  out.Set("device", i.device);
+  out.Set("blocks", i.blocks);
+  out.Set("modelChannels", static_cast<double>(i.model_channels));
+  out.Set("contextDim", static_cast<double>(i.context_dim));
+  out.Set("admChannels", static_cast<double>(i.adm_channels));
+  out.Set("weightBytes", static_cast<double>(i.weight_bytes));
+  out.Set("dropped", static_cast<double>(i.dropped));
+  return out;
+}
+
+// Drops this object's hold on the engine; a running job keeps its own until it settles.
+Napi::Value NativeControlNet::Dispose(const Napi::CallbackInfo& info) {
+  engine_.reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace sdnode
