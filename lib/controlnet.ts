@@ -13,7 +13,7 @@ import { canny, type CannyOptions } from './canny.js';
 import { DisposedError } from './errors.js';
 import { checkImage, type Image } from './image.js';
 import type { NativeControlNet } from './native.js';
-import { checkEnum, checkFinite, checkKeys, checkObject } from './validate.js';
+import { checkEnum, checkKeys, checkObject } from './validate.js';
 
 /** The widest strength accepted: twice the trained effect (the webui's slider stops at 2). */
 export const MAX_CONTROL_STRENGTH = 2;
@@ -45,6 +45,13 @@ export interface ResolvedControlNet {
   end: number;
 }
 
+/** A number in [0, max]: TypeError for a non-number, RangeError for NaN, ±Infinity or out of range. */
+function checkFraction(what: string, value: unknown, max: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${what} must be a number`);
+  if (!(value >= 0 && value <= max)) throw new RangeError(`${what} must be a finite number in [0, ${max}], got ${value}`);
+  return value;
+}
+
 const OPTION_KEYS = ['model', 'image', 'strength', 'start', 'end', 'preprocess', 'canny'] as const;
 
 /** generate()'s `controlNets` checked (TypeError / RangeError / DisposedError naming the entry). */
@@ -66,9 +73,9 @@ export function checkControlNets(what: string, value: unknown, owner: object): R
       // A hint that is no usable image (wrong channels, empty) is the wrong kind of value: TypeError, as the issue has it.
       throw err instanceof RangeError ? new TypeError(err.message) : err;
     }
-    const strength = o.strength === undefined ? 1 : checkFinite(`${at}.strength`, o.strength, 0, MAX_CONTROL_STRENGTH);
-    const start = o.start === undefined ? 0 : checkFinite(`${at}.start`, o.start, 0, 1);
-    const end = o.end === undefined ? 1 : checkFinite(`${at}.end`, o.end, 0, 1);
+    const strength = o.strength === undefined ? 1 : checkFraction(`${at}.strength`, o.strength, MAX_CONTROL_STRENGTH);
+    const start = o.start === undefined ? 0 : checkFraction(`${at}.start`, o.start, 1);
+    const end = o.end === undefined ? 1 : checkFraction(`${at}.end`, o.end, 1);
     if (start > end) throw new RangeError(`${at}.start (${start}) must not exceed ${at}.end (${end})`);
     const preprocess = o.preprocess === undefined ? 'none' : checkEnum(`${at}.preprocess`, o.preprocess, ['none', 'canny'] as const);
     if (o.canny !== undefined && preprocess !== 'canny') throw new TypeError(`${at}.canny applies to preprocess: 'canny'`);

@@ -220,6 +220,11 @@ export interface NativeControlNetInfo {
 /** The addon's ControlNet handle, wrapped by ControlNet (lib/controlnet.ts). */
 export interface NativeControlNet {
   info(): NativeControlNetInfo;
+  /** Test-facing: one evaluation of the network alone, its residuals unscaled (input blocks', then the middle block's). */
+  residuals(
+    params: { x: Float32Array; timesteps: Float32Array; context: Float32Array; y?: Float32Array; hint: NativeImage; batch: number; width: number; height: number; tokens: number; heads: number; headDim: number },
+    onProgress?: (p: NativeProgress) => void,
+  ): NativeJob<Float32Array[]>;
   dispose(): void;
 }
 

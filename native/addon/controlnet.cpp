@@ -11,6 +11,7 @@ void NativeControlNet::Init(Napi::Env env, Napi::Object exports, AddonData& data
   Napi::Function ctor = DefineClass(env, "NativeControlNet",
                                     {
                                         InstanceMethod<&NativeControlNet::Info>("info"),
+                                        InstanceMethod<&NativeControlNet::Residuals>("residuals"),
                                         InstanceMethod<&NativeControlNet::Dispose>("dispose"),
                                     });
   data.controlnet_ctor = Napi::Persistent(ctor);
@@ -102,6 +103,44 @@ Napi::Value NativeControlNet::Info(const Napi::CallbackInfo& info) {
   out.Set("weightBytes", static_cast<double>(i.weight_bytes));
   out.Set("dropped", static_cast<double>(i.dropped));
   return out;
+}
+
+Napi::Value NativeControlNet::Residuals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  engine(env);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "residuals(params: object)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  const auto floats = [&](const char* key) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return std::vector<float>();
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, std::string(key) + " must be a Float32Array");
+    Napi::Float32Array a = v.As<Napi::Float32Array>();
+    return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+  };
+  std::vector<float> x = floats("x"), timesteps = floats("timesteps"), context = floats("context"), y = floats("y");
+  sdn::Image hint = image_from_js(o.Get("hint"));
+  sdn::ControlNetShape shape{get_int(o, "batch", 1), 4, get_int(o, "height", 0), get_int(o, "width", 0), get_int(o, "tokens", 0)};
+  sdn::UnetParams params;
+  params.heads = get_int(o, "heads", 0);
+  params.head_dim = get_int(o, "headDim", 0);
+  std::shared_ptr<sdn::ControlNet> engine = engine_;
+  using Out = std::vector<std::vector<float>>;
+  return Job<Out>::Start(
+      env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
+      [=](sdn::JobControl& job) {
+        sdn::ControlNetRunner runner(*engine, nullptr, hint, shape, params, job);
+        return runner.run(x, timesteps, context, y, job);
+      },
+      [](Napi::Env env, Out& out) -> Napi::Value {
+        Napi::Array list = Napi::Array::New(env, out.size());
+        for (size_t i = 0; i < out.size(); ++i) {
+          Napi::Float32Array a = Napi::Float32Array::New(env, out[i].size());
+          std::copy(out[i].begin(), out[i].end(), a.Data());
+          list.Set(static_cast<uint32_t>(i), a);
+        }
+        return list;
+      });
 }
 
 // Drops this object's hold on the engine; a running job keeps its own until it settles.

@@ -26,6 +26,9 @@ class NativeControlNet : public Napi::ObjectWrap<NativeControlNet> {
  private:
   // { convention, format, device, blocks, modelChannels, contextDim, admChannels, weightBytes, dropped }
   Napi::Value Info(const Napi::CallbackInfo& info);
+  // Test-facing: residuals({ x, timesteps, context, y?, hint, batch, width, height, tokens, heads, headDim })
+  // -> JobHandle<Float32Array[]>: one evaluation of the network alone (no UNet), unscaled.
+  Napi::Value Residuals(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   sdn::ControlNet& engine(Napi::Env env);

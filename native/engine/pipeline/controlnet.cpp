@@ -62,16 +62,19 @@ ControlNet::~ControlNet() {
 
 const ControlNetwork& ControlNet::network() const { return loaded_->net; }
 
-ControlNetRunner::ControlNetRunner(ControlNet& net, const UnetNetwork& unet, const Image& hint, const ControlNetShape& shape,
+ControlNetRunner::ControlNetRunner(ControlNet& net, const UnetNetwork* unet, const Image& hint, const ControlNetShape& shape,
                                    const UnetParams& params, const JobControl& job)
     : net_(net), lock_(net.mutex()), shape_(shape) {
   const ControlNetwork& cn = net.network();
-  cn.check_fits(unet);
+  if (unet) cn.check_fits(*unet);
   cn.check_heads(params.heads, params.head_dim);
   const int d = cn.hint().downscale();
   if (hint.width != shape.width * d || hint.height != shape.height * d)
     fail(ErrorCode::InvalidArgument, "the control image is " + std::to_string(hint.width) + "x" + std::to_string(hint.height) +
                                          ", the job " + std::to_string(shape.width * d) + "x" + std::to_string(shape.height * d));
+  if (shape.batch < 1 || shape.batch > 64 || shape.context_tokens < 1 || shape.context_tokens > 65536 || shape.height <= 0 ||
+      shape.width <= 0)
+    fail(ErrorCode::InvalidArgument, "the ControlNet's batch, tokens and sides must be positive (batch at most 64)");
   if (shape.channels != cn.encoder().in_channels())
     fail(ErrorCode::InvalidArgument, "the ControlNet takes " + std::to_string(cn.encoder().in_channels()) + " latent channels");
   Runtime& runtime = net.runtime();

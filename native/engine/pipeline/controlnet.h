@@ -75,9 +75,9 @@ struct ControlNetShape {
 // Holds the ControlNet's mutex and compute buffers while it lives.
 class ControlNetRunner {
  public:
-  // Throws ModelCompatibility (does not fit `unet`), InvalidArgument (hint size, heads), Resource,
-  // Aborted.
-  ControlNetRunner(ControlNet& net, const UnetNetwork& unet, const Image& hint, const ControlNetShape& shape,
+  // Throws ModelCompatibility (does not fit `unet`; null: not checked, for tests of the network
+  // alone), InvalidArgument (hint size, heads), Resource, Aborted.
+  ControlNetRunner(ControlNet& net, const UnetNetwork* unet, const Image& hint, const ControlNetShape& shape,
                    const UnetParams& params, const JobControl& job);
   ~ControlNetRunner();
   ControlNetRunner(const ControlNetRunner&) = delete;

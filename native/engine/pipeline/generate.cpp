@@ -206,7 +206,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
       fail(ErrorCode::ModelCompatibility, "the UNet outputs " + std::to_string(unet->out_channels()) + " channels, the latent has 4");
     y = vector_conditioning(text, p.conditioning.size, unet->adm_channels());
     for (const ControlNetUse& c : p.control_nets)
-      control_runners.push_back(std::make_unique<ControlNetRunner>(*c.net, unet->network(), c.image,
+      control_runners.push_back(std::make_unique<ControlNetRunner>(*c.net, &unet->network(), c.image,
                                                                    ControlNetShape{batch, channels, lh, lw, text.tokens}, p.unet, quiet));
   }
   Latent denoised{channels, lw, lh, {}};  // the latest D(x, sigma), for previews
