@@ -3,12 +3,14 @@
 // generate(): strength 0 and an empty window give the plain image bit for bit, strengths sum
 // over ControlNets, the hint matters, img2img and inpainting (a 9-channel UNet too), every file
 // layout gives the same image, bad input, and Canny on a hand-checked case.
-import { mkdtempSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { canny, DisposedError, loadModel, ModelCompatibilityError, ModelFormatError, type ControlNet, type Image, type Model } from '../lib/index.js';
+import { canny, DisposedError, loadModel, ModelCompatibilityError, ModelFormatError, readImage, writeImage, type ControlNet, type Image, type Model } from '../lib/index.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
@@ -214,4 +216,26 @@ describe('canny', () => {
     ]);
     expect(same(viaOption.images[0]!, byHand.images[0]!)).toBe(true);
   });
+});
+
+describe('the CLI', () => {
+  it('--control-net, --control-image, --control-strength, --canny make the library\'s image', async () => {
+    const root = resolve(import.meta.dirname, '..');
+    const cli = join(root, 'dist', 'cli.js');
+    const run = promisify(execFile);
+    // dist/ (which the CLI runs from) rebuilt when a lib/ source is newer.
+    const oldest = existsSync(cli) ? statSync(cli).mtimeMs : 0;
+    const sources = readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    if (sources.some((f) => statSync(join(root, 'lib', f)).mtimeMs > oldest)) await run('npx', ['tsup'], { cwd: root });
+    const image = picture();
+    await writeImage(join(dir, 'hint.png'), image);
+    const out = join(dir, 'cli.png');
+    await run(process.execPath, [cli, 'generate', '-m', join(dir, 'model.safetensors'), '-p', 'a cat', '-W', String(W), '-H', String(W), '--steps', '2',
+      '--sampling-method', 'euler', '-s', '5', '--device', 'cpu', '--control-net', join(dir, 'cn.safetensors'), '--control-image', join(dir, 'hint.png'),
+      '--control-strength', '0.8', '--canny', '-o', out, '--json']);
+    const lib = await model.generate({ ...base, steps: 2, seed: 5, scheduler: 'discrete', controlNets: [{ model: cn, image, strength: 0.8, preprocess: 'canny' }] });
+    expect(same(await readImage(out), lib.images[0]!)).toBe(true);
+    const refused = await run(process.execPath, [cli, 'generate', '-m', join(dir, 'model.safetensors'), '--control-image', join(dir, 'hint.png')]).catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 2, stderr: expect.stringContaining('--control-net') });
+  }, 60_000);
 });

@@ -33,6 +33,7 @@ import { loraHashesField } from '../lora-hash.js';
 import { taggedLoras } from './loras.js';
 import { Interrupt } from './interrupt.js';
 import { checkNumericFlags } from './generate-checks.js';
+import { CLI_CONTROL_STRENGTH, checkControlNetFlags, cliControlNets, controlNetSettings, type ControlNetFlags } from './controlnet.js';
 import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
 import { PreviewWriter } from './preview.js';
 import { ProgressReporter, progressMode } from './progress.js';
@@ -88,7 +89,7 @@ export const GENERATE_FLAGS: Record<string, string> = {
   upscale: '--upscale-model',
 };
 
-interface Flags extends UpscaleFlags {
+interface Flags extends UpscaleFlags, ControlNetFlags {
   model?: string;
   diffusionModel?: string;
   clip_l?: string;
@@ -196,6 +197,10 @@ export function generateCommand(): Command {
     .option('--upscale-model <path>', 'ESRGAN (RRDBNet) weights, .pth/.safetensors/.gguf: upscale every image after decoding (or -i with -M upscale)')
     .option('--upscale-repeats <n>', 'run the ESRGAN upscaler this many times, 1–4', number, 1)
     .option('--upscale-tile-size <px>', `tile size for ESRGAN upscaling, 16–4096 (0: untiled)`, number, UPSCALE_TILE)
+    .option('--control-net <path>', 'ControlNet weights (.pth/.safetensors/.gguf or a diffusers controlnet/ folder) for the model')
+    .option('--control-image <path>', 'the ControlNet\'s hint image (stretched to the output size), with --control-net')
+    .option('--control-strength <x>', `the ControlNet's strength, 0–2 (default: ${CLI_CONTROL_STRENGTH})`, number)
+    .option('--canny', 'use the Canny edges of --control-image as the hint (sdnode\'s OpenCV-style Canny)')
     .option('--json', 'print one JSON summary on stdout, no progress')
     .addHelpText('after', `
 Examples:
@@ -205,6 +210,7 @@ Examples:
   sdnode generate -m model.safetensors -p "a castle <lora:watercolor:0.8>" --lora-model-dir loras/
   sdnode generate -m model.safetensors -p "a harbour" --upscale-model RealESRGAN_x4plus.pth
   sdnode generate -M upscale --upscale-model RealESRGAN_x4plus.pth -i photo.png -o photo_x4.png
+  sdnode generate -m model.safetensors -p "a house" --control-net control_v11p_sd15_canny.pth --control-image photo.png --canny
 
 Progress goes to stderr: a bar on a terminal, one line per step otherwise, none with --json.
 Ctrl-C stops the job; no output file is written.
@@ -247,6 +253,7 @@ async function runGenerate(f: Flags): Promise<number> {
     // Everything that can be refused is refused here, before any file is read or the model loads.
     checkNumericFlags(f);
     if (f.upscaleModel) checkUpscaleFlags(f);
+    checkControlNetFlags(f);
     const paths = outputPaths(f.output, f.batchCount);
     for (const path of paths) imageFormat(path);
     if (f.preview !== 'none') imageFormat(f.previewPath, '--preview-path');
@@ -278,6 +285,7 @@ async function runGenerate(f: Flags): Promise<number> {
       onProgress: loading.report,
     });
     if (f.upscaleModel) upscaler = await loadCliUpscaler(f, interrupt.signal);
+    const controlNets = await cliControlNets(model, f, interrupt.signal);
     const loadMs = performance.now() - started;
     loading.done();
 
@@ -305,6 +313,7 @@ async function runGenerate(f: Flags): Promise<number> {
       ...(mask ? { mask, maskBlur: f.maskBlur ?? DEFAULTS.maskBlur } : {}),
       ...(previews ? { preview: f.preview, ...(f.previewInterval !== undefined ? { previewInterval: f.previewInterval } : {}) } : {}),
       ...(upscaler ? { upscale: { upscaler, ...upscaleSettings(f) } } : {}),
+      ...controlNets,
       signal: interrupt.signal,
       onProgress: (p: Progress) => {
         sampling.report(p);
@@ -430,6 +439,7 @@ function jsonSummary(
       vae: options.vae,
       ...(options.initImage ? { initImage: f.initImg, strength: options.strength } : {}),
       ...(options.mask ? { mask: f.mask, maskBlur: options.maskBlur } : {}),
+      ...controlNetSettings(f),
       preview: f.preview,
       model: run.source,
       family: model.info.family,
