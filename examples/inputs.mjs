@@ -10,6 +10,8 @@
 // - a tiny random RRDBNet for the upscaling example (scripts/generator/esrgan.mjs), with
 //   Real-ESRGAN x4plus's key names and ×4 scale but 8 features and one block: it runs every
 //   stage of the real network, and its output is near-uniform grey;
+// - a tiny random ControlNet for that tiny model (scripts/generator/controlnet.mjs): the
+//   ControlNet-v1-1 layout at the tiny model's widths, random zero convs, so its hint moves the noise;
 // - a picture drawn in code (a sunset over the sea), the kind of rough sketch image-to-image
 //   turns into a painting with a real model.
 import { existsSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { join } from 'node:path';
 import { readImage } from 'sdnode';
 
 import { GENERATOR_VERSION, generateModel } from '../scripts/generate-model.mjs';
+import { generateControlNet } from '../scripts/generator/controlnet.mjs';
 import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 import { LORA_GENERATOR_VERSION, generateLora } from '../scripts/generator/lora.mjs';
 
@@ -71,6 +74,19 @@ export async function exampleUpscaler(given) {
   const path = join(tmpdir(), 'sdnode-example-esrgan-tiny-x4-v1.pth');
   if (!existsSync(path)) await generateEsrgan({ out: path, preset: 'tiny-x4', seed: 1, gain: 0.5 });
   return { path, tiny: true };
+}
+
+/**
+ * The ControlNet to use: `given` when it is a non-empty path, else a cached tiny random one
+ * that fits the tiny model (written on first use).
+ * @param {string | undefined} given
+ * @returns {Promise<string>}
+ */
+export async function exampleControlNet(given) {
+  if (given) return given;
+  const path = join(tmpdir(), 'sdnode-example-controlnet-tiny-v1.safetensors');
+  if (!existsSync(path)) await generateControlNet({ out: path, preset: 'tiny', seed: 1 });
+  return path;
 }
 
 /**

@@ -105,6 +105,14 @@ describe('examples', () => {
     expect(await pngSize(join(dir, 'generated-upscaled.png'))).toBe('256×256');
   });
 
+  it('controlnet.mjs: canny edges of the picture, generate with the ControlNet, then only in the first half of the steps', async () => {
+    const { out, dir } = await example('examples/controlnet.mjs');
+    expect(out).toMatch(/^ControlNet: 4 input blocks, ldm names, safetensors$/m);
+    expect(await pngSize(join(dir, 'edges.png'))).toBe('512×384');
+    expect(await pngSize(join(dir, 'controlnet.png'))).toBe('64×64');
+    expect(await pngSize(join(dir, 'controlnet-early.png'))).toBe('64×64');
+  });
+
   it('cancel-on-timeout.mjs: AbortSignal.timeout cancels, AbortError is caught, the model goes on', async () => {
     const started = performance.now();
     const { out, dir } = await example('examples/cancel-on-timeout.mjs', ['', '1000']);
