@@ -1,11 +1,12 @@
 /**
- * The addon's contract, typed once, and its loading: a prebuilt binary from prebuilds/ when
- * one matches this platform, else the one built at install in build/Release.
+ * The addon's contract, typed once, and its loading: the binary set lib/binary-loader.ts picks
+ * (a platform package, else prebuilds/, else the build in build/Release).
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { chooseBinaries, type BinaryReport, type GpuBackend } from './binary-loader.js';
 
 /** A progress report from the addon (lib/job.ts turns it into a Progress). */
 export interface NativeProgress {
@@ -396,6 +397,8 @@ export interface NativeBinding {
   listDevices(): NativeDevice[];
   systemInfo(): NativeSystemInfo;
   stopJobs(): void;
+  /** The device self-test the loader's probe runs (native/engine/pipeline/device_probe.h): one tiny graph there, checked on the host. */
+  probeDevice(id: string): { ok: boolean; error: string; maxError: number; ms: number };
   /**
    * The engine's sampler and scheduler lists (lib/samplers.ts validates options against them)
    * and, test-facing and synchronous, its RNGs, noise schedules and samplers on host arrays.
@@ -471,28 +474,39 @@ export function packageRoot(): string {
 }
 
 let binding: NativeBinding | undefined;
-let bindingPath: string | undefined;
+let bindingReport: BinaryReport | undefined;
+let preferredGpu: GpuBackend | undefined;
 
 /**
- * Loads the addon once, and ggml's backend modules from the addon's own folder.
- * SDNODE_ADDON_PATH names another build of the addon (e.g. one with a GPU backend).
+ * A GPU backend a `device` option named: tried first if the addon is not loaded yet (later it
+ * changes nothing: a process loads one set of binaries).
+ */
+export function preferGpuBackend(backend: GpuBackend): void {
+  if (!binding) preferredGpu = backend;
+}
+
+/**
+ * Loads the addon once, with the binary set lib/binary-loader.ts picks (a GPU set only after it
+ * passed its probe). SDNODE_ADDON_PATH names another build of the addon to use as it is.
  */
 export function native(): NativeBinding {
   if (binding) return binding;
-  const require = createRequire(import.meta.url);
-  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
-  const file = process.env.SDNODE_ADDON_PATH || nodeGypBuild.resolve(packageRoot());
-  const loaded = require(file) as NativeBinding;
-  loaded.loadBackends(dirname(file));
+  const choice = chooseBinaries(packageRoot(), preferredGpu);
+  const loaded = choice.load<NativeBinding>();
   // exit() runs static destructors under any job still computing: stop them first.
   process.once('exit', () => loaded.stopJobs());
-  bindingPath = file;
+  bindingReport = choice.report;
   binding = loaded;
   return loaded;
 }
 
-/** Where the loaded addon came from (a prebuild or a local build). */
-export function nativePath(): string {
+/** What the loader chose: the addon file, where it came from, the GPU set and any fallbacks. */
+export function nativeReport(): BinaryReport {
   native();
-  return bindingPath!;
+  return bindingReport!;
+}
+
+/** Where the loaded addon came from (a platform package, a prebuild or a local build). */
+export function nativePath(): string {
+  return nativeReport().addonPath;
 }

@@ -1,7 +1,8 @@
 /** What this machine offers: ggml's version, backends, CPU features and devices. */
 import { freemem } from 'node:os';
 
-import { native, nativePath, type NativeDevice } from './native.js';
+import type { BinaryOrigin, GpuFallback, GpuSetInfo } from './binary-loader.js';
+import { native, nativeReport, preferGpuBackend, type NativeDevice } from './native.js';
 
 /**
  * A compute device: `id` ("cpu", "cuda:0", "vulkan:0", "metal:0") is what `device` options take;
@@ -20,8 +21,14 @@ export interface SystemInfo {
   backends: string[];
   /** Features of the CPU module chosen for this processor (e.g. AVX2: "1"). */
   cpuFeatures: Record<string, string>;
-  /** The addon file in use: a prebuild or a local build. */
+  /** The addon file in use: a platform package's, a prebuild or a local build. */
   addonPath: string;
+  /** Where the addon came from: SDNODE_ADDON_PATH, an `@sdnode/<platform>` package, prebuilds/, or build/Release. */
+  binaryOrigin: BinaryOrigin;
+  /** The GPU set loaded beside it (after its probe passed), or null. */
+  gpuSet: GpuSetInfo | null;
+  /** GPU sets found but not used, each with the reason (also a SDNODE_DEVICE_FALLBACK warning). */
+  deviceFallbacks: GpuFallback[];
   /** True when SDNODE_FORCE_CPU is set: every job runs on the CPU. */
   forceCpu: boolean;
 }
@@ -35,7 +42,15 @@ export function forceCpu(): boolean {
 /** ggml version, loaded backends and the CPU features in use. */
 export function systemInfo(): SystemInfo {
   const info = native().systemInfo();
-  return { ...info, addonPath: nativePath(), forceCpu: forceCpu() };
+  const report = nativeReport();
+  return {
+    ...info,
+    addonPath: report.addonPath,
+    binaryOrigin: report.origin,
+    gpuSet: report.gpu,
+    deviceFallbacks: report.fallbacks,
+    forceCpu: forceCpu(),
+  };
 }
 
 /**
@@ -66,6 +81,9 @@ export function resolveDevice(requested: unknown): { id: string; auto: boolean }
   if (!DEVICE_PATTERN.test(wanted)) {
     throw new RangeError(`device '${requested}' is not of the form 'auto', 'cpu', 'cuda:0', 'vulkan:0' or 'metal'`);
   }
+  const backend = /^(cuda|vulkan|metal)(:\d+)?$/.exec(wanted)?.[1] as 'cuda' | 'vulkan' | 'metal' | undefined;
+  // Asked for a GPU backend before anything loaded the addon: try that backend's set first.
+  if (backend) preferGpuBackend(backend);
   const devices = listDevices();
   if (wanted === 'auto') {
     const gpu = devices.find((d) => d.type === 'gpu') ?? devices.find((d) => d.type === 'igpu');
@@ -75,7 +93,9 @@ export function resolveDevice(requested: unknown): { id: string; auto: boolean }
   const id = wanted.includes(':') || wanted === 'cpu' ? wanted : `${wanted}:0`;
   if (!devices.some((d) => d.id === id)) {
     const known = devices.map((d) => d.id).join(', ');
-    throw new RangeError(`device '${requested}' is not available here (available: ${known})`);
+    const fallback = nativeReport().fallbacks.find((f) => f.backend === backend);
+    const why = fallback ? `; ${fallback.package} was not used: ${fallback.reason}` : '';
+    throw new RangeError(`device '${requested}' is not available here (available: ${known})${why}`);
   }
   return { id, auto: false };
 }

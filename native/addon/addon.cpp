@@ -4,6 +4,7 @@
 #include "autoencoder.h"
 #include "convert.h"
 #include "convert_model.h"
+#include "device_probe.h"
 #include "embedding_file.h"
 #include "job.h"
 #include "lora.h"
@@ -85,6 +86,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
   exports.Set("stopJobs", Napi::Function::New(env, StopJobs, "stopJobs"));
+  InitDeviceProbe(env, exports);
   return exports;
 }
 
