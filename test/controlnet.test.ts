@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { canny, DisposedError, loadModel, ModelCompatibilityError, ModelFormatError, readImage, writeImage, type ControlNet, type Image, type Model } from '../lib/index.js';
+import { canny, convertModel, DisposedError, loadModel, ModelCompatibilityError, ModelFormatError, readImage, writeImage, type ControlNet, type Image, type Model } from '../lib/index.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
@@ -157,16 +157,16 @@ describe('generate with ControlNets', () => {
     await cnInpaint.dispose();
   });
 
-  it('ControlNet-v1-1 names bare in a .pth and a diffusers controlnet/ folder give the .safetensors image', async () => {
+  it('ControlNet-v1-1 names bare in a .pth, GGUF and a diffusers controlnet/ folder give the .safetensors image', async () => {
+    await convertModel(join(dir, 'cn.safetensors'), join(dir, 'cn.gguf'), { weightType: 'f32' });
     const bare = await model.loadControlNet(join(dir, 'cn-bare.pth'));
+    const gguf = await model.loadControlNet(join(dir, 'cn.gguf'));
     const folder = await model.loadControlNet(join(dir, 'controlnet'));
-    expect([bare.format, bare.convention, folder.format, folder.convention]).toEqual(['torch', 'ldm', 'safetensors', 'diffusers']);
+    expect([bare.format, bare.convention, gguf.format, folder.format, folder.convention]).toEqual(['torch', 'ldm', 'gguf', 'safetensors', 'diffusers']);
     const image = picture();
-    const [x, y, z] = await Promise.all([cn, bare, folder].map((m) => model.generate({ ...base, controlNets: [{ model: m, image }] })));
-    expect(same(y!.images[0]!, x!.images[0]!)).toBe(true);
-    expect(same(z!.images[0]!, x!.images[0]!)).toBe(true);
-    await bare.dispose();
-    await folder.dispose();
+    const [x, ...others] = await Promise.all([cn, bare, gguf, folder].map((m) => model.generate({ ...base, controlNets: [{ model: m, image }] })));
+    for (const y of others) expect(same(y.images[0]!, x!.images[0]!)).toBe(true);
+    for (const h of [bare, gguf, folder]) await h.dispose();
   });
 });
 
