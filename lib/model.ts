@@ -120,6 +120,8 @@ export class Model implements AsyncDisposable {
   /** Every LoRA handle loaded for this model (disposed with it), and those loaded by path for generate(). */
   readonly #loras = new Set<Lora>();
   readonly #lorasByPath = new Map<string, Promise<Lora>>();
+  /** Every ControlNet loaded for this model, disposed with it. */
+  readonly #controlNets = new Set<ControlNet>();
   readonly #loraDir: string | undefined;
 
   /** @internal Use loadModel(). */
@@ -231,7 +233,7 @@ export class Model implements AsyncDisposable {
    * weights and must fit this model's UNet, else ModelCompatibilityError naming what does not
    * (channels, levels, context width, SDXL's vector input); a file that is no ControlNet
    * rejects with ModelFormatError. Queued FIFO behind this model's jobs; the weights go on the
-   * model's device. Use the handle in generate()'s `controlNets`; dispose() frees it.
+   * model's device. Use the handle in generate()'s `controlNets`; dispose() frees it, as does the model's dispose().
    */
   loadControlNet(path: string, options?: { signal?: AbortSignal; onProgress?: JobOptions['onProgress'] }): Promise<ControlNet> {
     if (this.#disposed) return Promise.reject(this.#disposedError());
@@ -242,7 +244,12 @@ export class Model implements AsyncDisposable {
     const params = { device: this.info.device, threads: availableParallelism() };
     return this.#parts.queue
       .run((onProgress) => this.#parts.native.loadControlNet(file, params, onProgress), job)
-      .then((native) => new ControlNet(native, file, this));
+      .then((native) => {
+        const controlNet = new ControlNet(native, file, this);
+        for (const old of this.#controlNets) if (old.disposed) this.#controlNets.delete(old);
+        this.#controlNets.add(controlNet);
+        return controlNet;
+      });
   }
 
   /** Every weight: internal name, shape, stored type, type on the device, bytes, mapped or copied. */
@@ -340,6 +347,7 @@ export class Model implements AsyncDisposable {
   dispose(): Promise<void> {
     this.#disposed ??= this.#parts.queue.close().then(async () => {
       for (const lora of this.#loras) await lora.dispose();
+      for (const controlNet of this.#controlNets) await controlNet.dispose();
       this.#parts.native.dispose();
       await this.#parts.tae?.dispose();
     });

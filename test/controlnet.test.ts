@@ -190,6 +190,13 @@ describe('bad input', () => {
     expect(gen({ model: foreign })).toThrow(/another model/);
     await foreign.dispose();
     expect(gen({ model: foreign })).toThrow(DisposedError);
+    // A model's dispose() disposes the ControlNets loaded for it.
+    const owned = await model.loadControlNet(join(dir, 'cn.safetensors'));
+    const other = await loadModel(join(dir, 'model.safetensors'), cpu);
+    const kept = await other.loadControlNet(join(dir, 'cn.safetensors'));
+    await other.dispose();
+    expect([owned.disposed, kept.disposed]).toEqual([false, true]);
+    await owned.dispose();
   });
 });
 
