@@ -14,6 +14,7 @@ import type { JobOptions } from './job.js';
 import { checkLoraOptions, type LoraOption, type ResolvedLoraOption } from './lora.js';
 import type { ModelDetection, ModelFamily } from './model-detect.js';
 import type { NativeGenerateParams, NativeVaeTiling } from './native.js';
+import { checkHires, type HiresOption, type ResolvedHires } from './hires.js';
 import { checkControlNets, type ControlNetOption, type ResolvedControlNet } from './controlnet.js';
 import { checkGenerateUpscale, type GenerateUpscaleOption, type UpscaleSettings, type Upscaler } from './upscaler.js';
 import { checkCropCoords, checkSize, type CropCoords, type Size } from './sdxl-conditioning.js';
@@ -125,6 +126,15 @@ export interface GenerateOptions {
    */
   loras?: LoraOption[];
   /**
+   * The hires fix (text-to-image only): the image made at width × height, enlarged to
+   * `scale` (default 2) × its size or to `width`/`height`, then refined by an image-to-image
+   * pass of about `steps` steps (0: as many as the first) at `strength` (default 0.7), as
+   * stable-diffusion.cpp's --hires. `upscaler`: 'latent' (default) and the other latent modes,
+   * 'lanczos', 'nearest', or an Upscaler (ESRGAN). Progress counts both passes; the result is the
+   * target's size. See HiresOption (lib/hires.ts). Default: none.
+   */
+  hires?: HiresOption;
+  /**
    * ESRGAN upscaling of every image after decoding: `{ upscaler, repeats = 1, tile = 128,
    * tileOverlap = tile / 4 }` with an Upscaler from loadUpscaler(). The images come back
    * `upscaler.scale`^repeats times larger (at most 4096² pixels: RangeError otherwise); the
@@ -170,7 +180,7 @@ export interface ResolvedGenerateOptions
   extends Required<
     Omit<
       GenerateOptions,
-      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'upscale' | 'controlNets' | 'signal' | 'onProgress'
+      'seed' | 'originalSize' | 'targetSize' | 'cropCoords' | 'aestheticScore' | 'negativeAestheticScore' | 'prediction' | 'vaeTiling' | 'initImage' | 'mask' | 'loras' | 'hires' | 'upscale' | 'controlNets' | 'signal' | 'onProgress'
     >
   > {
   /** Each entry checked, weight defaulted. */
@@ -190,6 +200,8 @@ export interface ResolvedGenerateOptions
   vaeTiling: 'auto' | NativeVaeTiling | undefined;
   initImage: Image | undefined;
   mask: MaskImage | undefined;
+  /** The hires fix's target, steps and upscaler, or undefined (none). */
+  hires: ResolvedHires | undefined;
   /** Each entry checked and defaulted, its hint made (Canny edges with preprocess 'canny'). */
   controlNets: ResolvedControlNet[];
   /** The upscaler and its settings, or undefined (none). */
@@ -426,7 +438,13 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
     native: (previewInterval) => ({ previewInterval }),
   },
   loras: { default: [], check: (v, what) => checkLoraOptions(what, v) },
-  upscale: { check: (v, what, { get }) => checkGenerateUpscale(what, v, get('width'), get('height')) },
+  hires: {
+    check: (v, what, { get, facts }) => {
+      if (get('initImage')) throw new TypeError(`${what} applies to text-to-image: leave out options.initImage`);
+      return checkHires(what, v, get('width'), get('height'), facts.sizeMultiple());
+    },
+  },
+  upscale: { check: (v, what, { get }) => checkGenerateUpscale(what, v, get('hires')?.width ?? get('width'), get('hires')?.height ?? get('height')) },
   controlNets: { default: [], check: (v, what, { facts }) => checkControlNets(what, v, facts.owner ?? {}) },
   signal: { check: (v, what) => checkSignal(what, v) },
   onProgress: { check: (v, what) => checkFunction<NonNullable<JobOptions['onProgress']>>(what, v) },

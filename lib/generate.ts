@@ -12,7 +12,9 @@ import { extractLoraTags, type Lora, type LoraReport } from './lora.js';
 import type { Architecture } from './model-architecture.js';
 import type { ModelParts } from './model.js';
 import type { NativeGenerateParams, NativeJob, NativeProgress, NativeTokens } from './native.js';
+import { nativeHires } from './hires.js';
 import { resizeImage } from './resize.js';
+import { Upscaler } from './upscaler.js';
 import { FAMILIES, familyProfile } from './families.js';
 import { secondEncoderIds, sizeConditioning } from './sdxl-conditioning.js';
 import type { ClipTokenizer } from './text/clip-tokenizer.js';
@@ -29,9 +31,20 @@ export interface GenerateResult {
   /**
    * imageEncodeMs: the VAE encoding the init image (and an inpainting model's masked image);
    * loraMs: applying the LoRAs (0 when the set kept from the last request served); upscaleMs:
-   * the `upscale` option's ESRGAN passes over every image (0 without).
+   * the `upscale` option's ESRGAN passes over every image (0 without); hiresUpscaleMs: the
+   * hires fix's enlarging (in pixel space with its VAE decode and encode), hiresSamplingMs its
+   * second pass (both 0 without); samplingMs and textEncodeMs count the first pass (text: both).
    */
-  timings: { textEncodeMs: number; imageEncodeMs: number; samplingMs: number; decodeMs: number; loraMs: number; upscaleMs: number };
+  timings: {
+    textEncodeMs: number;
+    imageEncodeMs: number;
+    samplingMs: number;
+    decodeMs: number;
+    loraMs: number;
+    upscaleMs: number;
+    hiresUpscaleMs: number;
+    hiresSamplingMs: number;
+  };
   /** The LoRAs applied (the `loras` option's, then the prompt's tags'), each with what of it fits the model. */
   loras: Array<{ name: string; path: string; weight: number; report: LoraReport }>;
 }
@@ -80,6 +93,8 @@ function afterPreparation<T>(ready: Promise<() => NativeJob<T>>): NativeJob<T> {
 export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise<GenerateResult> {
   // A disposed upscaler would fail only after the images are made.
   if (o.upscale?.upscaler.disposed) return Promise.reject(new DisposedError('options.upscale.upscaler has been disposed'));
+  if (o.hires?.upscaler instanceof Upscaler && o.hires.upscaler.disposed)
+    return Promise.reject(new DisposedError('options.hires.upscaler has been disposed'));
   let arch: Architecture;
   let tokenizer: ClipTokenizer;
   try {
@@ -112,11 +127,14 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
   // A second encoder that pads otherwise than the first reads its own ids (SDXL's bigG beside CLIP-L).
   const second = profile.encoders.length > 1 && profile.encoders[1]!.padWithZero !== profile.encoders[0]!.padWithZero ? { eos: tokenizer.eos } : undefined;
   const { width, height, initImage, mask, vae, preview, onProgress } = o;
-  const vaeTiling = modelVaeTiling(model, o.vaeTiling, width, height, [
-    ...(vae === 'full' ? (['decode'] as const) : []),
-    ...(initImage ? (['encode'] as const) : []),
+  // The final decode (and a hires pass's encode in pixel space) works at the output's size.
+  const hires = o.hires && nativeHires(o.hires, o.steps);
+  const [outWidth, outHeight] = hires ? [hires.width, hires.height] : [width, height];
+  const vaeTiling = modelVaeTiling(model, o.vaeTiling, outWidth, outHeight, [
+    ...(vae === 'full' || hires?.pixelSpace ? (['decode'] as const) : []),
+    ...(initImage || hires?.pixelSpace ? (['encode'] as const) : []),
   ]);
-  const taeTiling = vae === 'tae' ? model.tae?.tilingFor(o.vaeTiling, width, height, 'decode') : undefined;
+  const taeTiling = vae === 'tae' ? model.tae?.tilingFor(o.vaeTiling, outWidth, outHeight, 'decode') : undefined;
   const { textEncoders, ...unetAndVae } = arch;
   const params: Omit<NativeGenerateParams, 'prediction'> = {
     // width, height, steps, sampler, … : the options that map onto one field each.
@@ -138,6 +156,7 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
     ...(onProgress && preview === 'tae' ? { tae: model.taeNative } : {}),
     ...(vae === 'tae' ? { taeDecoder: model.taeNative } : {}),
     ...(taeTiling ? { taeTiling } : {}),
+    ...(hires ? { hires } : {}),
   };
   const prediction = o.prediction;
   // The init image and mask are stretched to the job's size, and the prediction probed, in the job's turn, so the queue keeps its order.
@@ -175,6 +194,8 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
         decodeMs: r.decodeMs,
         loraMs: r.loraMs,
         upscaleMs: upscaled?.ms ?? 0,
+        hiresUpscaleMs: r.hiresUpscaleMs,
+        hiresSamplingMs: r.hiresSamplingMs,
       },
       loras: used.map((u) => ({ name: u.lora.name, path: u.lora.path, weight: u.weight, report: u.lora.report })),
     };

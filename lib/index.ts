@@ -5,6 +5,7 @@ export { loadAutoencoder, Autoencoder } from './autoencoder.js';
 export type { AutoencoderFiles, AutoencoderJobOptions, LoadAutoencoderOptions, Latent } from './autoencoder.js';
 export { loadUpscaler, Upscaler, UPSCALE_TILE, MAX_UPSCALE_REPEATS } from './upscaler.js';
 export type { LoadUpscalerOptions, UpscaleOptions } from './upscaler.js';
+export type { HiresOption, HiresUpscalerName } from './hires.js';
 export { convertModel } from './convert.js';
 export type { ConvertOptions, ConvertResult, ConvertedTensor } from './convert.js';
 export { WEIGHT_TYPES } from './weight-types.js';

@@ -187,6 +187,28 @@ export interface NativeGenerateParams {
   loras?: ReadonlyArray<{ lora: NativeLora; weight: number }>;
   /** ControlNets (native/engine/pipeline/controlnet.h): hints at width × height, strengths, [start, end] windows. */
   controlNets?: ReadonlyArray<{ controlNet: NativeControlNet; image: NativeImage; strength: number; start: number; end: number }>;
+  /** Image-to-image from these latents (one per image, scaled, width/8 × height/8): the schedule's last initLatentSteps steps run. */
+  initLatents?: NativeLatent[];
+  initLatentSteps?: number;
+  /** The hires fix (native/engine/pipeline/hires.h): a second pass at width × height. */
+  hires?: NativeHiresParams;
+}
+
+/** The hires fix's second pass, resolved by lib/hires.ts. */
+export interface NativeHiresParams {
+  width: number;
+  height: number;
+  /** Its schedule's steps, of which the last runSteps run. */
+  scheduleSteps: number;
+  runSteps: number;
+  /** Enlarge decoded pixels (then encode) instead of the latent. */
+  pixelSpace: boolean;
+  filter: 'nearest' | 'nearest-exact' | 'bilinear' | 'bicubic' | 'lanczos' | string;
+  antialias: boolean;
+  /** ESRGAN in pixel space, then Lanczos to the target; with its tile and overlap. */
+  upscaler?: NativeUpscaler;
+  tile?: number;
+  overlap?: number;
 }
 
 /** What the engine's generate job gives back (decoded images, or latents for a TAE decode in JS). */
@@ -203,6 +225,10 @@ export interface NativeGenerateResult {
   loraReused: boolean;
   /** Device bytes the LoRA set holds (patched copies and run-time factors). */
   loraBytes: number;
+  /** The hires pass: steps per image, enlarging (with decode and encode in pixel space), sampling; 0 without. */
+  hiresStepsRun: number;
+  hiresUpscaleMs: number;
+  hiresSamplingMs: number;
 }
 
 /** What a loaded ControlNet is (native/engine/pipeline/controlnet.h ControlNetInfo). */
@@ -399,6 +425,17 @@ export interface NativeBinding {
   stopJobs(): void;
   /** The device self-test the loader's probe runs (native/engine/pipeline/device_probe.h): one tiny graph there, checked on the host. */
   probeDevice(id: string): { ok: boolean; error: string; maxError: number; ms: number };
+  /** Test-facing: planar [channels][height][width] floats resized as the hires fix resizes (native/engine/pipeline/latent_resize.h). */
+  resizePlanes(
+    data: Float32Array,
+    channels: number,
+    width: number,
+    height: number,
+    outWidth: number,
+    outHeight: number,
+    filter: 'nearest' | 'nearest-exact' | 'bilinear' | 'bicubic' | 'lanczos',
+    antialias: boolean,
+  ): Float32Array;
   /**
    * The engine's sampler and scheduler lists (lib/samplers.ts validates options against them)
    * and, test-facing and synchronous, its RNGs, noise schedules and samplers on host arrays.

@@ -166,6 +166,12 @@ export class Upscaler implements AsyncDisposable {
     return this.#queue.run((onProgress) => this.#native.upscale(image, params, onProgress), job) as Promise<Image & { channels: 3 }>;
   }
 
+  /** @internal The addon's handle, for a job of the model's that runs this upscaler inside it (the hires fix). */
+  nativeHandle(): NativeUpscaler {
+    if (this.#disposed) throw new DisposedError('the upscaler has been disposed');
+    return this.#native;
+  }
+
   /** Frees the weights once queued and running jobs have settled. Idempotent; later upscale() calls reject with DisposedError. */
   dispose(): Promise<void> {
     this.#disposed ??= this.#queue.close().then(() => this.#native.dispose());

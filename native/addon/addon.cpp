@@ -11,6 +11,7 @@
 #include "model.h"
 #include "model_file.h"
 #include "name_map.h"
+#include "resize.h"
 #include "sampling.h"
 #include "upscaler.h"
 #include "controlnet.h"
@@ -82,6 +83,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitConvertModel(env, exports);
   InitNameMap(env, exports);
   InitSampling(env, exports);
+  InitResize(env, exports);
   exports.Set("loadBackends", Napi::Function::New(env, LoadBackends, "loadBackends"));
   exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));

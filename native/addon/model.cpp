@@ -9,6 +9,7 @@
 #include "lora.h"
 #include "controlnet.h"
 #include "metadata_json.h"
+#include "upscaler.h"
 #include "pipeline/architecture.h"
 #include "pipeline/generate.h"
 #include "sample/rng.h"
@@ -425,6 +426,31 @@ static std::vector<sdn::LoraUse> lora_uses(const Napi::Value& loras) {
   return uses;
 }
 
+// { width, height, scheduleSteps, runSteps, pixelSpace, filter, antialias, upscaler?, tile, overlap }
+// (lib/hires.ts resolved them; the engine checks what it relies on).
+static sdn::HiresParams hires_from_js(const Napi::Value& v) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "hires must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  sdn::HiresParams h;
+  h.width = get_int(o, "width", 0);
+  h.height = get_int(o, "height", 0);
+  h.schedule_steps = get_int(o, "scheduleSteps", 0);
+  h.run_steps = get_int(o, "runSteps", 0);
+  h.pixel_space = get_bool(o, "pixelSpace", false);
+  try {
+    h.filter = sdn::parse_resize_filter(get_string(o, "filter", true));
+  } catch (const sdn::Error& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+  h.antialias = get_bool(o, "antialias", false);
+  if (!o.Get("upscaler").IsUndefined()) h.upscaler = NativeUpscaler::Shared(o.Get("upscaler"));
+  h.upscaler_tile = get_int(o, "tile", 128);
+  h.upscaler_overlap = get_int(o, "overlap", 32);
+  if (h.width <= 0 || h.height <= 0) throw Napi::RangeError::New(env, "hires.width and hires.height must be positive");
+  return h;
+}
+
 Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   engine(env);
@@ -494,6 +520,15 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
   p.tae_decoder = NativeAutoencoder::Shared(o.Get("taeDecoder"));
   p.loras = lora_uses(o.Get("loras"));
   p.control_nets = NativeControlNet::Uses(o.Get("controlNets"));
+  if (!o.Get("hires").IsUndefined()) p.hires = hires_from_js(o.Get("hires"));
+  // Image-to-image from given latents (the hires fix's second pass, composed by hand in tests).
+  Napi::Value init_latents = o.Get("initLatents");
+  if (!init_latents.IsUndefined()) {
+    if (!init_latents.IsArray()) throw Napi::TypeError::New(env, "initLatents must be an array of latents");
+    for (uint32_t k = 0; k < init_latents.As<Napi::Array>().Length(); ++k)
+      p.init_latents.push_back(latent_from_js(init_latents.As<Napi::Array>().Get(k)));
+    p.init_latent_steps = get_int(o, "initLatentSteps", 0);
+  }
   std::shared_ptr<sdn::Model> engine = engine_;
   return Job<sdn::GenerateResult>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined(),
@@ -514,6 +549,9 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         out.Set("loraMs", r.lora_ms);
         out.Set("loraReused", r.lora_reused);
         out.Set("loraBytes", static_cast<double>(r.lora_bytes));
+        out.Set("hiresStepsRun", r.hires_steps_run);
+        out.Set("hiresUpscaleMs", r.hires_upscale_ms);
+        out.Set("hiresSamplingMs", r.hires_sampling_ms);
         return out;
       });
 }

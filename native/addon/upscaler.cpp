@@ -47,6 +47,15 @@ Napi::Value NativeUpscaler::Load(const Napi::CallbackInfo& info) {
       });
 }
 
+std::shared_ptr<sdn::EsrganUpscaler> NativeUpscaler::Shared(const Napi::Value& value) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(env).upscaler_ctor.Value()))
+    throw Napi::TypeError::New(env, "expected a NativeUpscaler");
+  NativeUpscaler* self = Unwrap(value.As<Napi::Object>());
+  self->engine(env);  // throws if disposed
+  return self->engine_;
+}
+
 sdn::EsrganUpscaler& NativeUpscaler::engine(Napi::Env env) {
   if (!engine_) {
     Napi::Error e = Napi::Error::New(env, "the upscaler has been disposed");

@@ -14,6 +14,9 @@ class NativeUpscaler : public Napi::ObjectWrap<NativeUpscaler> {
  public:
   static void Init(Napi::Env env, Napi::Object exports, AddonData& data);
   explicit NativeUpscaler(const Napi::CallbackInfo& info);
+  // The engine behind a NativeUpscaler value (a job's reference); TypeError for anything else,
+  // the disposed error once disposed.
+  static std::shared_ptr<sdn::EsrganUpscaler> Shared(const Napi::Value& value);
 
  private:
   // static load(options, onProgress) -> JobHandle<NativeUpscaler>

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "nn/unet.h"
 #include "pipeline/conditioner.h"
+#include "pipeline/hires.h"
 #include "pipeline/mask.h"
 #include "pipeline/preview.h"
 #include "pipeline/unet_runner.h"
@@ -85,6 +86,18 @@ void check_image_size(const std::optional<Image>& image, const GenerateParams& p
                                          ", the job " + std::to_string(p.width) + "x" + std::to_string(p.height));
 }
 
+// Latents to start from (the hires pass): one per image, of the job's latent size.
+void check_init_latents(const GenerateParams& p) {
+  if (p.init_latents.empty()) return;
+  if (p.init_image) fail(ErrorCode::InvalidArgument, "init latents and an init image exclude each other");
+  if (p.init_latents.size() != size_t(p.batch_count)) fail(ErrorCode::InvalidArgument, "one init latent per image is needed");
+  if (p.init_latent_steps < 1 || p.init_latent_steps > p.steps)
+    fail(ErrorCode::InvalidArgument, "the steps run from init latents must be in [1, steps]");
+  for (const Latent& l : p.init_latents)
+    if (l.channels != 4 || l.width != p.width / 8 || l.height != p.height / 8 || l.data.size() != size_t(4) * l.width * l.height)
+      fail(ErrorCode::InvalidArgument, "an init latent is not 4 × " + std::to_string(p.width / 8) + " × " + std::to_string(p.height / 8));
+}
+
 // The ControlNets' hints at the job's size, their factors and windows in range, each network once
 // (one runtime: one graph at a time).
 void check_control_nets(const GenerateParams& p) {
@@ -130,6 +143,7 @@ int steps_for_strength(int steps, float strength) {
 }
 
 GenerateResult generate(Model& model, const GenerateParams& p, const JobControl& job) {
+  if (p.hires.enabled()) return generate_hires(model, p, job);
   if (p.width <= 0 || p.height <= 0 || p.width % 8 || p.height % 8)
     fail(ErrorCode::InvalidArgument, "width and height must be positive multiples of 8");
   if (p.batch_count < 1) fail(ErrorCode::InvalidArgument, "batch count must be at least 1");
@@ -139,6 +153,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   check_image_size(p.init_image, p, "the init image");
   check_image_size(p.mask, p, "the mask");
   check_control_nets(p);
+  check_init_latents(p);
   const SamplerKind sampler = parse_sampler(p.sampler);
   const SchedulerKind scheduler = parse_scheduler(p.scheduler);
   const RngKind rng_kind = parse_rng_kind(p.rng);
@@ -146,7 +161,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   const DiscreteSchedule schedule;
   // Image-to-image runs the schedule's last steps_run steps, from the sigma the strength reaches.
   std::vector<float> sigmas = make_sigmas(scheduler, p.steps, schedule);
-  const int steps_run = p.init_image ? steps_for_strength(p.steps, p.strength) : p.steps;
+  const int steps_run = !p.init_latents.empty() ? p.init_latent_steps : p.init_image ? steps_for_strength(p.steps, p.strength) : p.steps;
   sigmas.erase(sigmas.begin(), sigmas.end() - (steps_run + 1));
 
   std::lock_guard<std::mutex> lock(model.compute_mutex());
@@ -219,7 +234,8 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     std::vector<float> noise(latent_size);
     rng->randn(noise.data(), noise.size());
     std::vector<float> x(latent_size);
-    for (size_t i = 0; i < latent_size; ++i) x[i] = (image.init ? image.init->data[i] : 0.0f) + noise[i] * sigmas.front();
+    const float* init = !p.init_latents.empty() ? p.init_latents[index].data.data() : image.init ? image.init->data.data() : nullptr;
+    for (size_t i = 0; i < latent_size; ++i) x[i] = (init ? init[i] : 0.0f) + noise[i] * sigmas.front();
 
     // D(x, sigma) over the UNet: each batch entry's input is the scaled latent, then an
     // inpainting UNet's extra channels (constant over the loop: written once).

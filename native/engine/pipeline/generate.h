@@ -16,11 +16,31 @@
 #include "pipeline/conditioner.h"
 #include "pipeline/controlnet.h"
 #include "pipeline/image.h"
+#include "pipeline/latent_resize.h"
 #include "pipeline/model.h"
 #include "pipeline/preview.h"
 #include "sample/denoiser.h"
 
 namespace sdn {
+
+class EsrganUpscaler;
+
+// The hires fix (pipeline/hires.h): the job's images made at width × height, enlarged, then
+// refined by an image-to-image pass at the target size. lib/ resolves sizes and step counts.
+struct HiresParams {
+  int width = 0, height = 0;  // the target size; 0: no hires pass
+  int schedule_steps = 0;     // the second pass's schedule has this many steps …
+  int run_steps = 0;          // … of which the last run_steps run
+  // How the first pass's result is enlarged: in latent space with `filter` (and `antialias`),
+  // or in pixel space (decode, enlarge, encode) with `filter` or an ESRGAN `upscaler` (whose
+  // output is brought to the target size with Lanczos).
+  bool pixel_space = false;
+  ResizeFilter filter = ResizeFilter::Bilinear;
+  bool antialias = false;
+  std::shared_ptr<EsrganUpscaler> upscaler;
+  int upscaler_tile = 128, upscaler_overlap = 32;
+  bool enabled() const { return width > 0 && height > 0; }
+};
 
 struct GenerateParams {
   ConditionerParams conditioning;  // prompts, text encoders, size conditioning
@@ -46,6 +66,13 @@ struct GenerateParams {
   std::optional<Image> mask;        // width × height, 1, 3 or 4 channels, white = repaint; needs init_image
   int mask_blur = 4;                // pixels: radius of the Gaussian that softens the mask's edge
 
+  // Image-to-image from latents (the hires fix's second pass): image i starts from
+  // init_latents[i] (scaled, width/8 × height/8), noised to the start of the schedule's last
+  // init_latent_steps steps; nothing is encoded.
+  std::vector<Latent> init_latents;
+  int init_latent_steps = 0;
+  HiresParams hires;
+
   PreviewParams preview;           // live previews with the step progress (pipeline/preview.h)
 
   // LoRAs applied for this job (lora/adapter_set.h); the model keeps the set for the next job.
@@ -64,6 +91,10 @@ struct GenerateResult {
   double lora_ms = 0;         // applying the LoRAs (0 when the model's kept set was reused)
   bool lora_reused = false;   // the model's kept LoRA set served this job as it was
   size_t lora_bytes = 0;      // device bytes the LoRA set holds
+  // The hires fix: its steps per image, enlarging the first pass's result (in pixel space
+  // with its decode and encode), and its sampling.
+  int hires_steps_run = 0;
+  double hires_upscale_ms = 0, hires_sampling_ms = 0;
 };
 
 // Sampler steps an image-to-image job runs: ceil(steps × strength), in [0, steps].
