@@ -135,6 +135,15 @@ for (const p of packages) {
     copyFileSync(join(dir, f), join(bin, f));
     strip(join(bin, f));
   }
+  // A GPU module inside this package goes into bin/<backend>/: out of the folder ggml loads
+  // every module from, so the loader can probe it before it is used.
+  for (const [backend, patterns] of Object.entries(p.backendFiles ?? {})) {
+    mkdirSync(join(bin, backend), { recursive: true });
+    for (const f of readdirSync(dir).filter((f) => matches(f, patterns))) {
+      copyFileSync(join(dir, f), join(bin, backend, f));
+      strip(join(bin, backend, f));
+    }
+  }
   if (p.bundle && process.platform === 'linux') {
     for (const module of shipped) {
       for (const lib of bundledLibraries(join(dir, module))) copyFileSync(lib.path, join(bin, lib.name));
