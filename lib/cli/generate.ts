@@ -33,6 +33,7 @@ import { loraHashesField } from '../lora-hash.js';
 import { taggedLoras } from './loras.js';
 import { Interrupt } from './interrupt.js';
 import { checkNumericFlags } from './generate-checks.js';
+import { checkHiresFlags, cliHires, hiresInfotext, type HiresFlags } from './hires.js';
 import { CLI_CONTROL_STRENGTH, checkControlNetFlags, cliControlNets, controlNetSettings, type ControlNetFlags } from './controlnet.js';
 import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
 import { PreviewWriter } from './preview.js';
@@ -87,9 +88,10 @@ export const GENERATE_FLAGS: Record<string, string> = {
   embeddingDir: '--embd-dir',
   loraDir: '--lora-model-dir',
   upscale: '--upscale-model',
+  hires: '--hires',
 };
 
-interface Flags extends UpscaleFlags, ControlNetFlags {
+interface Flags extends UpscaleFlags, ControlNetFlags, HiresFlags {
   model?: string;
   diffusionModel?: string;
   clip_l?: string;
@@ -125,6 +127,7 @@ interface Flags extends UpscaleFlags, ControlNetFlags {
   device?: string;
   json?: boolean;
 }
+
 
 /** A commander parser accepting `allowed` (and `aliases` → their meaning), case-insensitively. */
 function oneOf<T extends string>(allowed: readonly T[], aliases: Record<string, T> = {}): (value: string) => T {
@@ -201,6 +204,13 @@ export function generateCommand(): Command {
     .option('--control-image <path>', 'the ControlNet\'s hint image (stretched to the output size), with --control-net')
     .option('--control-strength <x>', `the ControlNet's strength, 0–2 (default: ${CLI_CONTROL_STRENGTH})`, number)
     .option('--canny', 'use the Canny edges of --control-image as the hint (sdnode\'s OpenCV-style Canny)')
+    .option('--hires', 'hires fix: make the image at -W × -H, enlarge it, then refine it with an image-to-image pass')
+    .option('--hires-scale <x>', 'hires fix: target = size × this, > 1 (default: 2)', number)
+    .option('--hires-width <px>', 'hires fix: target width (0: from --hires-scale)', number)
+    .option('--hires-height <px>', 'hires fix: target height (0: from --hires-scale)', number)
+    .option('--hires-steps <n>', 'hires fix: second-pass steps (0: --steps)', number)
+    .option('--hires-denoising-strength <x>', 'hires fix: second-pass strength, (0, 1] (default: 0.7)', number)
+    .option('--hires-upscaler <name>', 'hires fix: Latent (default), Latent (nearest), Latent (nearest-exact), Latent (antialiased), Latent (bicubic), Latent (bicubic antialiased), Lanczos, Nearest, or an ESRGAN file')
     .option('--json', 'print one JSON summary on stdout, no progress')
     .addHelpText('after', `
 Examples:
@@ -211,6 +221,7 @@ Examples:
   sdnode generate -m model.safetensors -p "a harbour" --upscale-model RealESRGAN_x4plus.pth
   sdnode generate -M upscale --upscale-model RealESRGAN_x4plus.pth -i photo.png -o photo_x4.png
   sdnode generate -m model.safetensors -p "a house" --control-net control_v11p_sd15_canny.pth --control-image photo.png --canny
+  sdnode generate -m model.safetensors -p "a lighthouse" --hires --hires-scale 2 --hires-steps 10
 
 Progress goes to stderr: a bar on a terminal, one line per step otherwise, none with --json.
 Ctrl-C stops the job; no output file is written.
@@ -242,6 +253,7 @@ async function runGenerate(f: Flags): Promise<number> {
   const started = performance.now();
   let model: Model | undefined;
   let upscaler: Upscaler | undefined;
+  let hiresUpscaler: Upscaler | undefined;
   try {
     if (!f.model && !f.diffusionModel) throw new UsageError('give the model with -m/--model <file or folder>');
     const format = imageFormat(f.output);
@@ -254,6 +266,7 @@ async function runGenerate(f: Flags): Promise<number> {
     checkNumericFlags(f);
     if (f.upscaleModel) checkUpscaleFlags(f);
     checkControlNetFlags(f);
+    checkHiresFlags(f);
     const paths = outputPaths(f.output, f.batchCount);
     for (const path of paths) imageFormat(path);
     if (f.preview !== 'none') imageFormat(f.previewPath, '--preview-path');
@@ -286,6 +299,8 @@ async function runGenerate(f: Flags): Promise<number> {
     });
     if (f.upscaleModel) upscaler = await loadCliUpscaler(f, interrupt.signal);
     const controlNets = await cliControlNets(model, f, interrupt.signal);
+    const hires = await cliHires(f, interrupt.signal);
+    hiresUpscaler = hires.upscaler;
     const loadMs = performance.now() - started;
     loading.done();
 
@@ -314,6 +329,7 @@ async function runGenerate(f: Flags): Promise<number> {
       ...(previews ? { preview: f.preview, ...(f.previewInterval !== undefined ? { previewInterval: f.previewInterval } : {}) } : {}),
       ...(upscaler ? { upscale: { upscaler, ...upscaleSettings(f) } } : {}),
       ...controlNets,
+      ...hires.option,
       signal: interrupt.signal,
       onProgress: (p: Progress) => {
         sampling.report(p);
@@ -345,12 +361,14 @@ async function runGenerate(f: Flags): Promise<number> {
             scheduler,
             cfgScale: f.cfgScale,
             seed,
-            width: image.width,
-            height: image.height,
+            // With the hires fix the webui's Size is the first pass's.
+            width: hires.option.hires ? f.width ?? 512 : image.width,
+            height: hires.option.hires ? f.height ?? 512 : image.height,
             model: name,
             ...(f.vae ? { vae: basename(f.vae) } : {}),
             taesd,
             ...(options.strength !== undefined ? { strength: options.strength } : {}),
+            ...hiresInfotext(hires.option.hires, image, f.hiresUpscaler),
             ...(clipSkip !== undefined ? { clipSkip } : {}),
             rng: f.rng,
             ...(options.maskBlur !== undefined ? { maskBlur: options.maskBlur } : {}),
@@ -390,6 +408,7 @@ async function runGenerate(f: Flags): Promise<number> {
   } finally {
     await model?.dispose().catch(() => undefined);
     await upscaler?.dispose().catch(() => undefined);
+    await hiresUpscaler?.dispose().catch(() => undefined);
     interrupt.removeTemporary();
     interrupt.dispose();
   }
@@ -440,6 +459,7 @@ function jsonSummary(
       ...(options.initImage ? { initImage: f.initImg, strength: options.strength } : {}),
       ...(options.mask ? { mask: f.mask, maskBlur: options.maskBlur } : {}),
       ...controlNetSettings(f),
+      ...(options.hires ? { hires: { ...options.hires, upscaler: f.hiresUpscaler ?? 'Latent' } } : {}),
       preview: f.preview,
       model: run.source,
       family: model.info.family,

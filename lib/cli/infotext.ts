@@ -50,8 +50,13 @@ export interface ImageSettings {
   vae?: string;
   /** Decoded with the TAESD decoder (the webui's "VAE Decoder: TAESD"). */
   taesd: boolean;
-  /** Image-to-image only. */
+  /** Image-to-image, and the hires fix's second pass. */
   strength?: number;
+  /**
+   * The hires fix, as the webui writes it: "Hires upscale" (the scale) or "Hires resize" (the
+   * target as WxH), "Hires steps" (when not 0), "Hires upscaler"; Size stays the first pass's.
+   */
+  hires?: { scale?: number; resize?: string; steps: number; upscaler: string };
   /** Only when given (the webui writes it when above 1). */
   clipSkip?: number;
   rng: 'cuda' | 'cpu';
@@ -77,6 +82,10 @@ export function infotext(s: ImageSettings): string {
     // The webui's GPU generator is torch's CUDA randn, its default, which it leaves unwritten.
     ['RNG', s.rng === 'cpu' ? 'CPU' : undefined],
     ['Mask blur', s.maskBlur],
+    ['Hires upscale', s.hires?.scale],
+    ['Hires resize', s.hires?.resize],
+    ['Hires steps', s.hires?.steps ? s.hires.steps : undefined],
+    ['Hires upscaler', s.hires?.upscaler],
     // Where the webui's Lora extension adds it: after the processing's own extra fields, before the decode's.
     ['Lora hashes', s.loraHashes],
     ['VAE Decoder', s.taesd ? 'TAESD' : undefined],
