@@ -105,6 +105,14 @@ describe('examples', () => {
     expect(await pngSize(join(dir, 'generated-upscaled.png'))).toBe('256×256');
   });
 
+  it('hires-fix.mjs: 64² → 128² with progress over both passes, then with Lanczos', async () => {
+    const { out, dir } = await example('examples/hires-fix.mjs');
+    // 4 steps, then 3: the last 3 of a 4-step schedule at strength 0.5 (stable-diffusion.cpp's rule).
+    expect(out).toMatch(/^step 7\/7$/m);
+    expect(await pngSize(join(dir, 'hires.png'))).toBe('128×128');
+    expect(await pngSize(join(dir, 'hires-lanczos.png'))).toBe('128×128');
+  });
+
   it('controlnet.mjs: canny edges of the picture, generate with the ControlNet, then only in the first half of the steps', async () => {
     const { out, dir } = await example('examples/controlnet.mjs');
     expect(out).toMatch(/^ControlNet: 4 input blocks, ldm names, safetensors$/m);
