@@ -56,5 +56,10 @@ SDNODE_GPU=vulkan SDNODE_CPU_VARIANTS=native SDNODE_BUILD_DIR="$build_dir" \
 export GGML_VK_VISIBLE_DEVICES="${GGML_VK_VISIBLE_DEVICES:-0}"
 export SDNODE_ADDON_PATH="$PWD/$build_dir/out/sdnode.node"
 export SDNODE_TEST_DEVICE=vulkan:0
+# The Vulkan set as users install it: npm run pack:all's tarballs (this build's Vulkan module
+# beside build/Release's CPU set) in an empty project, probed on lavapipe, and falling back to
+# the CPU where libvulkan.so.1 is hidden (test/packaging-vulkan.test.ts).
+export SDNODE_PACKAGING_VULKAN_DIR="$PWD/$build_dir/out"
 # lavapipe runs compute shaders on the CPU: minutes per image, not seconds.
-npx vitest run --testTimeout=900000 test/tae-roundtrip.test.ts test/device-parity.test.ts test/device-growing-graphs.test.ts
+npx vitest run --testTimeout=900000 test/tae-roundtrip.test.ts test/device-parity.test.ts test/device-growing-graphs.test.ts \
+  test/packaging-vulkan.test.ts
