@@ -255,4 +255,27 @@ describe('AUTOMATIC1111 API', () => {
     expect(infotext).toContain(`Lora hashes: "style: ${hash}"`);
     expect(pngTextChunks(png)[PARAMETERS_KEY]).toBe(infotext);
   });
+
+  it('enable_hr: the library\'s hires fix from the hr_* fields, the webui\'s Hires fields in info and PNG; other upscalers refused', async () => {
+    const body = { prompt: 'a lovely cat', steps: 2, width: 32, height: 32, seed: 3, sampler_name: 'Euler', enable_hr: true, hr_scale: 2, hr_second_pass_steps: 2, denoising_strength: 0.6, hr_upscaler: 'Latent (nearest-exact)', hr_prompt: '' };
+    const { status, json } = await post('/sdapi/v1/txt2img', body);
+    expect(status, JSON.stringify(json)).toBe(200);
+    const expected = await model.generate({ prompt: 'a lovely cat', steps: 2, width: 32, height: 32, seed: 3, sampler: 'euler', hires: { scale: 2, steps: 2, strength: 0.6, upscaler: 'latent-nearest-exact' } });
+    const png = Buffer.from((json.images as string[])[0]!, 'base64');
+    const pixels = await pngPixels(png);
+    expect([pixels.width, pixels.height]).toEqual([64, 64]);
+    expect(same(pixels.data, expected.images[0]!.data)).toBe(true);
+    const info = JSON.parse(json.info as string) as Info;
+    expect(info).toMatchObject({ width: 32, height: 32, denoising_strength: 0.6 });
+    expect(info.extra_generation_params).toMatchObject({ 'Hires upscale': 2, 'Hires steps': 2, 'Hires upscaler': 'Latent (nearest-exact)' });
+    expect(info.infotexts[0]).toContain('Size: 32x32');
+    expect(info.infotexts[0]).toContain('Denoising strength: 0.6, Hires upscale: 2, Hires steps: 2, Hires upscaler: Latent (nearest-exact)');
+    expect(pngTextChunks(png)[PARAMETERS_KEY]).toBe(info.infotexts[0]);
+
+    const esrgan = await post('/sdapi/v1/txt2img', { ...body, hr_upscaler: 'R-ESRGAN 4x+' });
+    expect(esrgan.status).toBe(400);
+    expect(esrgan.json.error).toMatchObject({ code: 'unsupported', field: 'hr_upscaler' });
+    expect((await post('/sdapi/v1/txt2img', { ...body, hr_sampler_name: 'DPM++ 2M' })).status).toBe(400);
+    expect((await post('/sdapi/v1/txt2img', { ...body, hr_scale: 1 })).status).toBe(400);
+  });
 });

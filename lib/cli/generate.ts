@@ -28,12 +28,12 @@ import {
 import { defaultScheduler } from '../samplers.js';
 import { jsonSeed, number, seed as parseSeed } from './args.js';
 import { EXIT, EXIT_CODES_HELP, UsageError, classify, reportFailure } from './exit.js';
-import { infotext } from './infotext.js';
+import { hiresInfotext, infotext } from './infotext.js';
 import { loraHashesField } from '../lora-hash.js';
 import { taggedLoras } from './loras.js';
 import { Interrupt } from './interrupt.js';
 import { checkNumericFlags } from './generate-checks.js';
-import { checkHiresFlags, cliHires, hiresInfotext, type HiresFlags } from './hires.js';
+import { checkHiresFlags, cliHires, type HiresFlags } from './hires.js';
 import { CLI_CONTROL_STRENGTH, checkControlNetFlags, cliControlNets, controlNetSettings, type ControlNetFlags } from './controlnet.js';
 import { TEMPLATE_HELP, encodeImage, imageFormat, outputPaths, prepareOutputs, writeAll } from './output.js';
 import { PreviewWriter } from './preview.js';

@@ -5,10 +5,10 @@
  * (the peer's names: Latent, Latent (nearest), …, Lanczos, Nearest; or an ESRGAN file).
  */
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
 
 import { HIRES_UPSCALER_LABELS, MAX_HIRES_SCALE, type HiresUpscalerName } from '../hires.js';
-import { loadUpscaler, type GenerateOptions, type Upscaler } from '../index.js';
+import type { GenerateOptions } from '../generate-options.js';
+import { loadUpscaler, type Upscaler } from '../upscaler.js';
 import { UsageError } from './exit.js';
 
 export interface HiresFlags {
@@ -66,24 +66,5 @@ export async function cliHires(f: HiresFlags, signal: AbortSignal): Promise<{ op
       },
     },
     ...(upscaler ? { upscaler } : {}),
-  };
-}
-
-/** The infotext's hires fields and the second pass's "Denoising strength", for an image of the final size. */
-export function hiresInfotext(
-  hires: GenerateOptions['hires'],
-  image: { width: number; height: number },
-  upscalerFlag: string | undefined,
-): { strength?: number; hires?: { scale?: number; resize?: string; steps: number; upscaler: string } } {
-  if (!hires) return {};
-  // An ESRGAN file by its name, as the webui names its upscalers.
-  const upscaler = typeof hires.upscaler === 'string' ? HIRES_UPSCALER_LABELS[hires.upscaler] : basename(upscalerFlag ?? 'ESRGAN').replace(/\.[^.]*$/, '');
-  return {
-    strength: hires.strength ?? 0.7,
-    hires: {
-      ...(hires.scale !== undefined ? { scale: hires.scale } : { resize: `${image.width}x${image.height}` }),
-      steps: hires.steps ?? 0,
-      upscaler,
-    },
   };
 }

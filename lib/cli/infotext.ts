@@ -2,6 +2,10 @@
  * A generation's settings as stable-diffusion-webui's infotext: its display names for samplers
  * and schedule types, its keys, in the order its create_infotext writes them.
  */
+import { basename } from 'node:path';
+
+import type { GenerateOptions } from '../generate-options.js';
+import { HIRES_UPSCALER_LABELS } from '../hires.js';
 import type { Sampler, Scheduler } from '../samplers.js';
 import { formatParameters } from './png-parameters.js';
 
@@ -91,4 +95,23 @@ export function infotext(s: ImageSettings): string {
     ['VAE Decoder', s.taesd ? 'TAESD' : undefined],
     ['Version', `sdnode ${s.version}`],
   ]);
+}
+
+/** The infotext's hires fields and the second pass's "Denoising strength", for an image of the final size. */
+export function hiresInfotext(
+  hires: Omit<NonNullable<GenerateOptions['hires']>, 'upscaler'> & { upscaler?: NonNullable<GenerateOptions['hires']>['upscaler'] } | undefined,
+  image: { width: number; height: number },
+  upscalerFlag: string | undefined,
+): { strength?: number; hires?: { scale?: number; resize?: string; steps: number; upscaler: string } } {
+  if (!hires) return {};
+  // An ESRGAN file by its name, as the webui names its upscalers.
+  const upscaler = hires.upscaler === undefined ? 'Latent' : typeof hires.upscaler === 'string' ? HIRES_UPSCALER_LABELS[hires.upscaler] : basename(upscalerFlag ?? 'ESRGAN').replace(/\.[^.]*$/, '');
+  return {
+    strength: hires.strength ?? 0.7,
+    hires: {
+      ...(hires.scale !== undefined ? { scale: hires.scale } : { resize: `${image.width}x${image.height}` }),
+      steps: hires.steps ?? 0,
+      upscaler,
+    },
+  };
 }

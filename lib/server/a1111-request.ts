@@ -5,10 +5,11 @@
  * answers carry (Processed.js()).
  *
  * Fields the webui has and sdnode does not act on are accepted at their do-nothing values and
- * refused with a 400 naming them otherwise (restore_faces: true, enable_hr: true, a script …),
+ * refused with a 400 naming them otherwise (restore_faces: true, a script, a hires upscaler it has not …),
  * so a client never gets an image made other than it asked. Unknown fields are ignored, as the
  * webui's own API ignores them.
  */
+import { HIRES_UPSCALER_LABELS, MAX_HIRES_SCALE, type HiresUpscalerName } from '../hires.js';
 import { MAX_SIDE } from '../tiling.js';
 import { MAX_PROMPT_CHARS } from '../text/prompt-limits.js';
 import { extractLoraTags } from '../lora.js';
@@ -80,6 +81,17 @@ export function txt2imgSchema(limits: ServerLimits) {
       ...commonProperties(limits),
       denoising_strength: { type: nullable('number'), minimum: 0, maximum: 1 },
       enable_hr: { type: 'boolean', default: false },
+      // The hires fix (StableDiffusionProcessingTxt2Img's hr_* fields); 0 sizes: from hr_scale.
+      hr_scale: { type: 'number', minimum: 1, maximum: MAX_HIRES_SCALE, default: 2 },
+      hr_upscaler: { type: nullable('string'), maxLength: 200 },
+      hr_second_pass_steps: { type: 'integer', minimum: 0, maximum: limits.steps, default: 0 },
+      hr_resize_x: { type: 'integer', minimum: 0, maximum: MAX_SIDE, default: 0 },
+      hr_resize_y: { type: 'integer', minimum: 0, maximum: MAX_SIDE, default: 0 },
+      hr_checkpoint_name: { type: nullable('string') },
+      hr_sampler_name: { type: nullable('string') },
+      hr_scheduler: { type: nullable('string') },
+      hr_prompt: { type: 'string', default: '' },
+      hr_negative_prompt: { type: 'string', default: '' },
     },
   } as const;
 }
@@ -138,6 +150,16 @@ export interface A1111Body {
   send_images: boolean;
   alwayson_scripts: Record<string, unknown>;
   enable_hr?: boolean;
+  hr_scale?: number;
+  hr_upscaler?: string | null;
+  hr_second_pass_steps?: number;
+  hr_resize_x?: number;
+  hr_resize_y?: number;
+  hr_checkpoint_name?: string | null;
+  hr_sampler_name?: string | null;
+  hr_scheduler?: string | null;
+  hr_prompt?: string;
+  hr_negative_prompt?: string;
   // img2img
   init_images?: string[];
   resize_mode?: number;
@@ -170,6 +192,7 @@ export const A1111_FIELD: Record<string, string> = {
   initImage: 'init_images[0]',
   strength: 'denoising_strength',
   maskBlur: 'mask_blur',
+  hires: 'enable_hr',
 };
 
 function unsupported(field: string, what: string): JobError {
@@ -180,7 +203,6 @@ function unsupported(field: string, what: string): JobError {
 function refuseUnsupported(body: A1111Body): void {
   if (body.restore_faces) throw unsupported('restore_faces', 'face restoration');
   if (body.tiling) throw unsupported('tiling', 'tiling images');
-  if (body.enable_hr) throw unsupported('enable_hr', 'the hires fix through this API');
   if (body.subseed_strength !== 0) throw unsupported('subseed_strength', 'variation seeds');
   if (body.seed_resize_from_w > 0 || body.seed_resize_from_h > 0) throw unsupported('seed_resize_from_w', 'seed resizing');
   if (body.styles && body.styles.length > 0) throw unsupported('styles', 'prompt styles');
@@ -229,6 +251,7 @@ export async function jobRequestOf(body: A1111Body, options: A1111Options): Prom
     ...(clipSkip !== undefined ? { clipSkip } : {}),
     ...(options.live_previews_enable && interval > 0 ? { preview: 'latent2rgb' as const, previewInterval: interval } : {}),
   };
+  if (body.enable_hr && !body.init_images) request.hires = hiresOf(body);
   if (body.init_images) {
     request.initImage = body.init_images[0]!;
     request.strength = body.denoising_strength ?? 0.75;
@@ -241,6 +264,30 @@ export async function jobRequestOf(body: A1111Body, options: A1111Options): Prom
     }
   }
   return request;
+}
+
+/**
+ * enable_hr's fields as the hires option: hr_resize_x/y (0: unset) or hr_scale, hr_second_pass_steps
+ * (0: steps), denoising_strength (the webui's 0.7 when null), hr_upscaler by its webui name (the
+ * latent modes, Lanczos, Nearest; "Latent" when null). What the second pass would do otherwise
+ * than the first (another checkpoint, sampler or prompt) is refused.
+ */
+function hiresOf(body: A1111Body): NonNullable<JobRequest['hires']> {
+  if (body.hr_checkpoint_name && body.hr_checkpoint_name !== 'Use same checkpoint') throw unsupported('hr_checkpoint_name', 'another checkpoint for the hires pass');
+  if (body.hr_sampler_name && body.hr_sampler_name !== 'Use same sampler') throw unsupported('hr_sampler_name', 'another sampler for the hires pass');
+  if (body.hr_scheduler && body.hr_scheduler !== 'Use same scheduler') throw unsupported('hr_scheduler', 'another scheduler for the hires pass');
+  if (body.hr_prompt && body.hr_prompt !== body.prompt) throw unsupported('hr_prompt', 'another prompt for the hires pass');
+  if (body.hr_negative_prompt && body.hr_negative_prompt !== (body.negative_prompt ?? '')) throw unsupported('hr_negative_prompt', 'another negative prompt for the hires pass');
+  const label = body.hr_upscaler ?? 'Latent';
+  const upscaler = (Object.keys(HIRES_UPSCALER_LABELS) as HiresUpscalerName[]).find((k) => HIRES_UPSCALER_LABELS[k] === label);
+  if (!upscaler) throw unsupported('hr_upscaler', `the '${label}' upscaler (only ${Object.values(HIRES_UPSCALER_LABELS).join(', ')})`);
+  const { hr_resize_x: x = 0, hr_resize_y: y = 0 } = body;
+  return {
+    ...(x > 0 || y > 0 ? { ...(x > 0 ? { width: x } : {}), ...(y > 0 ? { height: y } : {}) } : { scale: body.hr_scale ?? 2 }),
+    steps: body.hr_second_pass_steps ?? 0,
+    strength: body.denoising_strength ?? 0.7,
+    upscaler,
+  };
 }
 
 /** YYYYMMDDhhmmss, the webui's job_timestamp. */
@@ -279,8 +326,8 @@ export function infoOf(body: A1111Body, request: JobRequest, result: JobResult, 
     sd_vae_hash: null,
     seed_resize_from_w: body.seed_resize_from_w,
     seed_resize_from_h: body.seed_resize_from_h,
-    denoising_strength: s.strength ?? body.denoising_strength ?? null,
-    extra_generation_params: { 'Schedule type': labels.scheduler, ...(s.maskBlur !== undefined ? { 'Mask blur': s.maskBlur } : {}) },
+    denoising_strength: s.strength ?? s.hires?.strength ?? body.denoising_strength ?? null,
+    extra_generation_params: { 'Schedule type': labels.scheduler, ...(s.maskBlur !== undefined ? { 'Mask blur': s.maskBlur } : {}), ...hiresParams(s.hires) },
     index_of_first_image: 0,
     infotexts: result.infotexts,
     styles: body.styles ?? [],
@@ -289,4 +336,14 @@ export function infoOf(body: A1111Body, request: JobRequest, result: JobResult, 
     is_using_inpainting_conditioning: false,
     version: `sdnode ${packageVersion()}`,
   });
+}
+
+/** The webui's extra_generation_params of the hires fix. */
+function hiresParams(h: JobRequest['hires']): Record<string, unknown> {
+  if (!h) return {};
+  return {
+    ...(h.scale !== undefined ? { 'Hires upscale': h.scale } : { 'Hires resize': `${h.width ?? h.height}x${h.height ?? h.width}` }),
+    ...(h.steps ? { 'Hires steps': h.steps } : {}),
+    'Hires upscaler': HIRES_UPSCALER_LABELS[h.upscaler ?? 'latent'],
+  };
 }

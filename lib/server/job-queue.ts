@@ -28,6 +28,7 @@
  * - close(graceMs) refuses new jobs, lets the queued and running ones finish for up to graceMs,
  *   then cancels what is left; it resolves once nothing of this queue runs in this process.
  */
+import type { HiresUpscalerName } from '../hires.js';
 import type { Sampler, Scheduler } from '../samplers.js';
 
 /** A LoRA from the server's LoRA folder (--lora-model-dir), named as `<lora:name:weight>` names it. */
@@ -70,6 +71,18 @@ export interface JobRequest {
   /** Live previews in `progress` events. Default 'none'. */
   preview?: 'none' | 'latent2rgb' | 'tae';
   previewInterval?: number;
+  /** The hires fix (text-to-image): model.generate()'s `hires` option, with an upscaler by name. */
+  hires?: JobHires;
+}
+
+/** The hires fix as a job request carries it (plain data: no Upscaler handle). */
+export interface JobHires {
+  scale?: number;
+  width?: number;
+  height?: number;
+  steps?: number;
+  strength?: number;
+  upscaler?: HiresUpscalerName;
 }
 
 /** The settings a job ran with, defaults filled in: what APIs echo back (the webui's `info`). */
@@ -90,6 +103,8 @@ export interface JobSettings {
   strength?: number;
   /** Inpainting only. */
   maskBlur?: number;
+  /** The hires fix, as requested; width and height above are then the first pass's. */
+  hires?: JobHires;
 }
 
 /** What a finished job made. */

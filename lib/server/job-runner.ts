@@ -15,7 +15,7 @@ import type { Progress } from '../job.js';
 import type { Model } from '../model.js';
 import { defaultScheduler } from '../samplers.js';
 import { AbortError } from '../errors.js';
-import { infotext } from '../cli/infotext.js';
+import { hiresInfotext, infotext } from '../cli/infotext.js';
 import { packageVersion } from '../cli/version.js';
 import { toJobError } from './errors.js';
 import { base64Bytes, decodeImage, decodeMask, encodePng, toBase64, type GrayMask } from './images.js';
@@ -86,6 +86,11 @@ export async function prepareJob(request: JobRequest, model: string, options: Pr
     const width = request.width ?? initImage?.width, height = request.height ?? initImage?.height;
     if (width !== undefined && height !== undefined && width * height > maxPixels)
       throw new JobError({ status: 400, code: 'too_large', field: request.width !== undefined ? 'width' : 'initImage', message: `width × height is ${width}×${height}; this server makes at most ${maxPixels} pixels` });
+    // The hires fix's target (before rounding up to the model's size multiple).
+    const h = request.hires, scale = h?.scale ?? 2;
+    const target = h && (h.width !== undefined || h.height !== undefined ? [h.width ?? h.height!, h.height ?? h.width!] : [(request.width ?? 512) * scale, (request.height ?? 512) * scale]);
+    if (target && target[0]! * target[1]! > maxPixels)
+      throw new JobError({ status: 400, code: 'too_large', field: 'hires', message: `the hires target is about ${target[0]}×${target[1]}; this server makes at most ${maxPixels} pixels` });
   }
   const seed = request.seed ?? -1, batch = request.batchCount ?? JOB_DEFAULTS.batchCount;
   if (seed !== -1 && seed + batch - 1 > Number.MAX_SAFE_INTEGER)
@@ -127,6 +132,7 @@ export async function runPreparedJob(getModel: () => Promise<Model>, request: Jo
       ...(request.clipSkip !== undefined ? { clipSkip: request.clipSkip } : {}),
       ...(prepared.initImage ? { strength: request.strength ?? JOB_DEFAULTS.strength } : {}),
       ...(prepared.mask ? { maskBlur: request.maskBlur ?? JOB_DEFAULTS.maskBlur } : {}),
+      ...(request.hires ? { hires: request.hires } : {}),
     };
     const options: GenerateOptions = {
       ...settings,
@@ -147,11 +153,20 @@ export async function runPreparedJob(getModel: () => Promise<Model>, request: Jo
     const encodeStart = performance.now();
     const [image] = generated.images;
     const seeds = generated.images.map((_, i) => Number(generated.seed) + i);
-    const full: JobSettings = { ...settings, width: image!.width, height: image!.height };
+    // With the hires fix the webui states the first pass's size.
+    // A target given by one side: both as made, for the webui's "Hires resize".
+    const hires = request.hires && (request.hires.width !== undefined || request.hires.height !== undefined ? { ...request.hires, width: image!.width, height: image!.height } : request.hires);
+    const full: JobSettings = hires
+      ? { ...settings, hires, width: request.width ?? 512, height: request.height ?? 512 }
+      : { ...settings, width: image!.width, height: image!.height };
     const modelName = checkpointName(prepared.model);
+    const { hires: _hires, ...plainSettings } = full;
     const hashes = await loraHashes;
     const infotexts = seeds.map((seed) =>
-      infotext({ ...full, seed, model: modelName, taesd: false, version: packageVersion(), ...(hashes !== undefined ? { loraHashes: hashes } : {}) }),
+      infotext({
+        ...plainSettings, seed, model: modelName, taesd: false, version: packageVersion(), ...(hashes !== undefined ? { loraHashes: hashes } : {}),
+        ...hiresInfotext(request.hires, image!, undefined),
+      }),
     );
     const images = await Promise.all(generated.images.map(async (img, i) => toBase64(await encodePng(img, infotexts[i]))));
     const encodeMs = performance.now() - encodeStart;
