@@ -203,6 +203,30 @@ describe('a hires job equals its composition by hand', () => {
     }
   }, 60_000);
 
+  it('the engine refuses what lib/ would have: steps out of range, init latents that do not fit, a size not a multiple of 8', async () => {
+    const hires = { width: 64, height: 64, scheduleSteps: 4, runSteps: 3, pixelSpace: false, filter: 'bilinear', antialias: false };
+    const latent = { channels: 4, width: 8, height: 8, data: new Float32Array(256) };
+    for (const bad of [
+      { hires: { ...hires, runSteps: 0 } },
+      { hires: { ...hires, runSteps: 5 } },
+      { hires: { ...hires, width: 60 } },
+      { hires: { ...hires, filter: 'area' } },
+      { initLatents: [latent], initLatentSteps: 1 },  // two images, one latent
+      { initLatents: [latent, { ...latent, width: 4, data: new Float32Array(128) }], initLatentSteps: 1 },
+      { initLatents: [latent, latent], initLatentSteps: 9 },
+    ]) {
+      const job = (() => {
+        try {
+          return parts.generate({ ...base, width: 64, height: 64, ...bad } as NativeGenerateParams).promise;
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      })();
+      await expect(job, JSON.stringify(Object.keys(bad))).rejects.toThrow();
+      await job.catch((err: { code?: string; name: string }) => expect(err.code === 'ERR_INVALID_ARGUMENT' || err.name === 'RangeError', String(err)).toBe(true));
+    }
+  });
+
   /** The engine's pixel resize as hires applies it: 8-bit to [0, 1] floats, the filter, rounded back. */
   function enginePixelResize(image: Image, width: number, height: number, filter: Filter): Image {
     const plane = image.width * image.height;
