@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// ControlNet's extra cost per sampler step: sampling time with one ControlNet over sampling
+// time without, on the full-size random SD1.5 and ControlNet-v1-1-shaped ControlNet from our
+// generator (the ControlNet written once to ~/.cache/sdnode/bench), txt2img with euler and
+// guidance (each step evaluates both for the conditional and unconditional batch entries).
+// With --peer, stable-diffusion.cpp's ratio at the same settings beside it (its log's
+// "sampling completed" times). The hint is the Canny edges of a photo of ../shared/data.
+//   node bench/controlnet.mjs [--size 512] [--steps 1] [--threads 2] [--peer PATH/sd-cli] [--model FILE] [--controlnet FILE]
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import sharp from 'sharp';
+
+import { canny, loadModel, writeImage } from '../dist/index.js';
+import { runPeer } from '../scripts/compare-peer.mjs';
+import { generateControlNet } from '../scripts/generator/controlnet.mjs';
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '512' },
+    steps: { type: 'string', default: '1' },
+    threads: { type: 'string', default: '2' },
+    peer: { type: 'string' },
+    model: { type: 'string' },
+    controlnet: { type: 'string' },
+  },
+});
+const cache = join(homedir(), '.cache', 'sdnode', 'bench');
+const modelPath = values.model ?? join(cache, 'sd15-f16.safetensors');
+let cnPath = values.controlnet;
+if (!cnPath) {
+  cnPath = join(cache, 'controlnet-sd15-f16.safetensors');
+  if (!existsSync(cnPath)) {
+    mkdirSync(cache, { recursive: true });
+    await generateControlNet({ out: cnPath, preset: 'sd15', dtype: 'f16', seed: 1 });
+  }
+}
+const side = Number(values.size), steps = Number(values.steps), threads = Number(values.threads);
+const dir = mkdtempSync(join(tmpdir(), 'sdnode-bench-controlnet-'));
+const photoPath = fileURLToPath(new URL('../../shared/data/images/chelsea.png', import.meta.url));
+const { data, info } = await sharp(photoPath).removeAlpha().resize(side, side, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+const hint = canny({ width: info.width, height: info.height, channels: 3, data: new Uint8Array(data) });
+const hintPath = join(dir, 'hint.png');
+await writeImage(hintPath, hint);
+const job = { prompt: 'a lovely cat', negativePrompt: '', width: side, height: side, steps, cfgScale: 7, sampler: 'euler', scheduler: 'discrete', seed: 42, rng: 'cuda' };
+console.log(`${side}², ${steps} step(s) euler with guidance, ${threads} threads`);
+
+const model = await loadModel(modelPath, { device: 'cpu', threads });
+const controlNet = await model.loadControlNet(cnPath);
+const plain = await model.generate(job);
+const guided = await model.generate({ ...job, controlNets: [{ model: controlNet, image: hint }] });
+const per = (ms) => (ms / steps / 1000).toFixed(1);
+console.log(`sdnode: ${per(plain.timings.samplingMs)} s a step plain, ${per(guided.timings.samplingMs)} s with the ControlNet: ×${(guided.timings.samplingMs / plain.timings.samplingMs).toFixed(3)}`);
+await model.dispose();
+
+if (values.peer) {
+  const p0 = await runPeer(values.peer, { ...job, model: modelPath, threads }, join(dir, 'peer-plain.png'));
+  const p1 = await runPeer(values.peer, { ...job, model: modelPath, threads, peerArgs: ['--control-net', cnPath, '--control-image', hintPath, '--control-strength', '1'] }, join(dir, 'peer-cn.png'));
+  console.log(`stable-diffusion.cpp: ${per(p0.samplingMs)} s a step plain, ${per(p1.samplingMs)} s with the ControlNet: ×${(p1.samplingMs / p0.samplingMs).toFixed(3)}`);
+}
