@@ -32,7 +32,7 @@ export interface HiresOption {
   width?: number;
   /** Target height; see width. */
   height?: number;
-  /** Steps the second pass runs (about: see HIRES_STEPS in the README), 0–1000; 0 (default): the first pass's steps. */
+  /** Steps the second pass runs (about: the README's "Hires fix" gives the rule), 0–1000; 0 (default): the first pass's steps. */
   steps?: number;
   /** How much the second pass changes the enlarged image, (0, 1]. Default 0.7. */
   strength?: number;
@@ -52,10 +52,6 @@ export interface ResolvedHires {
   steps: number;
   strength: number;
   upscaler: HiresUpscalerName | Upscaler;
-  /** The upscaler's name as the webui writes it in the parameters ("Latent", "Lanczos", or the ESRGAN's). */
-  upscalerLabel: string;
-  /** Scale as given or the target's width over the first pass's, for the parameters. */
-  scale: number;
 }
 
 /** The webui's names of the upscalers (and stable-diffusion.cpp's --hires-upscaler values). */
@@ -87,7 +83,7 @@ export function checkHires(what: string, value: unknown, width: number, height: 
   checkKeys(what, o, ['scale', 'width', 'height', 'steps', 'strength', 'upscaler']);
   if (o.scale !== undefined && (o.width !== undefined || o.height !== undefined))
     throw new TypeError(`${what}: give scale, or width and/or height, not both`);
-  let tw: number, th: number, scale: number;
+  let tw: number, th: number;
   if (o.width !== undefined || o.height !== undefined) {
     const side = (key: 'width' | 'height') => {
       const v = checkInteger(`${what}.${key}`, o[key], 8, MAX_SIDE);
@@ -98,10 +94,9 @@ export function checkHires(what: string, value: unknown, width: number, height: 
     th = o.height !== undefined ? side('height') : alignUp(Math.round((tw * height) / width), multiple);
     if (tw < width || th < height || (tw === width && th === height))
       throw new RangeError(`${what}: the target ${tw}×${th} must be larger than the image's ${width}×${height}`);
-    scale = tw / width;
   } else {
     if (o.scale !== undefined && typeof o.scale !== 'number') throw new TypeError(`${what}.scale must be a number, got ${typeof o.scale}`);
-    scale = o.scale === undefined ? 2 : o.scale;
+    const scale = o.scale === undefined ? 2 : o.scale;
     if (!(scale > 1 && scale <= MAX_HIRES_SCALE)) throw new RangeError(`${what}.scale must be > 1 and ≤ ${MAX_HIRES_SCALE}, got ${scale}`);
     tw = alignUp(Math.round(width * scale), multiple);
     th = alignUp(Math.round(height * scale), multiple);
@@ -112,15 +107,9 @@ export function checkHires(what: string, value: unknown, width: number, height: 
   const strength = o.strength === undefined ? 0.7 : checkFinite(`${what}.strength`, o.strength, 0, 1);
   if (strength === 0) throw new RangeError(`${what}.strength must be > 0 (0 would leave the enlarged image as it is)`);
   const upscaler = o.upscaler === undefined ? 'latent' : o.upscaler;
-  let upscalerLabel: string;
-  if (upscaler instanceof Upscaler) {
-    upscalerLabel = `ESRGAN ${upscaler.scale}x`;
-  } else if (typeof upscaler === 'string' && Object.hasOwn(HIRES_UPSCALER_LABELS, upscaler)) {
-    upscalerLabel = HIRES_UPSCALER_LABELS[upscaler as HiresUpscalerName];
-  } else {
+  if (!(upscaler instanceof Upscaler) && !(typeof upscaler === 'string' && Object.hasOwn(HIRES_UPSCALER_LABELS, upscaler)))
     throw new TypeError(`${what}.upscaler must be one of ${Object.keys(HIRES_UPSCALER_LABELS).join(', ')} or an Upscaler from loadUpscaler()`);
-  }
-  return { width: tw, height: th, steps, strength, upscaler: upscaler as HiresUpscalerName | Upscaler, upscalerLabel, scale };
+  return { width: tw, height: th, steps, strength, upscaler: upscaler as HiresUpscalerName | Upscaler };
 }
 
 /**
