@@ -8,7 +8,8 @@
 //
 //   --from <platform package suffix>=<folder>   e.g. --from linux-x64-vulkan=build-vulkan/out
 //
-// Defaults, for this machine: <platform>-<arch> from build/Release (what `npm install` built),
+// Defaults, for this machine: <platform>-<arch> from build/Release (what `npm install` built;
+// prebuilds/<platform>-<arch> after `npm run prebuild` took the addon from there),
 // <platform>-<arch>-vulkan from build-vulkan/out and -cuda from build-cuda/out when those exist.
 // Packages without a folder get their package.json written (dist-packages/templates/) and are
 // reported as not built here. Binaries are copied stripped; --all-cpu-variants keeps every CPU
@@ -30,7 +31,9 @@ const suffix = (name) => name.slice('@sdnode/'.length);
 const args = process.argv.slice(2);
 const from = new Map();
 const host = `${process.platform}-${process.arch}`;
-from.set(host, join(root, 'build', 'Release'));
+// The CPU set where the loader of a checkout finds it: build/Release, else prebuilds/ (npm run
+// prebuild moves the addon out of build/Release).
+from.set(host, [join(root, 'build', 'Release'), join(root, 'prebuilds', host)].find((d) => existsSync(join(d, 'sdnode.node'))) ?? join(root, 'build', 'Release'));
 for (const gpu of ['vulkan', 'cuda']) {
   const dir = join(root, `build-${gpu}`, 'out');
   if (existsSync(dir)) from.set(`${host}-${gpu}`, dir);
@@ -130,7 +133,9 @@ for (const p of packages) {
     const variant = cpuVariant(f);
     return variant === undefined || allCpuVariants || !p.cpuVariants || p.cpuVariants.includes(variant);
   });
-  if (!shipped.length) throw new Error(`pack-all: ${dir} has none of ${p.name}'s files (${p.files.join(', ')})`);
+  // Every named file (the addon, ggml's libraries) must be there: a folder mid-build is not a package.
+  const absent = p.files.filter((pattern) => !pattern.includes('*') && !available.includes(pattern));
+  if (absent.length || !shipped.length) throw new Error(`pack-all: ${dir} lacks ${p.name}'s ${absent.length ? absent.join(', ') : p.files.join(', ')}`);
   for (const f of shipped) {
     copyFileSync(join(dir, f), join(bin, f));
     strip(join(bin, f));

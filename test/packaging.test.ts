@@ -113,6 +113,11 @@ describe.runIf(platform === 'linux-x64')('platform packages (linux-x64)', () => 
       expect(second.stderr).toContain('[SDNODE_DEVICE_FALLBACK]');
       console.log(`probe of a truncated module: first load ${a.loadMs.toFixed(0)} ms (child process), cached ${b.loadMs.toFixed(0)} ms`);
       expect(b.loadMs).toBeLessThan(a.loadMs);
+      // A device option naming the failed backend is told why it is not there.
+      const asked = runIn(project, `const s = require('sdnode'); try { s.loadModel(${JSON.stringify(modelPath)}, { device: 'vulkan:0' }); } catch (e) { console.log(e.name + ': ' + e.message); }`, env);
+      expect(asked.stdout.trim()).toBe(
+        "RangeError: device 'vulkan:0' is not available here (available: cpu); @sdnode/linux-x64-vulkan was not used: " + a.fallbacks[0]!.reason,
+      );
     });
 
     it('a module that hangs when loaded is killed after the timeout and counted as a failure', () => {
