@@ -185,6 +185,7 @@ describe('bad input', () => {
     expect(gen({ start: 0.8, end: 0.2 })).toThrow(RangeError);
     expect(gen({ end: 1.5 })).toThrow(RangeError);
     expect(gen({ model: {} })).toThrow(TypeError);
+    expect(() => model.generate({ ...base, hires: { scale: 2 }, controlNets: [{ model: cn, image }] })).toThrow(/hires/);
     expect(() => model.generate({ ...base, controlNets: [{ model: cn, image }, { model: cn, image }] })).toThrow(TypeError);
     const foreign = await inpaint.loadControlNet(join(dir, 'cn.safetensors'));
     expect(gen({ model: foreign })).toThrow(/another model/);
