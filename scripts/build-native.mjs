@@ -24,16 +24,17 @@ const buildDir = resolve(root, process.env.SDNODE_BUILD_DIR || 'build-cmake');
 
 execFileSync(process.execPath, [join(root, 'scripts', 'fetch-ggml.mjs')], { stdio: 'inherit' });
 
-const gpus = new Set((process.env.SDNODE_GPU || '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
+// 'auto' and 'cpu' are the loader's run-time choices (lib/binary-loader.ts): no GPU module here.
+const gpus = new Set((process.env.SDNODE_GPU || '').split(',').map((s) => s.trim().toLowerCase()).filter((s) => s && s !== 'auto' && s !== 'cpu'));
 for (const gpu of gpus) {
-  if (!['cuda', 'vulkan', 'metal'].includes(gpu)) throw new Error(`SDNODE_GPU: unknown backend '${gpu}' (cuda, vulkan, metal)`);
+  if (!['cuda', 'vulkan', 'metal'].includes(gpu)) throw new Error(`SDNODE_GPU: unknown backend '${gpu}' (cuda, vulkan, metal; auto or cpu: none)`);
 }
 const on = (b) => (b ? 'ON' : 'OFF');
 const defines = {
   CMAKE_BUILD_TYPE: 'Release',
   SDNODE_CUDA: on(gpus.has('cuda')),
   SDNODE_VULKAN: on(gpus.has('vulkan')),
-  SDNODE_METAL: on(gpus.has('metal') || (process.platform === 'darwin' && !process.env.SDNODE_GPU)),
+  SDNODE_METAL: on(gpus.has('metal') || (process.platform === 'darwin' && (!process.env.SDNODE_GPU || process.env.SDNODE_GPU === 'auto'))),
   SDNODE_CPU_ALL_VARIANTS: on(process.env.SDNODE_CPU_VARIANTS !== 'native'),
 };
 if (process.env.SDNODE_CPU_VARIANTS === 'native') defines.GGML_NATIVE = 'ON';
