@@ -1,7 +1,7 @@
 /**
  * Which native binaries this process loads. The CPU set (the addon, ggml, its CPU modules) comes
- * from SDNODE_ADDON_PATH, else the platform package `@sdnode/<platform>-<arch>`, else prebuilds/,
- * else build/Release (a source build). A GPU set (`@sdnode/<platform>-<arch>-cuda`, `-vulkan`,
+ * from SDNODE_ADDON_PATH, else build/Release (a build from source, made here on purpose), else
+ * the platform package `@sdnode/<platform>-<arch>`, else prebuilds/. A GPU set (`@sdnode/<platform>-<arch>-cuda`, `-vulkan`,
  * or a backend folder inside the CPU package, e.g. Metal's) adds one ggml backend module; before
  * it is trusted it is probed once in a child process (load, list devices, one tiny graph per
  * device) under a timeout, and the verdict is cached per package version and driver. A set that
@@ -113,6 +113,10 @@ function noBinaryError(root: string, cause: unknown): SdnodeError {
 
 function findCpuSet(root: string, require: NodeJS.Require): CpuSet {
   if (process.env.SDNODE_ADDON_PATH) return { origin: 'env', addon: process.env.SDNODE_ADDON_PATH };
+  // npm never ships build/: an addon there was built here (`--build-from-source`, or
+  // `npm run build:native` in a checkout) on purpose, and wins over the packages.
+  const built = join(root, 'build', 'Release', 'sdnode.node');
+  if (existsSync(built)) return { origin: 'build', addon: built };
   const pkg = readPackage(require, `@sdnode/${platformKey}`);
   if (pkg) {
     const addon = join(pkg.dir, pkg.bin, 'sdnode.node');
