@@ -4,8 +4,9 @@
 // best match for would. Shows what a processor loses when its module is dropped from
 // @sdnode/linux-x64 (packaging/platforms.json) and it falls back to the next kept one: only
 // the modules this machine's CPU can run are measured.
-// Run after `npm install`: `node bench/cpu-variants.mjs [model file …]` (default: the bench's
-// SD1.5 f16 safetensors and its q8_0 GGUF, see bench/load.mjs).
+// Run after `npm install`: `node bench/cpu-variants.mjs [--variants a,b] [model file …]`
+// (default: every module in build/Release; the bench's SD1.5 f16 safetensors and its q8_0
+// GGUF, see bench/load.mjs). One thread each, but a busy machine still moves the times: repeat.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -25,8 +26,13 @@ if (process.argv[2] === '--child') {
 
 const release = join(root, 'build', 'Release');
 const bench = join(homedir(), '.cache', 'sdnode', 'bench');
-const models = process.argv.length > 2 ? process.argv.slice(2) : [join(bench, 'sd15-f16.safetensors'), join(bench, 'sd15-f16-q8_0.gguf')];
-const variants = readdirSync(release).map((f) => /^libggml-cpu-(.+)\.so$/.exec(f)?.[1]).filter(Boolean);
+const args = process.argv.slice(2);
+const pick = args.indexOf('--variants');
+const only = pick >= 0 ? args.splice(pick, 2)[1].split(',') : undefined;
+const models = args.length ? args : [join(bench, 'sd15-f16.safetensors'), join(bench, 'sd15-f16-q8_0.gguf')];
+const variants = readdirSync(release)
+  .map((f) => /^libggml-cpu-(.+)\.so$/.exec(f)?.[1])
+  .filter((v) => v && (!only || only.includes(v)));
 const work = mkdtempSync(join(tmpdir(), 'sdnode-cpu-variants-'));
 for (const model of models) {
   if (!existsSync(model)) throw new Error(`${model} is missing (npm run bench:load writes it)`);
