@@ -4,8 +4,10 @@
 // generator (the ControlNet written once to ~/.cache/sdnode/bench), txt2img with euler and
 // guidance (each step evaluates both for the conditional and unconditional batch entries).
 // With --peer, stable-diffusion.cpp's ratio at the same settings beside it (its log's
-// "sampling completed" times). The hint is the Canny edges of a photo of ../shared/data.
-//   node bench/controlnet.mjs [--size 512] [--steps 1] [--threads 2] [--peer PATH/sd-cli] [--model FILE] [--controlnet FILE]
+// "sampling completed" times). The hint is the Canny edges of a photo of ../shared/data. On a
+// machine shared with other jobs, --repeats N alternates plain and guided runs N times and
+// takes each one's fastest, so that a burst of load in one run does not decide the ratio.
+//   node bench/controlnet.mjs [--size 512] [--steps 1] [--threads 2] [--repeats 1] [--peer PATH/sd-cli] [--model FILE] [--controlnet FILE]
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +24,7 @@ const { values } = parseArgs({
   options: {
     size: { type: 'string', default: '512' },
     steps: { type: 'string', default: '1' },
+    repeats: { type: 'string', default: '1' },
     threads: { type: 'string', default: '2' },
     peer: { type: 'string' },
     model: { type: 'string' },
@@ -38,7 +41,7 @@ if (!cnPath) {
     await generateControlNet({ out: cnPath, preset: 'sd15', dtype: 'f16', seed: 1 });
   }
 }
-const side = Number(values.size), steps = Number(values.steps), threads = Number(values.threads);
+const side = Number(values.size), steps = Number(values.steps), threads = Number(values.threads), repeats = Number(values.repeats);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-bench-controlnet-'));
 const photoPath = fileURLToPath(new URL('../../shared/data/images/chelsea.png', import.meta.url));
 const { data, info } = await sharp(photoPath).removeAlpha().resize(side, side, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
@@ -50,14 +53,29 @@ console.log(`${side}², ${steps} step(s) euler with guidance, ${threads} threads
 
 const model = await loadModel(modelPath, { device: 'cpu', threads });
 const controlNet = await model.loadControlNet(cnPath);
-const plain = await model.generate(job);
-const guided = await model.generate({ ...job, controlNets: [{ model: controlNet, image: hint }] });
 const per = (ms) => (ms / steps / 1000).toFixed(1);
-console.log(`sdnode: ${per(plain.timings.samplingMs)} s a step plain, ${per(guided.timings.samplingMs)} s with the ControlNet: ×${(guided.timings.samplingMs / plain.timings.samplingMs).toFixed(3)}`);
+/** Fastest sampling times of `plain` and `guided`, run alternately `repeats` times. */
+async function fastest(plain, guided) {
+  let a = Infinity, b = Infinity;
+  for (let r = 0; r < repeats; r++) {
+    a = Math.min(a, await plain());
+    b = Math.min(b, await guided());
+    console.log(`  run ${r + 1}: plain ${per(a)} s, guided ${per(b)} s a step so far`);
+  }
+  return [a, b];
+}
+const [plain, guided] = await fastest(
+  async () => (await model.generate(job)).timings.samplingMs,
+  async () => (await model.generate({ ...job, controlNets: [{ model: controlNet, image: hint }] })).timings.samplingMs,
+);
+console.log(`sdnode: ${per(plain)} s a step plain, ${per(guided)} s with the ControlNet: ×${(guided / plain).toFixed(3)}`);
 await model.dispose();
 
 if (values.peer) {
-  const p0 = await runPeer(values.peer, { ...job, model: modelPath, threads }, join(dir, 'peer-plain.png'));
-  const p1 = await runPeer(values.peer, { ...job, model: modelPath, threads, peerArgs: ['--control-net', cnPath, '--control-image', hintPath, '--control-strength', '1'] }, join(dir, 'peer-cn.png'));
-  console.log(`stable-diffusion.cpp: ${per(p0.samplingMs)} s a step plain, ${per(p1.samplingMs)} s with the ControlNet: ×${(p1.samplingMs / p0.samplingMs).toFixed(3)}`);
+  const peerArgs = ['--control-net', cnPath, '--control-image', hintPath, '--control-strength', '1'];
+  const [p0, p1] = await fastest(
+    async () => (await runPeer(values.peer, { ...job, model: modelPath, threads }, join(dir, 'peer-plain.png'))).samplingMs,
+    async () => (await runPeer(values.peer, { ...job, model: modelPath, threads, peerArgs }, join(dir, 'peer-cn.png'))).samplingMs,
+  );
+  console.log(`stable-diffusion.cpp: ${per(p0)} s a step plain, ${per(p1)} s with the ControlNet: ×${(p1 / p0).toFixed(3)}`);
 }
