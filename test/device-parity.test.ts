@@ -12,6 +12,7 @@ import { native, type NativeModel } from '../lib/native.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 import { psnr } from './support/data.js';
+import { SDXL_VAE_SCALE } from './support/sdxl-compose.js';
 import { relativeError } from './support/reference-nn.js';
 
 const device = process.env.SDNODE_TEST_DEVICE || 'cpu';
@@ -54,5 +55,26 @@ describe(`${device} against the CPU`, () => {
     const db = psnr(a.images[0]!, b.images[0]!);
     console.log(`[parity] ${device} image PSNR ${db.toFixed(1)} dB`);
     expect(db).toBeGreaterThan(40);
+  }, 900_000);
+
+  it("SDXL's f16 VAE: a latent past f16's range decodes as the CPU's f32 file does, its inputs scaled", async () => {
+    // The device unfolds convolution inputs in f16 (the CPU in f32): values beyond 65504 need
+    // the 1/32 scale lib/ sets for SDXL (Model::set_vae_conv_input_scale).
+    const latent = { channels: 4, width: 4, height: 4, data: Float32Array.from({ length: 64 }, (_, i) => (i % 2 ? 1 : -1) * (9000 + 37 * i)) };
+    const f16Path = join(dir, 'tiny-sdxl-f16.safetensors'), f32Path = join(dir, 'tiny-sdxl-f32.safetensors');
+    await generateModel({ out: f16Path, preset: 'tiny-sdxl', dtype: 'f16', seed: 3 });
+    await generateModel({ out: f32Path, preset: 'tiny-sdxl', dtype: 'f32', seed: 3 });
+    const load = (p: string, d: string) => native().NativeModel.load({ model: p, ema: false, device: d, threads: 1, weightType: '' }).promise;
+    const [onDevice, reference] = [await load(f16Path, device), await load(f32Path, 'cpu')];
+    try {
+      onDevice.setVaeConvInputScale(1 / 32);
+      const [a, b] = [await onDevice.decodeLatent(latent, SDXL_VAE_SCALE).promise, await reference.decodeLatent(latent, SDXL_VAE_SCALE).promise];
+      const db = psnr({ ...a, channels: 3 }, { ...b, channels: 3 });
+      console.log(`[parity] ${device} SDXL f16 VAE, scaled inputs, vs the CPU's f32: ${db.toFixed(1)} dB`);
+      expect(db).toBeGreaterThan(35);
+    } finally {
+      onDevice.dispose();
+      reference.dispose();
+    }
   }, 900_000);
 });

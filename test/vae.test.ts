@@ -324,12 +324,15 @@ describe('AutoencoderKL (tiny model, CPU)', () => {
     const { max, over1 } = maxPixelDiff(out, ref.image);
     measured.decodeMaxPixelDiffF16 = max;
     measured.decodePixelsOver1F16 = over1;
-    expect(max).toBeLessThanOrEqual(2);
-    expect(over1).toBeLessThan(out.data.length / 100);
+    // The CPU unfolds the convolutions' inputs in f32 (Conv2d::f32_columns) whatever the
+    // kernels' type: only the f16 kernels and the attention's f16 products round. With f16
+    // columns the moments were 1.1e-3 off; now 3.3e-4.
+    expect(max).toBeLessThanOrEqual(1);
+    expect(over1).toBe(0);
     const moments = await encode(f16Model, image);
     const err = relativeError(moments.data, referenceMoments(new Reference(f16), image));
     measured.momentsRelErrF16 = err;
-    expect(err).toBeLessThan(5e-3);
+    expect(err).toBeLessThan(6e-4);
   });
 
   it('round trip: image -> moments -> mean · scale -> image of the same size', async () => {

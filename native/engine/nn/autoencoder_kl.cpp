@@ -224,33 +224,33 @@ ggml_tensor* VaeDecoder::build(ggml_context* ctx, ggml_tensor* z) const {
 
 namespace {
 
-void scale_block(VaeResBlock& b, float scale) {
-  for (Conv2d* c : {&b.conv1, &b.conv2, &b.nin_shortcut}) c->input_scale = scale;
+void set_block(VaeResBlock& b, const std::function<void(Conv2d&)>& set) {
+  for (Conv2d* c : {&b.conv1, &b.conv2, &b.nin_shortcut}) set(*c);
 }
 
-void scale_mid(VaeMid& m, float scale) {
-  scale_block(m.block_1, scale);
-  scale_block(m.block_2, scale);
+void set_mid(VaeMid& m, const std::function<void(Conv2d&)>& set) {
+  set_block(m.block_1, set);
+  set_block(m.block_2, set);
 }
 
 }  // namespace
 
-void VaeEncoder::scale_conv_inputs(float scale) {
-  for (Conv2d* c : {&conv_in_, &conv_out_, &quant_conv_}) c->input_scale = scale;
+void VaeEncoder::for_each_conv(const std::function<void(Conv2d&)>& set) {
+  for (Conv2d* c : {&conv_in_, &conv_out_, &quant_conv_}) set(*c);
   for (Level& l : levels_) {
-    for (VaeResBlock& b : l.blocks) scale_block(b, scale);
-    l.downsample.conv.input_scale = scale;
+    for (VaeResBlock& b : l.blocks) set_block(b, set);
+    set(l.downsample.conv);
   }
-  scale_mid(mid_, scale);
+  set_mid(mid_, set);
 }
 
-void VaeDecoder::scale_conv_inputs(float scale) {
-  for (Conv2d* c : {&post_quant_conv_, &conv_in_, &conv_out_}) c->input_scale = scale;
+void VaeDecoder::for_each_conv(const std::function<void(Conv2d&)>& set) {
+  for (Conv2d* c : {&post_quant_conv_, &conv_in_, &conv_out_}) set(*c);
   for (Level& l : levels_) {
-    for (VaeResBlock& b : l.blocks) scale_block(b, scale);
-    l.upsample.conv.input_scale = scale;
+    for (VaeResBlock& b : l.blocks) set_block(b, set);
+    set(l.upsample.conv);
   }
-  scale_mid(mid_, scale);
+  set_mid(mid_, set);
 }
 
 }  // namespace sdn

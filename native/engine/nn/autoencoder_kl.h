@@ -5,6 +5,7 @@
 // under the internal (LDM) names, "first_stage_model." + the keys given below.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,8 @@ class VaeEncoder {
 
   // x [W, H, C_img, N] in [-1, 1], sides multiples of downscale() -> [W/f, H/f, 2·z, N]
   ggml_tensor* build(ggml_context* ctx, ggml_tensor* x) const;
-  // Every convolution's Conv2d::input_scale.
-  void scale_conv_inputs(float scale);
+  // Sets something on every convolution (Conv2d::input_scale, f32_columns).
+  void for_each_conv(const std::function<void(Conv2d&)>& set);
 
  private:
   Conv2d conv_in_;  // "encoder.conv_in.*"   [ch, C_img, 3, 3]
@@ -80,8 +81,8 @@ class VaeDecoder {
 
   // z [w, h, C_latent, N] (already divided by the scale factor) -> [w·f, h·f, C_img, N]
   ggml_tensor* build(ggml_context* ctx, ggml_tensor* z) const;
-  // Every convolution's Conv2d::input_scale.
-  void scale_conv_inputs(float scale);
+  // Sets something on every convolution (Conv2d::input_scale, f32_columns).
+  void for_each_conv(const std::function<void(Conv2d&)>& set);
 
  private:
   Conv2d post_quant_conv_;  // "post_quant_conv.*"  [z, embed, 1, 1] (optional)

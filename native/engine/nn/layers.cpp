@@ -72,7 +72,12 @@ ggml_tensor* conv_rows(ggml_context* ctx, const Conv2d& conv, ggml_tensor* sizes
 
 }  // namespace
 
-ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& conv, ggml_tensor* x, int pad) {
+ggml_tensor* conv2d(ggml_context* ctx, const Conv2d& layer, ggml_tensor* x, int pad) {
+  Conv2d conv = layer;
+  if (conv.f32_columns && !conv.unfolded && conv.weight->type != GGML_TYPE_F32) {
+    conv.weight = ggml_cast(ctx, conv.weight, GGML_TYPE_F32);  // a few MB, once per graph evaluation
+    conv.input_scale = 1.0f;  // f32 columns do not overflow
+  }
   if (conv.input_scale != 1.0f) x = ggml_scale(ctx, x, conv.input_scale);
   const ggml_type col_type = conv.unfolded || conv.weight->type == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
   const int s = conv.stride;

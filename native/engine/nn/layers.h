@@ -18,6 +18,12 @@ struct Conv2d {
   // (before the bias): with f16 kernels the unfolded activations are f16, and SDXL's VAE makes
   // activations past f16's 65504 (stable-diffusion.cpp's remedy scales them by 1/32). 1: none.
   float input_scale = 1.0f;
+  // Unfold the input in f32 whatever the kernel's float type (which is then cast to f32 in the
+  // graph, and input_scale is not needed). f16 columns halve the unfolding's memory and are
+  // what GPUs multiply fastest; on the CPU, f32 columns took 26% less CPU time for the SD VAE's
+  // 256² decode (its large convolutions: ggml's f32 GEMM beats its f16 one), but 20% more for
+  // the UNet's smaller ones, whose kernel casts then weigh more. Networks' owners set it.
+  bool f32_columns = false;
   bool unfolded = false;  // weight is the [KW·KH·IC, OC] matrix (nn/weight_types.h)
 
   int64_t in_channels() const { return in_; }

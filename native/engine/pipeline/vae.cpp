@@ -61,10 +61,17 @@ void check_encode_sides(const VaeEncoder& encoder, int width, int height) {
   if (width > kMaxSide || height > kMaxSide) fail(ErrorCode::InvalidArgument, "image sides must be at most 65536 pixels");
 }
 
-// A VAE half with its convolutions' inputs scaled (Model::set_vae_conv_input_scale).
+// A VAE half as the model's device runs it best: the CPU unfolds every convolution's input in f32
+// (Conv2d::f32_columns: faster there, and no scaling against f16's range is needed); other
+// devices keep f16 columns, with the inputs scaled where the family needs it
+// (Model::set_vae_conv_input_scale).
 template <typename Network>
-Network scaled(Network net, float scale) {
-  if (scale != 1.0f) net.scale_conv_inputs(scale);
+Network prepared(Network net, bool cpu, float scale) {
+  if (cpu) {
+    net.for_each_conv([](Conv2d& c) { c.f32_columns = true; });
+  } else if (scale != 1.0f) {
+    net.for_each_conv([scale](Conv2d& c) { c.input_scale = scale; });
+  }
   return net;
 }
 
@@ -76,7 +83,7 @@ double pass_side(int side, int per_cell, const VaeTiling& tiling) {
 }  // namespace
 
 Image Model::decode_latent(const Latent& latent, float scale_factor, const VaeTiling& tiling, const JobControl& job) {
-  const VaeDecoder decoder = scaled(VaeDecoder::load(weight_lookup()), vae_conv_input_scale());
+  const VaeDecoder decoder = prepared(VaeDecoder::load(weight_lookup()), runtime().is_cpu(), vae_conv_input_scale());
   if (!std::isfinite(scale_factor) || scale_factor <= 0) {
     fail(ErrorCode::InvalidArgument, "the scale factor must be a positive finite number");
   }
@@ -98,7 +105,7 @@ Image Model::decode_latent(const Latent& latent, float scale_factor, const VaeTi
 }
 
 void Model::check_decode_size(int latent_width, int latent_height, const VaeTiling& tiling) {
-  const VaeDecoder decoder = scaled(VaeDecoder::load(weight_lookup()), vae_conv_input_scale());
+  const VaeDecoder decoder = prepared(VaeDecoder::load(weight_lookup()), runtime().is_cpu(), vae_conv_input_scale());
   if (tiling.enabled) check_tiling(tiling);
   check_size(decoder.peak_elements(pass_side(latent_width, 1, tiling), pass_side(latent_height, 1, tiling)),
              tiling.enabled ? "a tile of the latent" : "the latent");
@@ -109,7 +116,7 @@ void Model::check_decode_size(int latent_width, int latent_height, const VaeTili
 }
 
 Latent Model::encode_image_moments(const Image& image, const VaeTiling& tiling, const JobControl& job) {
-  const VaeEncoder encoder = scaled(VaeEncoder::load(weight_lookup()), vae_conv_input_scale());
+  const VaeEncoder encoder = prepared(VaeEncoder::load(weight_lookup()), runtime().is_cpu(), vae_conv_input_scale());
   check_encoder(encoder);
   check_encode_sides(encoder, image.width, image.height);
   if (image.channels != 3 && image.channels != 4) fail(ErrorCode::InvalidArgument, "image must have 3 or 4 channels");
@@ -134,7 +141,7 @@ double Model::vae_compute_bytes(bool decode, int width, int height) {
   GraphContext g(kGraphNodes);
   ggml_tensor* out = nullptr;
   if (decode) {
-    const VaeDecoder decoder = scaled(VaeDecoder::load(weight_lookup()), vae_conv_input_scale());
+    const VaeDecoder decoder = prepared(VaeDecoder::load(weight_lookup()), runtime().is_cpu(), vae_conv_input_scale());
     const int f = decoder.upscale();
     if (width <= 0 || height <= 0 || width % f != 0 || height % f != 0 || width > kMaxSide || height > kMaxSide) {
       fail(ErrorCode::InvalidArgument, "image sides must be positive multiples of " + std::to_string(f) +
@@ -143,7 +150,7 @@ double Model::vae_compute_bytes(bool decode, int width, int height) {
     ggml_tensor* z = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, width / f, height / f, decoder.latent_channels(), 1);
     out = decoder.build(g.ctx, z);
   } else {
-    const VaeEncoder encoder = scaled(VaeEncoder::load(weight_lookup()), vae_conv_input_scale());
+    const VaeEncoder encoder = prepared(VaeEncoder::load(weight_lookup()), runtime().is_cpu(), vae_conv_input_scale());
     check_encoder(encoder);
     check_encode_sides(encoder, width, height);
     ggml_tensor* x = ggml_new_tensor_4d(g.ctx, GGML_TYPE_F32, width, height, 3, 1);
