@@ -49,8 +49,13 @@ class SplitAllowance {
 // or `ctx` has no allowance or too little of it left. Takes the pieces' tensors from the allowance.
 int plan_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece);
 
-// Assembles an f32 result from pieces along one dimension, in order: the first piece padded to
-// the whole shape, then each later one written in place (ggml_set) — one pass over the result.
+// Takes `tensors` more from `ctx`'s allowance (for pieces beyond those plan_pieces gave); false,
+// taking nothing, when there is no allowance or not enough left.
+bool reserve_piece_tensors(const ggml_context* ctx, size_t tensors);
+
+// Assembles an f32 result from pieces along one dimension, in order: a buffer of the whole
+// shape (the first piece's first slice repeated, or, where the allowance has no room for that,
+// the first piece zero-padded), then each piece written in place (ggml_set).
 class PieceAssembler {
  public:
   // The whole result's shape; pieces follow each other along `dim` (1..3).
