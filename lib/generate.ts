@@ -33,7 +33,8 @@ export interface GenerateResult {
    * loraMs: applying the LoRAs (0 when the set kept from the last request served); upscaleMs:
    * the `upscale` option's ESRGAN passes over every image (0 without); hiresUpscaleMs: the
    * hires fix's enlarging (in pixel space with its VAE decode and encode), hiresSamplingMs its
-   * second pass (both 0 without); samplingMs and textEncodeMs count the first pass (text: both).
+   * second pass (both 0 without); samplingMs and textEncodeMs count the first pass (text: both);
+   * controlNetMs: the part of samplingMs spent in the ControlNets (0 without).
    */
   timings: {
     textEncodeMs: number;
@@ -44,6 +45,7 @@ export interface GenerateResult {
     upscaleMs: number;
     hiresUpscaleMs: number;
     hiresSamplingMs: number;
+    controlNetMs: number;
   };
   /** The LoRAs applied (the `loras` option's, then the prompt's tags'), each with what of it fits the model. */
   loras: Array<{ name: string; path: string; weight: number; report: LoraReport }>;
@@ -196,6 +198,7 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
         upscaleMs: upscaled?.ms ?? 0,
         hiresUpscaleMs: r.hiresUpscaleMs,
         hiresSamplingMs: r.hiresSamplingMs,
+        controlNetMs: r.controlNetMs,
       },
       loras: used.map((u) => ({ name: u.lora.name, path: u.lora.path, weight: u.weight, report: u.lora.report })),
     };

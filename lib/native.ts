@@ -229,6 +229,8 @@ export interface NativeGenerateResult {
   hiresStepsRun: number;
   hiresUpscaleMs: number;
   hiresSamplingMs: number;
+  /** Of samplingMs: evaluating the ControlNets; 0 without. */
+  controlNetMs: number;
 }
 
 /** What a loaded ControlNet is (native/engine/pipeline/controlnet.h ControlNetInfo). */

@@ -117,6 +117,9 @@ describe('generate with ControlNets', () => {
     expect(same(zero.images[0]!, plain)).toBe(true);
     expect(same(outside.images[0]!, plain)).toBe(true);
     expect(same(full.images[0]!, plain)).toBe(false);
+    expect(full.timings.controlNetMs).toBeGreaterThan(0);
+    expect(full.timings.controlNetMs).toBeLessThan(full.timings.samplingMs);
+    expect(outside.timings.controlNetMs).toBeLessThan(full.timings.controlNetMs);
   });
 
   it('residuals sum over ControlNets: two handles at 0.5 equal one at 1; a window covering a step changes the image; the hint matters', async () => {

@@ -552,6 +552,7 @@ Napi::Value NativeModel::Generate(const Napi::CallbackInfo& info) {
         out.Set("hiresStepsRun", r.hires_steps_run);
         out.Set("hiresUpscaleMs", r.hires_upscale_ms);
         out.Set("hiresSamplingMs", r.hires_sampling_ms);
+        out.Set("controlNetMs", r.control_net_ms);
         return out;
       });
 }

@@ -250,8 +250,10 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
       std::fill(timesteps.begin(), timesteps.end(), t);
       for (int b = 0; b < batch; ++b) std::copy(x_in, x_in + latent_size, in.begin() + b * (latent_size + extra_size));
       for (int b = 0; !control_runners.empty() && b < batch; ++b) std::copy(x_in, x_in + latent_size, control_x.begin() + b * latent_size);
+      const auto control_start = Clock::now();
       const bool controlled = !control_runners.empty() &&
                               control_residuals(p, control_runners, current_step, steps_run, control_x, timesteps, context, y, quiet, residuals);
+      result.control_net_ms += ms_since(control_start);
       pred = unet->run(in, timesteps, context, y, quiet, /*progress_steps=*/0, controlled ? &residuals : nullptr);
     };
     const Denoiser guided_denoiser = make_denoiser(p.prediction, schedule, latent_size, {batch, p.cfg_scale}, unet_call);

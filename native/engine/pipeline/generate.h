@@ -95,6 +95,7 @@ struct GenerateResult {
   // with its decode and encode), and its sampling.
   int hires_steps_run = 0;
   double hires_upscale_ms = 0, hires_sampling_ms = 0;
+  double control_net_ms = 0;  // of sampling_ms: evaluating the ControlNets (with summing their residuals)
 };
 
 // Sampler steps an image-to-image job runs: ceil(steps × strength), in [0, steps].
