@@ -14,11 +14,15 @@ import { psnr } from './support/data.js';
 import { generateModel } from '../scripts/generate-model.mjs';
 
 const root = resolve(import.meta.dirname, '..');
-const release = join(root, 'build', 'Release');
 const generic = 'libggml-cpu-x64.so';
+// Where a build of the addon with its CPU variants is: a source build, or the prebuild that
+// `npm run prebuild` (test/package.test.ts) moves it to.
+const release = [join(root, 'build', 'Release'), join(root, 'prebuilds', `${process.platform}-${process.arch}`)].find(
+  (d) => existsSync(join(d, 'sdnode.node')) && existsSync(join(d, generic)),
+);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-cpu-variant-'));
 const modelPath = join(dir, 'tiny.safetensors');
-const hasVariants = process.platform === 'linux' && process.arch === 'x64' && existsSync(join(release, generic));
+const hasVariants = process.platform === 'linux' && process.arch === 'x64' && release !== undefined;
 
 /** systemInfo().cpuFeatures and the tiny image's bytes from a child using the addon at `addon`. */
 function runChild(addon: string): { features: Record<string, string>; width: number; height: number; data: Buffer } {
@@ -47,10 +51,15 @@ describe.runIf(hasVariants)('CPU variants', () => {
   it('the generic x86-64 variant alone: no AVX2/F16C/BF16 claimed, and the image of the best variant', () => {
     const onlyGeneric = join(dir, 'generic');
     spawnSync('mkdir', ['-p', onlyGeneric]);
-    for (const f of readdirSync(release)) {
-      if (f === 'sdnode.node' || f === 'libggml.so' || f === 'libggml-base.so' || f === generic) copyFileSync(join(release, f), join(onlyGeneric, f));
+    const all = join(dir, 'all');
+    spawnSync('mkdir', ['-p', all]);
+    // Copies, so that a build or prebuild running meanwhile cannot take the files away.
+    for (const f of readdirSync(release!)) {
+      if (!f.endsWith('.node') && !f.endsWith('.so')) continue;
+      copyFileSync(join(release!, f), join(all, f));
+      if (f === 'sdnode.node' || f === 'libggml.so' || f === 'libggml-base.so' || f === generic) copyFileSync(join(release!, f), join(onlyGeneric, f));
     }
-    const best = runChild(join(release, 'sdnode.node'));
+    const best = runChild(join(all, 'sdnode.node'));
     const plain = runChild(join(onlyGeneric, 'sdnode.node'));
     for (const feature of ['AVX', 'AVX2', 'F16C', 'FMA', 'AVX512', 'AVX512_BF16']) expect(plain.features[feature], feature).toBeUndefined();
     expect(Object.keys(best.features).length).toBeGreaterThan(Object.keys(plain.features).length);
