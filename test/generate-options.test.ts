@@ -41,6 +41,7 @@ describe('resolveGenerateOptions', () => {
       preview: 'none',
       previewInterval: 1,
       loras: [],
+      controlNets: [],
       signal: undefined,
       onProgress: undefined,
     });
