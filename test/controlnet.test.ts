@@ -4,13 +4,14 @@
 // over ControlNets, the hint matters, img2img and inpainting (a 9-channel UNet too), every file
 // layout gives the same image, bad input, and Canny on a hand-checked case.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { canny, convertModel, DisposedError, loadModel, ModelCompatibilityError, ModelFormatError, readImage, writeImage, type ControlNet, type Image, type Model } from '../lib/index.js';
+import { cli, ensureDistFresh } from './support/cli.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
@@ -231,13 +232,8 @@ describe('canny', () => {
 
 describe('the CLI', () => {
   it('--control-net, --control-image, --control-strength, --canny make the library\'s image', async () => {
-    const root = resolve(import.meta.dirname, '..');
-    const cli = join(root, 'dist', 'cli.js');
     const run = promisify(execFile);
-    // dist/ (which the CLI runs from) rebuilt when a lib/ source is newer.
-    const oldest = existsSync(cli) ? statSync(cli).mtimeMs : 0;
-    const sources = readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-    if (sources.some((f) => statSync(join(root, 'lib', f)).mtimeMs > oldest)) await run('npx', ['tsup'], { cwd: root });
+    await ensureDistFresh();
     const image = picture();
     await writeImage(join(dir, 'hint.png'), image);
     const out = join(dir, 'cli.png');

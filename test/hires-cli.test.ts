@@ -1,41 +1,26 @@
 // `sdnode generate --hires*` run as a user runs it (dist/cli.js in a child process) on a tiny
 // generated model: the image of the library's hires option, the webui's hires fields in the
 // PNG, the flags' usage errors.
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from '../lib/index.js';
 import { readPngParameters } from '../lib/cli/png-parameters.js';
+import { ensureDistFresh, sdnodeGenerate } from './support/cli.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 
-const root = resolve(import.meta.dirname, '..');
-const cli = join(root, 'dist', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-hires-cli-'));
 const modelPath = join(dir, 'tiny.safetensors');
-const run = promisify(execFile);
 let model: Model;
 
-async function sdnode(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, 'generate', ...args], { cwd: dir, encoding: 'utf8' });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sdnode = (args: string[]) => sdnodeGenerate(args, dir);
 
 beforeAll(async () => {
-  // dist/ (which the CLI runs from) rebuilt when a lib/ source is newer.
-  const oldest = existsSync(cli) ? statSync(cli).mtimeMs : 0;
-  const sources = readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-  if (sources.some((f) => statSync(join(root, 'lib', f)).mtimeMs > oldest)) await run('npx', ['tsup'], { cwd: root });
+  await ensureDistFresh();
   await generateModel({ out: modelPath, preset: 'tiny', dtype: 'f32', seed: 3 });
   model = await loadModel(modelPath, { device: 'cpu', threads: 1 });
 }, 120_000);

@@ -1,42 +1,26 @@
 // `sdnode generate -M upscale` and --upscale-model on image generation, run as a user runs them
 // (dist/cli.js in a child process) on tiny generated files.
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 
+import { ensureDistFresh, sdnodeGenerate } from './support/cli.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 import { imagePath, taeDecoder } from './support/data.js';
 
-const root = resolve(import.meta.dirname, '..');
-const cli = join(root, 'dist', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-upscale-cli-'));
 const esrgan = join(dir, 'tiny-x4.pth');
 const model = join(dir, 'tiny.safetensors');
-const run = promisify(execFile);
 
-/** Exit code, stdout and stderr of `sdnode generate ...args`. */
-async function sdnode(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli, 'generate', ...args], { cwd: dir, encoding: 'utf8' });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const sdnode = (args: string[]) => sdnodeGenerate(args, dir);
 
 beforeAll(async () => {
-  // dist/ (which the CLI runs from) rebuilt when a lib/ source is newer.
-  const oldest = existsSync(cli) ? statSync(cli).mtimeMs : 0;
-  const sources = readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-  if (sources.some((f) => statSync(join(root, 'lib', f)).mtimeMs > oldest)) await run('npx', ['tsup'], { cwd: root });
+  await ensureDistFresh();
   await generateEsrgan({ out: esrgan, preset: 'tiny-x4', seed: 2, gain: 0.5 });
   await generateModel({ out: model, preset: 'tiny', dtype: 'f32', seed: 3 });
 }, 120_000);
