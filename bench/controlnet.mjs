@@ -10,17 +10,15 @@
 // sdnode's ratio is also given from inside the guided job alone (sampling over sampling less
 // timings.controlNetMs: the ControlNet's share measured under the same load as the UNet's).
 //   node bench/controlnet.mjs [--size 512] [--steps 1] [--threads 2] [--repeats 1] [--peer PATH/sd-cli] [--model FILE] [--controlnet FILE]
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import sharp from 'sharp';
 
-import { canny, loadModel, writeImage } from '../dist/index.js';
+import { loadModel, writeImage } from '../dist/index.js';
 import { runPeer } from '../scripts/compare-peer.mjs';
-import { generateControlNet } from '../scripts/generator/controlnet.mjs';
+import { benchCache, benchControlNet, cannyHint } from './controlnet-common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -33,21 +31,11 @@ const { values } = parseArgs({
     controlnet: { type: 'string' },
   },
 });
-const cache = join(homedir(), '.cache', 'sdnode', 'bench');
-const modelPath = values.model ?? join(cache, 'sd15-f16.safetensors');
-let cnPath = values.controlnet;
-if (!cnPath) {
-  cnPath = join(cache, 'controlnet-sd15-f16.safetensors');
-  if (!existsSync(cnPath)) {
-    mkdirSync(cache, { recursive: true });
-    await generateControlNet({ out: cnPath, preset: 'sd15', dtype: 'f16', seed: 1 });
-  }
-}
+const modelPath = values.model ?? join(benchCache, 'sd15-f16.safetensors');
+const cnPath = await benchControlNet(values.controlnet);
 const side = Number(values.size), steps = Number(values.steps), threads = Number(values.threads), repeats = Number(values.repeats);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-bench-controlnet-'));
-const photoPath = fileURLToPath(new URL('../../shared/data/images/chelsea.png', import.meta.url));
-const { data, info } = await sharp(photoPath).removeAlpha().resize(side, side, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
-const hint = canny({ width: info.width, height: info.height, channels: 3, data: new Uint8Array(data) });
+const hint = await cannyHint('chelsea.png', side);
 const hintPath = join(dir, 'hint.png');
 await writeImage(hintPath, hint);
 const job = { prompt: 'a lovely cat', negativePrompt: '', width: side, height: side, steps, cfgScale: 7, sampler: 'euler', scheduler: 'discrete', seed: 42, rng: 'cuda' };

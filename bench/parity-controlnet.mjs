@@ -8,17 +8,15 @@
 // with vs without): the two must be alike, so that a ControlNet that did nothing could not pass.
 //   node bench/parity-controlnet.mjs --peer PATH/sd-cli [--model FILE] [--controlnet FILE] [--size 256] [--steps 3]
 //        [--threads 2] [--image chelsea.png] [--strength 1]
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import sharp from 'sharp';
 
-import { canny, loadModel, readImage, writeImage } from '../dist/index.js';
+import { loadModel, readImage, writeImage } from '../dist/index.js';
 import { imageDiff, runPeer } from '../scripts/compare-peer.mjs';
-import { generateControlNet } from '../scripts/generator/controlnet.mjs';
+import { benchCache, benchControlNet, cannyHint } from './controlnet-common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -33,24 +31,13 @@ const { values } = parseArgs({
   },
 });
 if (!values.peer) throw new Error('usage: node bench/parity-controlnet.mjs --peer PATH/sd-cli [--model FILE] [--controlnet FILE] [--size 256] [--steps 3]');
-const cache = join(homedir(), '.cache', 'sdnode', 'bench');
-const modelPath = values.model ?? join(cache, 'sd15-f16.safetensors');
-let cnPath = values.controlnet;
-if (!cnPath) {
-  cnPath = join(cache, 'controlnet-sd15-f16.safetensors');
-  if (!existsSync(cnPath)) {
-    mkdirSync(cache, { recursive: true });
-    console.log(`writing ${cnPath} …`);
-    await generateControlNet({ out: cnPath, preset: 'sd15', dtype: 'f16', seed: 1 });
-  }
-}
+const modelPath = values.model ?? join(benchCache, 'sd15-f16.safetensors');
+const cnPath = await benchControlNet(values.controlnet);
 const dir = mkdtempSync(join(tmpdir(), 'sdnode-parity-controlnet-'));
 const side = Number(values.size), threads = Number(values.threads), strength = Number(values.strength);
 
 // The hint: the photo stretched to the output size, its Canny edges.
-const photoPath = fileURLToPath(new URL(`../../shared/data/images/${values.image}`, import.meta.url));
-const { data, info } = await sharp(photoPath).removeAlpha().resize(side, side, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
-const hint = canny({ width: info.width, height: info.height, channels: 3, data: new Uint8Array(data) });
+const hint = await cannyHint(values.image, side);
 const hintPath = join(dir, 'hint.png');
 await writeImage(hintPath, hint);
 
