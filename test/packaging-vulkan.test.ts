@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
-import { installTarballs, packAll, runIn } from './support/packaging.js';
+import { installTarballs, packAll, probeAndGenerateScript, runIn } from './support/packaging.js';
 
 const vulkanDir = process.env.SDNODE_PACKAGING_VULKAN_DIR;
 
@@ -41,16 +41,7 @@ describe.runIf(vulkanDir)('the Vulkan set from tarballs (npm run test:vulkan)', 
     // ggml lists CPU-type Vulkan devices (lavapipe) only when named; lavapipe compiles ggml's
     // pipelines on the CPU when the device starts: minutes, not the default probe timeout.
     const env = { XDG_CACHE_HOME: join(work, 'cache'), GGML_VK_VISIBLE_DEVICES: '0', SDNODE_PROBE_TIMEOUT_MS: '840000' };
-    const script = `
-      import { listDevices, loadModel, systemInfo } from 'sdnode';
-      const t0 = performance.now();
-      const ids = listDevices().map((d) => d.id);
-      const loadMs = performance.now() - t0;
-      const i = systemInfo();
-      const model = await loadModel(${JSON.stringify(modelPath)}, { threads: 2 });
-      const { images: [image] } = await model.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 });
-      console.log(JSON.stringify({ ids, loadMs, gpu: i.gpuSet, fallbacks: i.deviceFallbacks, backends: i.backends, device: model.info.device, width: image.width }));
-      model.dispose();`;
+    const script = probeAndGenerateScript(modelPath);
     const first = JSON.parse(runIn(project, script, env, 'module').stdout) as {
       ids: string[]; loadMs: number; backends: string[]; device: string; width: number;
       gpu: { backend: string; package: string; cached: boolean; probeMs: number } | null; fallbacks: unknown[];

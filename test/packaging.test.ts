@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
-import { compilerFreeEnv, installTarballs, packAll, runIn } from './support/packaging.js';
+import { compilerFreeEnv, installTarballs, packAll, probeAndGenerateScript, runIn } from './support/packaging.js';
 
 const root = resolve(import.meta.dirname, '..');
 const platform = `${process.platform}-${process.arch}`;
@@ -78,16 +78,7 @@ describe.runIf(platform === 'linux-x64')('platform packages (linux-x64)', () => 
       if (typeof module === 'string') execFileSync('cp', [module, join(dir, 'bin', 'libggml-vulkan.so')]);
       else writeFileSync(join(dir, 'bin', 'libggml-vulkan.so'), module);
     };
-    const probeScript = `
-      import { listDevices, loadModel, systemInfo } from 'sdnode';
-      const t0 = performance.now();
-      const ids = listDevices().map((d) => d.id);
-      const loadMs = performance.now() - t0;
-      const i = systemInfo();
-      const model = await loadModel(${JSON.stringify(modelPath)}, { threads: 2 });
-      const { images: [image] } = await model.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 });
-      console.log(JSON.stringify({ ids, loadMs, gpu: i.gpuSet, fallbacks: i.deviceFallbacks, device: model.info.device, width: image.width }));
-      model.dispose();`;
+    const probeScript = probeAndGenerateScript(modelPath);
 
     it('a truncated module fails its probe: CPU, the reason, a warning, no crash; the verdict is cached', () => {
       // The first 8 KiB of a real shared object: an ELF header whose segments are cut off.

@@ -69,3 +69,21 @@ export function runIn(project: string, script: string, env: NodeJS.ProcessEnv, t
   if (r.status !== 0) throw new Error(`${cmd} exited with ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
   return { stdout: r.stdout, stderr: r.stderr };
 }
+
+/**
+ * The child script both packaging tests run in an installed project: how long loading the
+ * binaries took (the GPU probe included), what the loader chose, then one 64² step of the tiny
+ * model at `modelPath`; prints { ids, loadMs, gpu, fallbacks, backends, device, width } as JSON.
+ */
+export function probeAndGenerateScript(modelPath: string): string {
+  return `
+    import { listDevices, loadModel, systemInfo } from 'sdnode';
+    const t0 = performance.now();
+    const ids = listDevices().map((d) => d.id);
+    const loadMs = performance.now() - t0;
+    const i = systemInfo();
+    const model = await loadModel(${JSON.stringify(modelPath)}, { threads: 2 });
+    const { images: [image] } = await model.generate({ prompt: 'a cat', width: 64, height: 64, steps: 1, seed: 1 });
+    console.log(JSON.stringify({ ids, loadMs, gpu: i.gpuSet, fallbacks: i.deviceFallbacks, backends: i.backends, device: model.info.device, width: image.width }));
+    model.dispose();`;
+}
