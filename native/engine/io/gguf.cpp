@@ -225,12 +225,10 @@ DType dtype_of(int ggml_type) {
   }
 }
 
-// A conv kernel stored unfolded: the file has the [OC, IC·KH·KW] matrix its blocks fill, and
-// "sdnode.unfolded.<name>" = "OC,IC,KH,KW", its shape as a kernel (nn/weight_types.h).
-constexpr const char* kUnfoldedKey = "sdnode.unfolded.";
-
+// An unfolded kernel's stored [OC, IC·KH·KW] matrix given its kernel shape from its metadata key
+// (kUnfoldedKernelKey in io/gguf.h).
 void fold_kernel_shape(const Cursor& c, const std::string& text, TensorInfo& info) {
-  const std::string where = "tensor '" + info.name + "' (" + kUnfoldedKey + info.name + " = '" + ascii_shown(text) + "')";
+  const std::string where = "tensor '" + info.name + "' (" + kUnfoldedKernelKey + info.name + " = '" + ascii_shown(text) + "')";
   std::vector<int64_t> shape;
   size_t i = 0;
   while (i <= text.size() && shape.size() < 5) {
@@ -433,7 +431,7 @@ TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& nam
     for (int d = t.n_dims - 1; d >= 0; --d) info.shape.push_back(t.ne[d]);
     info.data = base + data_start + t.offset;
     info.nbytes = static_cast<size_t>(t.nbytes);
-    auto kernel = store.metadata().find(kUnfoldedKey + info.name);
+    auto kernel = store.metadata().find(kUnfoldedKernelKey + info.name);
     if (kernel != store.metadata().end()) {
       fold_kernel_shape(c, kernel->second, info);
       ++unfolded;
@@ -441,10 +439,10 @@ TensorStore parse_gguf(std::shared_ptr<ByteSource> bytes, const std::string& nam
     store.add(std::move(info));
   }
   size_t unfolded_keys = 0;
-  for (auto it = store.metadata().lower_bound(kUnfoldedKey);
-       it != store.metadata().end() && it->first.rfind(kUnfoldedKey, 0) == 0; ++it)
+  for (auto it = store.metadata().lower_bound(kUnfoldedKernelKey);
+       it != store.metadata().end() && it->first.rfind(kUnfoldedKernelKey, 0) == 0; ++it)
     ++unfolded_keys;
-  if (unfolded_keys != unfolded) c.error("a " + std::string(kUnfoldedKey) + "* key names no tensor of the file");
+  if (unfolded_keys != unfolded) c.error("a " + std::string(kUnfoldedKernelKey) + "* key names no tensor of the file");
   store.keep_alive(std::move(bytes));
   return store;
 }

@@ -19,6 +19,11 @@ constexpr size_t kGgufMaxTensorName = 127;
 
 // Maps `path` and parses it. Throws FileAccess for a path that cannot be read and ModelFormat,
 // naming the field, key or tensor, for anything malformed.
+// A conv kernel kept unfolded (nn/weight_types.h) is stored as its [OC, IC·KH·KW] matrix, with
+// the metadata key kUnfoldedKernelKey + <tensor name> = "OC,IC,KH,KW": its shape as a kernel,
+// which read_gguf gives back (TensorInfo::unfolded_row). convertModel writes these keys.
+inline constexpr const char* kUnfoldedKernelKey = "sdnode.unfolded.";
+
 TensorStore read_gguf(const std::string& path);
 
 // Parses GGUF bytes (the reader's core, and the fuzzing entry point). The store keeps `bytes`

@@ -157,15 +157,17 @@ ggml_tensor* ModelWeights::find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
-const std::vector<int64_t>& ModelWeights::shape(const std::string& name) const {
+const WeightRecord& ModelWeights::record(const std::string& name) const {
   auto it = record_of_.find(name);
   if (it == record_of_.end()) fail(ErrorCode::ModelCompatibility, "the model has no tensor '" + name + "'");
-  return records_[it->second].shape;
+  return records_[it->second];
 }
 
+const std::vector<int64_t>& ModelWeights::shape(const std::string& name) const { return record(name).shape; }
+
 std::vector<int64_t> ModelWeights::unfolded_kernel_shape(const std::string& name) const {
-  const std::vector<int64_t>& s = shape(name);  // throws for a missing name
-  return records_[record_of_.at(name)].unfolded ? s : std::vector<int64_t>{};
+  const WeightRecord& r = record(name);
+  return r.unfolded ? r.shape : std::vector<int64_t>{};
 }
 
 ggml_tensor* ModelWeights::require(const std::string& name, int rank) {

@@ -68,6 +68,9 @@ class ModelWeights : public WeightLookup {
   void release_pages(const std::string& name) const;
 
  private:
+  // The record of `name`; throws ModelCompatibility when missing.
+  const WeightRecord& record(const std::string& name) const;
+
   uint64_t id_;
   ggml_context* ctx_ = nullptr;
   std::vector<ggml_backend_buffer*> buffers_;

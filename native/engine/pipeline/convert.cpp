@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "ggml.h"
+#include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "io/model_file.h"
 #include "io/model_sources.h"
@@ -30,9 +31,6 @@
 namespace sdn {
 
 namespace {
-
-// The metadata key that gives an unfolded kernel's shape (io/gguf.cpp reads it back).
-constexpr const char* kUnfoldedKey = "sdnode.unfolded.";
 
 // GGUF order: innermost first; a scalar as one element (GGUF needs at least one dimension); an
 // unfolded kernel as its [IC·KH·KW, OC] matrix.
@@ -102,7 +100,7 @@ Source open_source(const std::string& path) {
 // Our own keys, written fresh each time; a GGUF of ours being converted again does not carry
 // its old values along.
 bool is_own_key(const std::string& key) {
-  return key.rfind(kUnfoldedKey, 0) == 0 || key == "general.architecture" || key == "general.file_type" || key == "general.quantization_version" ||
+  return key.rfind(kUnfoldedKernelKey, 0) == 0 || key == "general.architecture" || key == "general.file_type" || key == "general.quantization_version" ||
          key == "general.alignment" || key == "sdnode.family" || key == "sdnode.source" || key == "sdnode.version";
 }
 
@@ -193,7 +191,7 @@ ConvertResult convert_model(const std::string& src_path, const std::string& dst_
     const ggml_type type = target_type(t, w);
     out.add_tensor(t.name, gguf_ne(t, type), type);
     if (is_unfolded_kernel(t, type)) {
-      out.add_string(kUnfoldedKey + t.name, std::to_string(t.shape[0]) + "," + std::to_string(t.shape[1]) + "," +
+      out.add_string(kUnfoldedKernelKey + t.name, std::to_string(t.shape[0]) + "," + std::to_string(t.shape[1]) + "," +
                                                 std::to_string(t.shape[2]) + "," + std::to_string(t.shape[3]));
     }
     types.push_back(type);
