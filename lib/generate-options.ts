@@ -447,12 +447,7 @@ const GENERATE_OPTIONS: GenerateOptionTable = {
   upscale: { check: (v, what, { get }) => checkGenerateUpscale(what, v, get('hires')?.width ?? get('width'), get('hires')?.height ?? get('height')) },
   controlNets: {
     default: [],
-    check: (v, what, { get, facts }) => {
-      const resolved = checkControlNets(what, v, facts.owner ?? {});
-      // The hires pass runs at another size than the hints were made for: not combined (yet).
-      if (resolved.length > 0 && get('hires')) throw new TypeError(`${what} and options.hires are not combined: leave out one of them`);
-      return resolved;
-    },
+    check: (v, what, { facts }) => checkControlNets(what, v, facts.owner ?? {}),
   },
   signal: { check: (v, what) => checkSignal(what, v) },
   onProgress: { check: (v, what) => checkFunction<NonNullable<JobOptions['onProgress']>>(what, v) },

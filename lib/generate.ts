@@ -172,11 +172,15 @@ export function generate(model: ModelParts, o: ResolvedGenerateOptions): Promise
         mask && resizeImage(mask, width, height),
         loras,
         Promise.all(o.controlNets.map((c) => resizeImage(c.image, width, height))),
-      ]).then(([p, i, m, l, hints]) => {
+        // The hires pass's hints: the control images stretched to its size (not the first pass's hints enlarged).
+        hires ? Promise.all(o.controlNets.map((c) => resizeImage(c.image, hires.width, hires.height))) : [],
+      ]).then(([p, i, m, l, hints, hiresHints]) => {
         used = l;
         const nativeLoras = l.map((u) => ({ lora: u.lora.nativeHandle(), weight: u.weight }));
         // Checked open in the job's turn: a handle disposed while the job waited rejects with DisposedError.
-        const controlNets = o.controlNets.map((c, k) => ({ controlNet: c.model.nativeHandle(), image: hints[k]!, strength: c.strength, start: c.start, end: c.end }));
+        const controlNets = o.controlNets.map((c, k) => ({
+          controlNet: c.model.nativeHandle(), image: hints[k]!, ...(hires ? { hiresImage: hiresHints[k]! } : {}), strength: c.strength, start: c.start, end: c.end,
+        }));
         return () =>
           model.native.generate(
             { ...params, prediction: p, ...(i ? { initImage: i } : {}), ...(m ? { mask: m } : {}), ...(nativeLoras.length ? { loras: nativeLoras } : {}), ...(controlNets.length ? { controlNets } : {}) },

@@ -4,7 +4,6 @@
  * decodeLatent / encodeImage (lib/vae-jobs.ts), tokenize (lib/text/prompt-limits.ts) — on one
  * FIFO queue, until dispose().
  */
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 import type { Autoencoder, Latent } from './autoencoder.js';
@@ -241,7 +240,8 @@ export class Model implements AsyncDisposable {
     const o = checkObject('options', options);
     checkKeys('options', o, ['signal', 'onProgress']);
     const job = { signal: checkSignal('options.signal', o.signal), onProgress: checkFunction<NonNullable<JobOptions['onProgress']>>('options.onProgress', o.onProgress) };
-    const params = { device: this.info.device, threads: availableParallelism() };
+    // Its computes take the model's thread cap (the engine reads it from the model).
+    const params = { device: this.info.device };
     return this.#parts.queue
       .run((onProgress) => this.#parts.native.loadControlNet(file, params, onProgress), job)
       .then((native) => {

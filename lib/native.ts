@@ -186,7 +186,8 @@ export interface NativeGenerateParams {
   /** LoRAs applied for this job (native/engine/lora/adapter_set.h), each loaded for this model. */
   loras?: ReadonlyArray<{ lora: NativeLora; weight: number }>;
   /** ControlNets (native/engine/pipeline/controlnet.h): hints at width × height, strengths, [start, end] windows. */
-  controlNets?: ReadonlyArray<{ controlNet: NativeControlNet; image: NativeImage; strength: number; start: number; end: number }>;
+  /** hiresImage: the hint at the hires pass's size (given with hires). */
+  controlNets?: ReadonlyArray<{ controlNet: NativeControlNet; image: NativeImage; hiresImage?: NativeImage; strength: number; start: number; end: number }>;
   /** Image-to-image from these latents (one per image, scaled, width/8 × height/8): the schedule's last initLatentSteps steps run. */
   initLatents?: NativeLatent[];
   initLatentSteps?: number;
@@ -341,7 +342,7 @@ export interface NativeModel {
   setVaeConvInputScale(scale: number): void;
   /** A LoRA file read, checked and matched to this model's weights. */
   loadLora(path: string, onProgress?: (p: NativeProgress) => void): NativeJob<NativeLora>;
-  loadControlNet(path: string, options: { device: string; threads: number }, onProgress?: (p: NativeProgress) => void): NativeJob<NativeControlNet>;
+  loadControlNet(path: string, options: { device: string }, onProgress?: (p: NativeProgress) => void): NativeJob<NativeControlNet>;
   /** The named weights (f32, PyTorch layout) as the networks take them with these LoRAs applied — for tests. */
   patchedWeights(
     loras: ReadonlyArray<{ lora: NativeLora; weight: number }>,

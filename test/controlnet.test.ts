@@ -161,6 +161,20 @@ describe('generate with ControlNets', () => {
     await cnInpaint.dispose();
   });
 
+  it('with the hires fix: both passes guided, progress over both, the image at the hires size', async () => {
+    const image = picture();
+    const steps: number[] = [];
+    const [guided, unguided] = await Promise.all([
+      model.generate({ ...base, hires: { scale: 2, strength: 0.5 }, controlNets: [{ model: cn, image }], onProgress: (p) => steps.push(p.steps) }),
+      model.generate({ ...base, hires: { scale: 2, strength: 0.5 } }),
+    ]);
+    expect(guided.images[0]).toMatchObject({ width: 2 * W, height: 2 * W });
+    expect(same(guided.images[0]!, unguided.images[0]!)).toBe(false);
+    expect(new Set(steps).size).toBe(1);
+    expect(steps[0]).toBeGreaterThan(base.steps);
+    expect(guided.timings.hiresSamplingMs).toBeGreaterThan(0);
+  });
+
   it('ControlNet-v1-1 names bare in a .pth, GGUF and a diffusers controlnet/ folder give the .safetensors image', async () => {
     await convertModel(join(dir, 'cn.safetensors'), join(dir, 'cn.gguf'), { weightType: 'f32' });
     const bare = await model.loadControlNet(join(dir, 'cn-bare.pth'));
@@ -189,7 +203,6 @@ describe('bad input', () => {
     expect(gen({ start: 0.8, end: 0.2 })).toThrow(RangeError);
     expect(gen({ end: 1.5 })).toThrow(RangeError);
     expect(gen({ model: {} })).toThrow(TypeError);
-    expect(() => model.generate({ ...base, hires: { scale: 2 }, controlNets: [{ model: cn, image }] })).toThrow(/hires/);
     expect(() => model.generate({ ...base, controlNets: [{ model: cn, image }, { model: cn, image }] })).toThrow(TypeError);
     const foreign = await inpaint.loadControlNet(join(dir, 'cn.safetensors'));
     expect(gen({ model: foreign })).toThrow(/another model/);

@@ -2,7 +2,7 @@
 // references of PyTorch's F.interpolate (and PIL's Lanczos); a hires job equal bit for bit to
 // its composition by hand (first pass, enlarge, image-to-image from the result); progress over
 // both passes; cancelling in the second; the pixel-space upscalers (Lanczos, an ESRGAN handle);
-// refused options.
+// a ControlNet guiding both passes; refused options.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { ClipTokenizer } from '../lib/text/clip-tokenizer.js';
 import { encodePrompt } from '../lib/text/prompt-weights.js';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateModel } from '../scripts/generate-model.mjs';
+// @ts-expect-error: plain JavaScript module with JSDoc types
+import { generateControlNet } from '../scripts/generator/controlnet.mjs';
 // @ts-expect-error: plain JavaScript module with JSDoc types
 import { generateEsrgan } from '../scripts/generator/esrgan.mjs';
 
@@ -200,6 +202,48 @@ describe('a hires job equals its composition by hand', () => {
       // The second pass did something: not the first pass's latents merely decoded larger.
       const noSecond = await parts.generate({ ...base, width: 64, height: 64, steps: scheduleSteps, initLatents, initLatentSteps: 1 }).promise;
       expect(meanAbsDiff(job.images[0]!.data, noSecond.images[0]!.data)).toBeGreaterThan(1);
+    }
+  }, 60_000);
+
+  it('with a ControlNet: each pass guided, by the hint at its own size', async () => {
+    const { scheduleSteps, runSteps } = hiresSchedule(3, 0.7);
+    await generateControlNet({ out: join(dir, 'cn.safetensors'), preset: 'tiny', dtype: 'f32', seed: 5 });
+    const controlNet = await parts.loadControlNet(join(dir, 'cn.safetensors'), { device: 'cpu' }).promise;
+    /** Stripes and a disc, drawn at `side` pixels (so the two sizes show one picture). */
+    const hint = (side: number) => {
+      const data = new Uint8Array(side * side * 3);
+      for (let y = 0; y < side; y++)
+        for (let x = 0; x < side; x++) {
+          const u = x / side, v = y / side, on = (u - 0.5) ** 2 + (v - 0.45) ** 2 < 0.08 || Math.floor(u * 8) % 2 === 0;
+          data.fill(on ? 230 : 30, (y * side + x) * 3, (y * side + x) * 3 + 3);
+        }
+      return { width: side, height: side, channels: 3, data };
+    };
+    const use = (image: ReturnType<typeof hint>, hiresImage?: ReturnType<typeof hint>) =>
+      [{ controlNet, image, ...(hiresImage ? { hiresImage } : {}), strength: 1, start: 0, end: 1 }];
+    const hires = { width: 64, height: 64, scheduleSteps, runSteps, pixelSpace: false, filter: 'bilinear', antialias: false } as const;
+    try {
+      const job = await parts.generate({ ...base, hires, controlNets: use(hint(32), hint(64)) }).promise;
+      const first = await parts.generate({ ...base, decode: false, controlNets: use(hint(32)) }).promise;
+      const initLatents = first.latents.map((l) => ({
+        channels: 4, width: 8, height: 8, data: native().resizePlanes(l.data, 4, l.width, l.height, 8, 8, 'bilinear', false),
+      }));
+      const second = { ...base, width: 64, height: 64, steps: scheduleSteps, initLatents, initLatentSteps: runSteps };
+      const guided = await parts.generate({ ...second, controlNets: use(hint(64)) }).promise;
+      const unguided = await parts.generate(second).promise;
+      for (let i = 0; i < 2; i++) {
+        expect(job.images[i]).toMatchObject({ width: 64, height: 64 });
+        expect(same(job.images[i]!.data, guided.images[i]!.data), `image ${i}`).toBe(true);
+        // The ControlNet acted on the second pass too.
+        expect(same(job.images[i]!.data, unguided.images[i]!.data), `image ${i}`).toBe(false);
+      }
+      // The first pass was guided: its latents differ from those of a plain first pass.
+      const plainFirst = await parts.generate({ ...base, decode: false }).promise;
+      expect(same(new Uint8Array(first.latents[0]!.data.buffer), new Uint8Array(plainFirst.latents[0]!.data.buffer))).toBe(false);
+      // Without a hint for the second pass the engine refuses the job.
+      await expect(parts.generate({ ...base, hires, controlNets: use(hint(32)) }).promise).rejects.toThrow(/hires pass/);
+    } finally {
+      controlNet.dispose();
     }
   }, 60_000);
 

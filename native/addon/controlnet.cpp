@@ -28,19 +28,18 @@ NativeControlNet::NativeControlNet(const Napi::CallbackInfo& info) : Napi::Objec
 Napi::Value NativeControlNet::Load(const Napi::CallbackInfo& info, std::shared_ptr<sdn::Model> model) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject())
-    throw Napi::TypeError::New(env, "loadControlNet(path: string, { device, threads })");
+    throw Napi::TypeError::New(env, "loadControlNet(path: string, { device })");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
   Napi::Object o = info[1].As<Napi::Object>();
   const std::string device = get_string(o, "device", true);
-  const int threads = get_int(o, "threads", 1);
   using Ptr = std::shared_ptr<sdn::ControlNet>;
   return Job<Ptr>::Start(
       env, info.This().As<Napi::Object>(), info.Length() > 2 ? info[2] : env.Undefined(),
-      [model, path, device, threads](sdn::JobControl& job) {
+      [model, path, device](sdn::JobControl& job) {
         job.throw_if_cancelled();
         // The UNet's weights are read as the base ones: no job may patch them meanwhile.
         std::lock_guard<std::mutex> lock(model->compute_mutex());
-        return std::make_shared<sdn::ControlNet>(path, *model, device, threads, &job);
+        return std::make_shared<sdn::ControlNet>(path, *model, device, &job);
       },
       [](Napi::Env env, Ptr& engine) -> Napi::Value {
         Napi::External<Ptr> external = Napi::External<Ptr>::New(env, &engine);
@@ -66,6 +65,7 @@ std::vector<sdn::ControlNetUse> NativeControlNet::Uses(const Napi::Value& list) 
     sdn::ControlNetUse use;
     use.net = self->engine_;
     use.image = image_from_js(o.Get("image"));
+    if (!o.Get("hiresImage").IsUndefined()) use.hires_image = image_from_js(o.Get("hiresImage"));
     const auto number = [&](const char* key) {
       Napi::Value v = o.Get(key);
       if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))

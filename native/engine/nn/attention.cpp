@@ -11,9 +11,41 @@ namespace sdn {
 
 namespace {
 
-bool flash_allowed_by_environment() {
+// Tensors a piece of the plain path takes: the query view, scores, softmax, weighted sum,
+// permute, cont, the write into the result, with room to spare.
+constexpr int kPlainTensorsPerPiece = 9;
+
+enum class FlashSetting { Auto, Off, On };
+
+FlashSetting flash_setting_from_environment() {
   const char* v = std::getenv("SDNODE_FLASH_ATTENTION");
-  return !(v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0));
+  if (!v) return FlashSetting::Auto;
+  if (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0) return FlashSetting::Off;
+  if (std::strcmp(v, "1") == 0 || std::strcmp(v, "on") == 0 || std::strcmp(v, "true") == 0) return FlashSetting::On;
+  return FlashSetting::Auto;
+}
+
+bool is_cpu(ggml_backend_t backend) {
+  ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+  return dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
+// The plain path's scores and their softmax, [M, n, H, B] f32 each, for one piece of queries:
+// up to this many bytes the CPU takes the plain path. ggml's CPU flash kernel walks the keys one
+// dot product of a head's width (40–160) at a time; the plain path's two products are GEMMs
+// (tinyBLAS): an SD1.5 UNet step at 512² took 23.35 s plain against 26.22 s fused, at 256²
+// 3.31 against 3.50 s. Past it (4096² images, or a graph without room to split the queries)
+// the fused op keeps memory bounded.
+constexpr double kPlainScoreBytes = 512.0 * (1 << 20);
+
+// Whether the plain path suits queries n and keys m on `backend`: on the CPU when its pieces'
+// scores stay small (above), elsewhere never (GPU flash kernels are faster and need no scores).
+bool plain_preferred(ggml_context* ctx, ggml_backend_t backend, int64_t n, int64_t m, int64_t heads, int64_t b,
+                     double work) {
+  if (!is_cpu(backend)) return false;
+  const int pieces = peek_pieces(ctx, work, n, kPlainTensorsPerPiece);
+  const double rows = std::ceil(double(n) / pieces);
+  return 2.0 * sizeof(float) * double(m) * rows * double(heads) * double(b) <= kPlainScoreBytes;
 }
 
 // q [dh, N, H, B], k and v [dh, M, H, B] -> [dh, H, N, B]
@@ -71,7 +103,10 @@ ggml_tensor* multihead_attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor*
   ggml_tensor* kh = ggml_permute(ctx, ggml_reshape_4d(ctx, k, dh, heads, m, b), 0, 2, 1, 3);
   ggml_tensor* vh = ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 0, 2, 1, 3);
 
-  const bool fused = options.backend && !causal && flash_allowed_by_environment() &&
+  const double work = 2.0 * double(n) * double(m) * double(d) * double(b);  // scores and weighted sum
+  const FlashSetting setting = flash_setting_from_environment();
+  const bool fused = options.backend && !causal && setting != FlashSetting::Off &&
+                     (setting == FlashSetting::On || !plain_preferred(ctx, options.backend, n, m, heads, b, work)) &&
                      flash_inputs(ctx, options.backend, qh, kh, vh, scale);
   // v as [M, dh, H, B], so the weighted sum is one mul_mat.
   ggml_tensor* vt = fused ? nullptr : ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 1, 2, 0, 3));
@@ -80,11 +115,10 @@ ggml_tensor* multihead_attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor*
   // same numbers. Tensors per piece: the query view, the op(s), the write into the result.
   const int64_t whole_ne[4] = {dh, heads, n, b};
   PieceAssembler assembler(whole_ne, 2);
-  const double work = 2.0 * double(n) * double(m) * double(d) * double(b);  // scores and weighted sum
   // Fused: pieces of at least 64 queries (ggml's CPU tile; for fewer rows it takes another
   // path, which rounds the queries to f16).
   const int64_t most_pieces = fused ? n / 64 : n;
-  const int pieces = assembler.fits() ? plan_pieces(ctx, work, most_pieces, fused ? 3 : 9) : 1;
+  const int pieces = assembler.fits() ? plan_pieces(ctx, work, most_pieces, fused ? 3 : kPlainTensorsPerPiece) : 1;
 
   for (int i = 0; i < pieces; ++i) {
     const int64_t first = piece_start(n, pieces, i), count = piece_start(n, pieces, i + 1) - first;

@@ -1,5 +1,6 @@
 #include "nn/model_weights.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -196,6 +197,33 @@ void ModelWeights::release_pages(const std::string& name) const {
   if (it == map_of_.end()) return;
   const ggml_tensor* t = find(name);
   it->second->release(static_cast<const uint8_t*>(t->data), ggml_nbytes(t));
+}
+
+void ModelWeights::release_pages_under(const std::string& prefix) const {
+  // The network's tensors as byte ranges per map, merged where they touch or nearly (padding,
+  // or a small tensor of another network between: dropping its page too only costs it a fault
+  // from the page cache), so that pages two of its tensors share go as well.
+  std::map<const ByteSource*, std::vector<std::pair<const uint8_t*, const uint8_t*>>> ranges;
+  for (const auto& [name, source] : map_of_) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const ggml_tensor* t = find(name);
+    const uint8_t* begin = static_cast<const uint8_t*>(t->data);
+    ranges[source].emplace_back(begin, begin + ggml_nbytes(t));
+  }
+  constexpr size_t kMergeGap = 4096;
+  for (auto& [source, list] : ranges) {
+    std::sort(list.begin(), list.end());
+    const uint8_t* begin = list.front().first;
+    const uint8_t* end = list.front().second;
+    for (size_t i = 1; i <= list.size(); ++i) {
+      if (i < list.size() && list[i].first <= end + kMergeGap) {
+        end = std::max(end, list[i].second);
+        continue;
+      }
+      source->release(begin, size_t(end - begin));
+      if (i < list.size()) begin = list[i].first, end = list[i].second;
+    }
+  }
 }
 
 size_t ModelWeights::mapped_bytes() const {

@@ -66,6 +66,10 @@ class ModelWeights : public WeightLookup {
   // file when next read); nothing for other weights. For weights a LoRA set has replaced with
   // patched copies: base and copy would otherwise both stay in memory.
   void release_pages(const std::string& name) const;
+  // release_pages for every weight whose name starts with `prefix` (a network's place): a
+  // stage done with its network lets the pages go, so that each stage's peak holds its own
+  // network's pages, not every network's.
+  void release_pages_under(const std::string& prefix) const;
 
  private:
   // The record of `name`; throws ModelCompatibility when missing.

@@ -48,7 +48,10 @@ SplitAllowance::~SplitAllowance() {
   a.left.erase(ctx_);
 }
 
-int plan_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece) {
+namespace {
+
+// plan_pieces, taking the pieces' tensors from the allowance when `take`.
+int pieces_for(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece, bool take) {
   const double per_piece = piece_work();
   if (!(work > per_piece) || extent < 2) return 1;
   const double wanted = std::ceil(work / per_piece);
@@ -59,8 +62,18 @@ int plan_pieces(const ggml_context* ctx, double work, int64_t extent, int tensor
   if (it == a.left.end()) return 1;
   pieces = std::min<int64_t>(pieces, int64_t(it->second / size_t(tensors_per_piece)));
   if (pieces < 2) return 1;
-  it->second -= size_t(pieces) * size_t(tensors_per_piece);
+  if (take) it->second -= size_t(pieces) * size_t(tensors_per_piece);
   return pieces;
+}
+
+}  // namespace
+
+int plan_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece) {
+  return pieces_for(ctx, work, extent, tensors_per_piece, true);
+}
+
+int peek_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece) {
+  return pieces_for(ctx, work, extent, tensors_per_piece, false);
 }
 
 bool reserve_piece_tensors(const ggml_context* ctx, size_t tensors) {

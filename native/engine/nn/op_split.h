@@ -48,6 +48,8 @@ class SplitAllowance {
 // `extent`, each piece costing `tensors_per_piece` tensors: 1 (do not split) when the op is small,
 // or `ctx` has no allowance or too little of it left. Takes the pieces' tensors from the allowance.
 int plan_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece);
+// What plan_pieces would give now, taking nothing (for choosing between ways to build an op).
+int peek_pieces(const ggml_context* ctx, double work, int64_t extent, int tensors_per_piece);
 
 // Takes `tensors` more from `ctx`'s allowance (for pieces beyond those plan_pieces gave); false,
 // taking nothing, when there is no allowance or not enough left.

@@ -54,6 +54,8 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   const std::string& device() const { return device_; }
+  // The most CPU threads one compute uses.
+  int threads() const { return n_threads_; }
   // The device is the CPU (not a GPU with the CPU for the ops it lacks).
   bool is_cpu() const { return cpu_ == primary_; }
   ggml_backend* backend() const { return primary_; }

@@ -15,7 +15,7 @@ struct ControlNet::Loaded {
   ControlNetwork net;
 };
 
-ControlNet::ControlNet(const std::string& path, Model& model, const std::string& device, int threads, const JobControl* job) {
+ControlNet::ControlNet(const std::string& path, Model& model, const std::string& device, const JobControl* job) {
   ModelFile file = open_model_file(path);
   info_.format = file_format_name(file.format);
   ControlNetNames names;
@@ -47,7 +47,7 @@ ControlNet::ControlNet(const std::string& path, Model& model, const std::string&
     job->throw_if_cancelled();
     job->report(1, 2);
   }
-  runtime_ = std::make_unique<Runtime>(device, threads);
+  runtime_ = std::make_unique<Runtime>(device, model.runtime().threads());
   info_.device = device;
   loaded_->weights->upload(runtime_->weight_buffer_type());
   info_.weight_bytes = loaded_->weights->bytes();

@@ -32,10 +32,10 @@ class ControlNet {
  public:
   // Reads `path`, checks the network against `model`'s UNet (ModelCompatibility naming what
   // does not fit) and puts the weights on `device` (the model's). The caller holds
-  // model.compute_mutex(). Throws FileAccess, ModelFormat (not a ControlNet file),
-  // ModelCompatibility, Backend, Resource. Progress, with a job: 1 of 2 once the network is
-  // known, 2 once the weights are on the device.
-  ControlNet(const std::string& path, Model& model, const std::string& device, int threads, const JobControl* job);
+  // model.compute_mutex(). Its computes take at most the model's threads. Throws FileAccess,
+  // ModelFormat (not a ControlNet file), ModelCompatibility, Backend, Resource. Progress, with
+  // a job: 1 of 2 once the network is known, 2 once the weights are on the device.
+  ControlNet(const std::string& path, Model& model, const std::string& device, const JobControl* job);
   ~ControlNet();
   ControlNet(const ControlNet&) = delete;
   ControlNet& operator=(const ControlNet&) = delete;
@@ -58,6 +58,7 @@ class ControlNet {
 struct ControlNetUse {
   std::shared_ptr<ControlNet> net;
   Image image;            // the hint, the job's width × height, RGB(A) (alpha ignored), 0 … 255 -> 0 … 1
+  Image hires_image;      // with a hires fix: the hint at its pass's size (empty: none given)
   float strength = 1.0f;  // its residuals' factor
   float start = 0.0f;     // active in steps i with start <= i / steps <= end (i from 0, the steps run)
   float end = 1.0f;

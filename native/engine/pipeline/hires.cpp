@@ -92,6 +92,12 @@ GenerateResult generate_hires(Model& model, const GenerateParams& p, const JobCo
   second.height = p.hires.height;
   second.steps = p.hires.schedule_steps;
   second.init_latent_steps = p.hires.run_steps;
+  // The ControlNets guide the second pass too, with their hints at its size (as the webui's
+  // extension does by default), each active in the same fraction of that pass's steps.
+  for (ControlNetUse& c : second.control_nets) {
+    if (c.hires_image.width == 0) fail(ErrorCode::InvalidArgument, "a ControlNet's hint for the hires pass is missing");
+    c.image = std::move(c.hires_image);
+  }
   for (int i = 0; i < batch; ++i) {
     job.throw_if_cancelled();
     second.init_latents.push_back(enlarge(model, p, result.latents[i], p.seed + static_cast<uint64_t>(i), quiet));
