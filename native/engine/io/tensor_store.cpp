@@ -99,6 +99,14 @@ class OwnedSource : public ByteSource {
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
 
 #ifndef _WIN32
+#if defined(__linux__)
+#ifdef MADV_POPULATE_READ
+constexpr int kPopulateRead = MADV_POPULATE_READ;
+#else
+constexpr int kPopulateRead = 22;  // the kernel's value, for C libraries that predate it
+#endif
+#endif
+
 class MappedSource : public ByteSource {
  public:
   MappedSource(void* addr, size_t size) : addr_(addr), size_(size) {}
@@ -107,6 +115,15 @@ class MappedSource : public ByteSource {
   size_t size() const override { return size_; }
   bool mapped() const override { return true; }
   void prefetch(const uint8_t* p, size_t n) const override { advise(p, n, MADV_WILLNEED, false); }
+  // Page faults one at a time cost ~0.9 s a GiB of cached file on a VM here; MADV_POPULATE_READ
+  // (Linux 5.14) maps the same pages in ~0.1 s. Older kernels refuse it: the faults happen then.
+  void populate(const uint8_t* p, size_t n) const override {
+#if defined(__linux__)
+    advise(p, n, kPopulateRead, false);
+#else
+    (void)p, (void)n;
+#endif
+  }
   // Drops only the pages wholly inside the range: a neighbour's bytes may share the edge pages.
   void release(const uint8_t* p, size_t n) const override { advise(p, n, MADV_DONTNEED, true); }
 

@@ -35,8 +35,11 @@ class ByteSource {
   // A memory map of a file: its pages can be used in place and dropped again (they reload
   // from the file), unlike an owned buffer.
   virtual bool mapped() const { return false; }
-  // Hints for a map: the range will be read soon / is no longer needed in memory.
+  // Hints for a map: the range will be read soon / will be read now (its pages mapped into the
+  // process in one call where the OS can, rather than one page fault at a time) / is no longer
+  // needed in memory.
   virtual void prefetch(const uint8_t* /*p*/, size_t /*n*/) const {}
+  virtual void populate(const uint8_t* /*p*/, size_t /*n*/) const {}
   virtual void release(const uint8_t* /*p*/, size_t /*n*/) const {}
   bool contains(const uint8_t* p, size_t n) const { return p >= data() && n <= size() && p - data() <= static_cast<std::ptrdiff_t>(size() - n); }
 };

@@ -199,10 +199,10 @@ void ModelWeights::release_pages(const std::string& name) const {
   it->second->release(static_cast<const uint8_t*>(t->data), ggml_nbytes(t));
 }
 
-void ModelWeights::release_pages_under(const std::string& prefix) const {
+void ModelWeights::advise_pages_under(const std::string& prefix, bool populate) const {
   // The network's tensors as byte ranges per map, merged where they touch or nearly (padding,
-  // or a small tensor of another network between: dropping its page too only costs it a fault
-  // from the page cache), so that pages two of its tensors share go as well.
+  // or a small tensor of another network between: its page going too only costs it a fault),
+  // so that pages two of its tensors share are advised as well, and in few calls.
   std::map<const ByteSource*, std::vector<std::pair<const uint8_t*, const uint8_t*>>> ranges;
   for (const auto& [name, source] : map_of_) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
@@ -220,11 +220,16 @@ void ModelWeights::release_pages_under(const std::string& prefix) const {
         end = std::max(end, list[i].second);
         continue;
       }
-      source->release(begin, size_t(end - begin));
+      if (populate) source->populate(begin, size_t(end - begin));
+      else source->release(begin, size_t(end - begin));
       if (i < list.size()) begin = list[i].first, end = list[i].second;
     }
   }
 }
+
+void ModelWeights::populate_pages_under(const std::string& prefix) const { advise_pages_under(prefix, true); }
+
+void ModelWeights::release_pages_under(const std::string& prefix) const { advise_pages_under(prefix, false); }
 
 size_t ModelWeights::mapped_bytes() const {
   size_t n = 0;

@@ -66,12 +66,15 @@ class ModelWeights : public WeightLookup {
   // file when next read); nothing for other weights. For weights a LoRA set has replaced with
   // patched copies: base and copy would otherwise both stay in memory.
   void release_pages(const std::string& name) const;
-  // release_pages for every weight whose name starts with `prefix` (a network's place): a
-  // stage done with its network lets the pages go, so that each stage's peak holds its own
-  // network's pages, not every network's.
+  // For every mapped weight whose name starts with `prefix` (a network's place): its pages
+  // mapped into the process in bulk, for a stage about to run the network (one call instead of
+  // a fault per page), and dropped again once the stage is done with it, so that each stage's
+  // peak holds its own network's pages, not every network's.
+  void populate_pages_under(const std::string& prefix) const;
   void release_pages_under(const std::string& prefix) const;
 
  private:
+  void advise_pages_under(const std::string& prefix, bool populate) const;
   // The record of `name`; throws ModelCompatibility when missing.
   const WeightRecord& record(const std::string& name) const;
 

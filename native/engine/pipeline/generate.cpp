@@ -186,15 +186,18 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   // 1. Text: the prompt and (with guidance) the negative prompt.
   t0 = Clock::now();
   const bool guided = p.cfg_scale != 1.0f;
+  // Each stage maps its network's file pages in at once (weights used in place from the memory
+  // map, on the CPU: one call, not a page fault per 4 KB) and lets them go once done (the next
+  // job maps them back from the page cache): the job's peak RSS is its largest stage's network
+  // and buffers, not every network's.
+  model.weights().populate_pages_under(kInternalText1);
+  model.weights().populate_pages_under(kInternalText2);
   const TextContext text = encode_text(model, p.conditioning, guided, quiet);
   model.weight_lookup().check_adapters_consumed();
   const std::vector<float>& context = text.states;
   const int batch = text.batch;
   std::vector<float> y;  // SDXL's vector conditioning, made once the UNet says its width
   result.text_encode_ms = ms_since(t0);
-  // Each stage lets go of the file pages of the network it is done with (weights used in place
-  // from the memory map, on the CPU; the next job faults them back from the page cache, ~0.1 s
-  // a GB): the job's peak RSS is its largest stage's network and buffers, not every network's.
   model.weights().release_pages_under(kInternalText1);
   model.weights().release_pages_under(kInternalText2);
 
@@ -202,7 +205,9 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   t0 = Clock::now();
   const int channels = 4, lh = p.height / 8, lw = p.width / 8;
   const int unet_channels = static_cast<int>(UnetNetwork::input_channels(model.weight_lookup()));
+  if (p.init_image) model.weights().populate_pages_under(kInternalVae + "encoder.");
   const ImageConditioning image = condition_on_image(model, p, rng_kind, unet_channels - channels, quiet);
+  model.weights().release_pages_under(kInternalVae + "encoder.");
   result.image_encode_ms = ms_since(t0);
 
   // 3. The sampler loop, one image at a time (image i: seed + i).
@@ -214,6 +219,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
   std::unique_ptr<UnetRunner> unet;
   std::vector<std::unique_ptr<ControlNetRunner>> control_runners;  // their own runtimes, beside the UNet's
   if (steps_run > 0) {
+    model.weights().populate_pages_under(kInternalUnet);
     UnetShape shape;
     shape.batch = batch;
     shape.channels = unet_channels;
@@ -301,6 +307,7 @@ GenerateResult generate(Model& model, const GenerateParams& p, const JobControl&
     return result;
   }
   t0 = Clock::now();
+  if (!p.tae_decoder) model.weights().populate_pages_under(kInternalVae + "decoder.");
   for (const Latent& latent : latents) {
     job.throw_if_cancelled();
     Image decoded = p.tae_decoder ? p.tae_decoder->decode(latent, quiet, p.tae_tiling) : model.decode_latent(latent, p.vae_scale, p.vae_tiling, quiet);
