@@ -147,7 +147,8 @@ export interface GenerateOptions {
    * preprocess = 'none' | 'canny', canny }]` with handles from model.loadControlNet(). Each
    * image is stretched to the output size like an init image; each network runs before the
    * UNet in the steps i of n with start ≤ i / n ≤ end, its residuals × strength (0 … 2) summed
-   * with the others'. Works with text-to-image, image-to-image and inpainting. See
+   * with the others'. Works with text-to-image, image-to-image and inpainting, and with
+   * `hires`: both passes guided, each by the image stretched to its size. See
    * ControlNetOption (lib/controlnet.ts). Default: none.
    */
   controlNets?: ControlNetOption[];

@@ -175,6 +175,30 @@ describe('generate with ControlNets', () => {
     expect(guided.timings.hiresSamplingMs).toBeGreaterThan(0);
   });
 
+  it('SD2.x and SDXL: a ControlNet of each family guides its model (strength 0 the plain image, 1 another)', async () => {
+    for (const [preset, seed] of [['tiny-sd2', 12], ['tiny-sdxl', 13]] as const) {
+      await generateModel({ out: join(dir, `${preset}.safetensors`), preset, dtype: 'f32', seed });
+      await generateControlNet({ out: join(dir, `cn-${preset}.safetensors`), preset, dtype: 'f32', seed: seed + 1 });
+      const family = await loadModel(join(dir, `${preset}.safetensors`), cpu);
+      try {
+        const net = await family.loadControlNet(join(dir, `cn-${preset}.safetensors`));
+        const image = picture();
+        const [plainImage, zero, full] = await Promise.all([
+          family.generate(base),
+          family.generate({ ...base, controlNets: [{ model: net, image, strength: 0 }] }),
+          family.generate({ ...base, controlNets: [{ model: net, image }] }),
+        ]);
+        expect(same(zero.images[0]!, plainImage.images[0]!), preset).toBe(true);
+        expect(same(full.images[0]!, plainImage.images[0]!), preset).toBe(false);
+        // The SD1.x ControlNet has no label_emb: it does not fit SDXL. (The tiny SD1.x and SD2.x
+        // presets share every width, so nothing tells their ControlNets apart.)
+        if (preset === 'tiny-sdxl') await expect(family.loadControlNet(join(dir, 'cn.safetensors'))).rejects.toThrow(ModelCompatibilityError);
+      } finally {
+        await family.dispose();
+      }
+    }
+  }, 60_000);
+
   it('ControlNet-v1-1 names bare in a .pth, GGUF and a diffusers controlnet/ folder give the .safetensors image', async () => {
     await convertModel(join(dir, 'cn.safetensors'), join(dir, 'cn.gguf'), { weightType: 'f32' });
     const bare = await model.loadControlNet(join(dir, 'cn-bare.pth'));
