@@ -85,6 +85,18 @@ ggml_tensor* plain(ggml_context* ctx, ggml_tensor* qh, ggml_tensor* kh, ggml_ten
   return ggml_cont(ctx, ggml_permute(ctx, out, 0, 2, 1, 3));      // [dh, H, n, B]
 }
 
+// The CPU's GEMM (tinyBLAS) takes inner sizes in multiples of its vector: 16 floats with
+// AVX-512, 8 with AVX2; other products fall to ggml's dot products, several times slower. The
+// UNet's first-level heads are 40 wide: zeros padded onto queries and keys make K·Q's inner size
+// 48 and add exact zeros to every score, so the numbers do not change.
+constexpr int64_t kGemmInnerMultiple = 16;
+
+// t [dh, rows, H, B] (any strides) -> contiguous, dh padded with zeros to the multiple above.
+ggml_tensor* pad_head_width(ggml_context* ctx, ggml_tensor* t) {
+  const int64_t extra = (kGemmInnerMultiple - t->ne[0] % kGemmInnerMultiple) % kGemmInnerMultiple;
+  return extra ? ggml_pad(ctx, t, static_cast<int>(extra), 0, 0, 0) : t;
+}
+
 // Queries [first, first + n) of qh [dh, N, H, B].
 ggml_tensor* query_rows(ggml_context* ctx, ggml_tensor* qh, int64_t first, int64_t n) {
   return ggml_view_4d(ctx, qh, qh->ne[0], n, qh->ne[2], qh->ne[3], qh->nb[1], qh->nb[2], qh->nb[3],
@@ -110,6 +122,10 @@ ggml_tensor* multihead_attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor*
                      flash_inputs(ctx, options.backend, qh, kh, vh, scale);
   // v as [M, dh, H, B], so the weighted sum is one mul_mat.
   ggml_tensor* vt = fused ? nullptr : ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 1, 2, 0, 3));
+  if (!fused && options.backend && is_cpu(options.backend)) {
+    qh = pad_head_width(ctx, qh);
+    kh = pad_head_width(ctx, kh);
+  }
 
   // Each query's output depends on its own row only: split by queries, the pieces compute the
   // same numbers. Tensors per piece: the query view, the op(s), the write into the result.
