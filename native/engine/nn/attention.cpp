@@ -38,11 +38,9 @@ bool is_cpu(ggml_backend_t backend) {
 // the fused op keeps memory bounded.
 constexpr double kPlainScoreBytes = 512.0 * (1 << 20);
 
-// Whether the plain path suits queries n and keys m on `backend`: on the CPU when its pieces'
-// scores stay small (above), elsewhere never (GPU flash kernels are faster and need no scores).
-bool plain_preferred(ggml_context* ctx, ggml_backend_t backend, int64_t n, int64_t m, int64_t heads, int64_t b,
-                     double work) {
-  if (!is_cpu(backend)) return false;
+// Whether the plain path suits queries n and keys m on a CPU graph: while its pieces' scores
+// stay small (above). (GPU flash kernels are faster and need no scores.)
+bool plain_preferred(ggml_context* ctx, int64_t n, int64_t m, int64_t heads, int64_t b, double work) {
   const int pieces = peek_pieces(ctx, work, n, kPlainTensorsPerPiece);
   const double rows = std::ceil(double(n) / pieces);
   return 2.0 * sizeof(float) * double(m) * rows * double(heads) * double(b) <= kPlainScoreBytes;
@@ -117,12 +115,13 @@ ggml_tensor* multihead_attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor*
 
   const double work = 2.0 * double(n) * double(m) * double(d) * double(b);  // scores and weighted sum
   const FlashSetting setting = flash_setting_from_environment();
+  const bool cpu = options.backend && is_cpu(options.backend);
   const bool fused = options.backend && !causal && setting != FlashSetting::Off &&
-                     (setting == FlashSetting::On || !plain_preferred(ctx, options.backend, n, m, heads, b, work)) &&
+                     (setting == FlashSetting::On || !cpu || !plain_preferred(ctx, n, m, heads, b, work)) &&
                      flash_inputs(ctx, options.backend, qh, kh, vh, scale);
   // v as [M, dh, H, B], so the weighted sum is one mul_mat.
   ggml_tensor* vt = fused ? nullptr : ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, dh, heads, m, b), 1, 2, 0, 3));
-  if (!fused && options.backend && is_cpu(options.backend)) {
+  if (!fused && cpu) {
     qh = pad_head_width(ctx, qh);
     kh = pad_head_width(ctx, kh);
   }
